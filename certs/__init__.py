@@ -1,0 +1,1 @@
+# gatemq-certs: CA, server and device certificate tooling (host only, uses cryptography).

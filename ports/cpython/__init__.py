@@ -1,0 +1,1 @@
+# gatemq CPython port: asyncio + ssl.

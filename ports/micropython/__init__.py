@@ -1,0 +1,1 @@
+# gatemq MicroPython port: asyncio + tls (mbedTLS).
