@@ -1,0 +1,106 @@
+# Leaf certificates signed by the CA: servers (SANs, serverAuth) and devices (clientAuth).
+import datetime
+import ipaddress
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from . import ca, files, index, keys
+from .errors import CertsError
+
+
+def _dns(name):
+    if not name or name != name.strip():
+        raise CertsError("--host %r: give a DNS name such as broker.local" % name)
+    try:
+        ascii_name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    except UnicodeError:
+        raise CertsError("--host %r is not a valid DNS name" % name)
+    if ascii_name.replace("*.", "", 1).strip(".-") == "" or " " in ascii_name:
+        raise CertsError("--host %r is not a valid DNS name" % name)
+    return x509.DNSName(ascii_name)
+
+
+def _ip(text):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        raise CertsError("--ip %r is not an IPv4 or IPv6 address" % text)
+
+
+def make_leaf(ca_key, ca_cert, subject, days, rsa_bits=None, eku=None, hosts=(), ips=()):
+    """A new (key, cert). eku: an ExtendedKeyUsageOID or None for no EKU extension."""
+    if days < 1:
+        raise CertsError("--days must be at least 1")
+    key = keys.new_key(rsa_bits)
+    start = ca.now() - ca.BACKDATE
+    end = start + ca.BACKDATE + datetime.timedelta(days=days)
+    # A leaf outliving its CA fails verification from the CA's expiry on anyway, so cap it there.
+    ca_end = ca.not_after(ca_cert)
+    if end > ca_end:
+        end = ca_end
+    # RSA keys do the TLS key exchange on old TLS 1.2 suites by encryption, so they need
+    # keyEncipherment; EC keys only sign.
+    rsa_key = keys.is_rsa(key)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=rsa_key,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+    )
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    sans = [_dns(h) for h in hosts] + [_ip(i) for i in ips]
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return key, b.sign(ca_key, hashes.SHA256())
+
+
+def write_pair(pki, key, cert, key_path, crt_path, overwrite=False):
+    """Write key and cert as PEM plus .der copies; returns the paths written."""
+    out = {}
+    if not overwrite:
+        for p in (key_path, crt_path, key_path + ".der", crt_path + ".der"):
+            if os.path.exists(p):
+                raise CertsError("%s already exists; refusing to overwrite it (pass --force to "
+                                 "replace it, or choose another --name)" % p)
+    out["key"] = files.write(key_path, keys.private_bytes(key), private=True)
+    out["key_der"] = files.write(key_path + ".der", keys.private_bytes(key, der=True), private=True)
+    out["crt"] = files.write(crt_path, cert.public_bytes(serialization.Encoding.PEM))
+    out["crt_der"] = files.write(crt_path + ".der", cert.public_bytes(serialization.Encoding.DER))
+    index.record_issued(pki, cert, crt_path)
+    return out
+
+
+def server(pki, hosts, ips, name="server", days=825, rsa_bits=None, out_dir=None, force=False):
+    if not hosts and not ips:
+        raise CertsError("a server certificate needs at least one --host NAME or --ip ADDR "
+                         "(the names clients connect to)")
+    ca_key, ca_cert = ca.load_ca(pki)
+    cn = hosts[0] if hosts else ips[0]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    key, cert = make_leaf(ca_key, ca_cert, subject, days, rsa_bits,
+                          ExtendedKeyUsageOID.SERVER_AUTH, hosts, ips)
+    base = os.path.join(out_dir or pki, name)
+    return write_pair(pki, key, cert, base + ".key", base + ".crt", overwrite=force)
+
+
+def client(pki, subject, name, days=1825, rsa_bits=None, eku=True, out_dir=None, force=False):
+    ca_key, ca_cert = ca.load_ca(pki)
+    key, cert = make_leaf(ca_key, ca_cert, subject, days, rsa_bits,
+                          ExtendedKeyUsageOID.CLIENT_AUTH if eku else None)
+    base = os.path.join(out_dir or pki, name)
+    return write_pair(pki, key, cert, base + ".key", base + ".crt", overwrite=force)
