@@ -30,11 +30,11 @@ def build_name(values):
         v = values.get(field)
         if v is None or v == "":
             continue
+        if field == "c" and not (len(v) == 2 and v.isascii() and v.isalpha()):
+            raise CertsError("country %r must be a two-letter ISO 3166 code such as DE" % v)
         if len(v) > MAX_LEN[field]:
             raise CertsError("%s %r is longer than the %d characters X.509 allows"
                              % (label, v, MAX_LEN[field]))
-        if field == "c" and not (len(v) == 2 and v.isalpha()):
-            raise CertsError("country %r must be a two-letter ISO 3166 code such as DE" % v)
         try:
             rdns.append(x509.NameAttribute(oid, v))
         except ValueError as e:
