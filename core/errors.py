@@ -31,3 +31,11 @@ class ConfigError(GatemqError):
 
 class AuthError(GatemqError):
     pass
+
+
+class CertRejected(GatemqError):
+    # A verified-by-TLS client certificate that the broker's own checks refuse (revoked, missing
+    # extended key usage, outside its validity). reason is a short word for logs and metrics.
+    def __init__(self, reason, msg=None):
+        super().__init__(msg or reason)
+        self.reason = reason
