@@ -369,3 +369,66 @@ def test_demo_is_idempotent(tmp_path):
     assert verify(ca, d / "device2.crt").returncode == 0
     cert_pub = openssl("x509", "-noout", "-pubkey", "-in", d / "device2.crt").stdout
     assert cert_pub == openssl("pkey", "-pubout", "-in", d / "device2.key").stdout
+
+
+MP_CLIENT = """\
+import socket, sys, tls
+port, crt, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+ctx.verify_mode = tls.CERT_REQUIRED
+ctx.load_cert_chain(open(crt, "rb").read(), open(key, "rb").read())
+ctx.load_verify_locations(open(ca, "rb").read())
+s = socket.socket()
+s.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+s = ctx.wrap_socket(s, server_hostname="localhost")
+s.write(b"hello")
+print(s.read(64).decode())
+s.close()
+"""
+
+
+@pytest.mark.parametrize("rsa", [False, True])
+def test_micropython_device_uses_the_der_files_for_mutual_tls(tmp_path, rsa):
+    # The point of the DER copies: a MicroPython device loads them and completes a mutual-TLS
+    # handshake with a server holding the PEM files, each side verifying the other.
+    import socket
+    import ssl
+    import threading
+
+    micropython = os.path.join(os.path.dirname(sys.executable), "micropython")
+    extra = ["--rsa", "2048"] if rsa else []
+    certs(tmp_path, "init-ca", *extra)
+    certs(tmp_path, "server", "--host", "localhost", "--ip", "127.0.0.1", *extra)
+    (tmp_path / "fleet.csv").write_text("cn,o\nmp-device,acme\n")
+    certs(tmp_path, "batch", "fleet.csv", *extra)
+    d = tmp_path / "pki"
+    dev = d / "devices" / "mp-device"
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(d / "server.crt"), str(d / "server.key"))
+    ctx.load_verify_locations(str(d / "ca.crt"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+    seen = {}
+
+    def serve():
+        conn, _ = listener.accept()
+        with ctx.wrap_socket(conn, server_side=True) as tls_conn:
+            subject = dict(x[0] for x in tls_conn.getpeercert()["subject"])
+            seen["cn"] = subject["commonName"]
+            seen["data"] = tls_conn.recv(64)
+            tls_conn.sendall(b"hi " + subject["commonName"].encode())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    (tmp_path / "client.py").write_text(MP_CLIENT)
+    r = subprocess.run([micropython, str(tmp_path / "client.py"), str(port),
+                        str(dev / "client.crt.der"), str(dev / "client.key.der"),
+                        str(dev / "ca.crt.der")], capture_output=True, text=True, timeout=30)
+    t.join(20)
+    listener.close()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "hi mp-device"
+    assert seen == {"cn": "mp-device", "data": b"hello"}
