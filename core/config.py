@@ -427,7 +427,7 @@ class Section:
         for k, e in tree.items():
             row = self.keys.get(k)
             if row is None:
-                raise _unknown(self.keys, k, e[2], path, path)
+                raise _unknown([r[0] for r in self.rows], k, e[2], path, path)
             out[k] = _walk(row[1], e[0], e[1], _join(path, k), None if base is None else base.get(k))
         if base is None:
             for k, t, d in self.rows:
@@ -478,9 +478,12 @@ class ListOf:
 class Tagged:
     # An object whose kind is picked by one key (mechanism = jwt, type = file, name = pbkdf2).
     def __init__(self, tag, variants, refused=None):
-        self.tag, self.variants = tag, variants
+        # variants: [(kind, Section)], in documentation order
+        self.tag = tag
+        self.names = [v[0] for v in variants]
+        self.variants = dict(variants)
         self.refused = refused or {}
-        self.what = "%s = one of %s" % (tag, "|".join(variants))
+        self.what = "%s = one of %s" % (tag, "|".join(self.names))
 
     def walk(self, tree, pos, path, base=None):
         if type(tree) is not dict:
@@ -489,15 +492,15 @@ class Tagged:
         tpath = _join(path, self.tag)
         if e is None:
             if base is None:
-                raise _fail(pos, tpath, "one of %s (required)" % "|".join(self.variants), None)
+                raise _fail(pos, tpath, "one of %s (required)" % "|".join(self.names), None)
             kind = base[self.tag]
         else:
             kind = e[0]
             if type(kind) is str and kind in self.refused:
-                raise _fail(e[1], tpath, "one of %s (%s)" % ("|".join(self.variants),
+                raise _fail(e[1], tpath, "one of %s (%s)" % ("|".join(self.names),
                                                               self.refused[kind]), _got(kind))
             if type(kind) is not str or kind not in self.variants:
-                raise _fail(e[1], tpath, "one of " + "|".join(self.variants), _got(kind))
+                raise _fail(e[1], tpath, "one of " + "|".join(self.names), _got(kind))
             if base is not None and base.get(self.tag) != kind:
                 base = None  # a different kind starts from its own defaults
         return self.variants[kind].walk(tree, pos, path, base)
@@ -620,18 +623,18 @@ _SALTED = lambda name: Section([
     ("name", Enum(name), REQUIRED),
     ("salt_position", Enum("prefix", "suffix", "disable"), "prefix"),
 ])
-PASSWORD_HASH = Tagged("name", {
-    "plain": _SALTED("plain"),
-    "md5": _SALTED("md5"),
-    "sha256": _SALTED("sha256"),
-    "pbkdf2": Section([
+PASSWORD_HASH = Tagged("name", [
+    ("plain", _SALTED("plain")),
+    ("md5", _SALTED("md5")),
+    ("sha256", _SALTED("sha256")),
+    ("pbkdf2", Section([
         ("name", Enum("pbkdf2"), REQUIRED),
         ("mac_fun", Enum("sha256", refused={"sha512": _NO_HASH, "sha384": _NO_HASH, "sha224": _NO_HASH,
                                             "md4": _NO_HASH, "ripemd160": _NO_HASH}), "sha256"),
         ("iterations", Int(1), 4096),
         ("dk_length", Int(1, 1024), None),
-    ]),
-}, {"sha512": _NO_HASH, "sha384": _NO_HASH, "sha224": _NO_HASH, "sha": "sha is not offered; use sha256",
+    ])),
+], {"sha512": _NO_HASH, "sha384": _NO_HASH, "sha224": _NO_HASH, "sha": "sha is not offered; use sha256",
     "bcrypt": "bcrypt is too slow for a gateway and has no MicroPython implementation; use pbkdf2"})
 
 PASSWORD_BASED = Section([
@@ -665,18 +668,18 @@ JWT = Section([
     ("disconnect_after_expire", Bool(), True),
 ], _check_jwt)
 
-AUTHENTICATOR = Tagged("mechanism", {"password_based": PASSWORD_BASED, "jwt": JWT}, {
+AUTHENTICATOR = Tagged("mechanism", [("password_based", PASSWORD_BASED), ("jwt", JWT)], {
     "scram": "enhanced authentication is not supported yet",
 })
 
 AUTHORIZATION = Section([
     ("no_match", Enum("allow", "deny"), "allow"),
     ("deny_action", Enum("ignore", "disconnect"), "ignore"),
-    ("sources", ListOf(Tagged("type", {"file": Section([
+    ("sources", ListOf(Tagged("type", [("file", Section([
         ("type", Enum("file"), REQUIRED),
         ("enable", Bool(), True),
         ("path", PATH, REQUIRED),
-    ])})), []),
+    ]))])), []),
 ])
 
 DASHBOARD = Section([

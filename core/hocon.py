@@ -269,7 +269,7 @@ class _Reader:
             c = self.peek()
             if c == ",":
                 self.i += 1
-            elif c != "\n" and c != "]":
+            elif c != "\n" and c != "]" and c != "":
                 self.fail("expected ',' or ']' after the array item, got %s" % _show(c))
 
     def unquoted(self, stop):
