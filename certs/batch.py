@@ -23,53 +23,63 @@ def read_rows(path, default_days):
     except OSError as e:
         raise CertsError("cannot read %s: %s" % (path, e.strerror))
     with f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise CertsError("%s is empty; it needs a header line such as `cn,o,ou`" % path)
-        header = {}
-        for col in reader.fieldnames:
-            key = (col or "").strip().lower()
-            key = ALIASES.get(key, key)
-            if key not in COLUMNS:
-                raise CertsError("%s: unknown column %r; the columns are %s"
-                                 % (path, col, ", ".join(COLUMNS)))
-            header[col] = key
-        if "cn" not in header.values():
-            raise CertsError("%s: the header has no `cn` column (the device's common name)" % path)
-        rows, seen = [], {}
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise CertsError("%s:%d: more fields than the header has columns" % (path, line))
-            values = {header[k]: (v or "").strip() for k, v in row.items()}
-            if not any(values.values()):
-                continue
-            cn = values.get("cn", "")
-            if not cn:
-                raise CertsError("%s:%d: the cn field is empty" % (path, line))
-            days = default_days
-            if values.get("days"):
-                try:
-                    days = int(values["days"])
-                except ValueError:
-                    raise CertsError("%s:%d: days %r is not a whole number"
-                                     % (path, line, values["days"]))
-                if days < 1:
-                    raise CertsError("%s:%d: days must be at least 1" % (path, line))
+        try:
+            return _parse(f, path, default_days)
+        except UnicodeDecodeError:
+            raise CertsError("%s is not UTF-8 text; save it as CSV UTF-8" % path)
+        except csv.Error as e:
+            raise CertsError("%s: not valid CSV: %s" % (path, e))
+
+
+def _parse(f, path, default_days):
+    reader = csv.DictReader(f)
+    if not reader.fieldnames:
+        raise CertsError("%s is empty; it needs a header line such as `cn,o,ou`" % path)
+    header = {}
+    for col in reader.fieldnames:
+        key = (col or "").strip().lower()
+        key = ALIASES.get(key, key)
+        if key not in COLUMNS:
+            raise CertsError("%s: unknown column %r; the columns are %s"
+                             % (path, col, ", ".join(COLUMNS)))
+        header[col] = key
+    if "cn" not in header.values():
+        raise CertsError("%s: the header has no `cn` column (the device's common name)" % path)
+    rows, seen = [], {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise CertsError("%s:%d: more fields than the header has columns" % (path, line))
+        values = {header[k]: (v or "").strip() for k, v in row.items()}
+        if not any(values.values()):
+            continue
+        cn = values.get("cn", "")
+        if not cn:
+            raise CertsError("%s:%d: the cn field is empty" % (path, line))
+        days = default_days
+        if values.get("days"):
             try:
-                subject = names.build_name(values)
-                folder = names.safe_filename(cn)
-            except CertsError as e:
-                raise CertsError("%s:%d: %s" % (path, line, e))
-            if folder in seen:
-                raise CertsError("%s:%d: cn %r gives the folder name %r, as does line %d; "
-                                 "common names must differ in letters, digits, '.', '_' or '-'"
-                                 % (path, line, cn, folder, seen[folder]))
-            seen[folder] = line
-            rows.append((line, cn, folder, subject, days))
-        if not rows:
-            raise CertsError("%s lists no devices" % path)
-        return rows
+                days = int(values["days"])
+            except ValueError:
+                raise CertsError("%s:%d: days %r is not a whole number"
+                                 % (path, line, values["days"]))
+            if days < 1:
+                raise CertsError("%s:%d: days must be at least 1" % (path, line))
+        try:
+            subject = names.build_name(values)
+            folder = names.safe_filename(cn)
+        except CertsError as e:
+            raise CertsError("%s:%d: %s" % (path, line, e))
+        # Compared case-blind: on macOS and Windows "Dev1" and "dev1" are one folder.
+        if folder.lower() in seen:
+            raise CertsError("%s:%d: cn %r gives the folder name %r, as does line %d; "
+                             "common names must differ in letters, digits, '.', '_' or '-'"
+                             " other than by case" % (path, line, cn, folder, seen[folder.lower()]))
+        seen[folder.lower()] = line
+        rows.append((line, cn, folder, subject, days))
+    if not rows:
+        raise CertsError("%s lists no devices" % path)
+    return rows
 
 
 def run(pki, csv_path, days=1825, rsa_bits=None, eku=True, force=False):

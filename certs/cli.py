@@ -1,6 +1,5 @@
 # `gatemq-certs`: argument parsing and printing only; the work is in ca/issue/batch/crl/demo.
 import argparse
-import os
 import sys
 
 from . import batch, ca, crl, demo, index, issue, names

@@ -19,7 +19,7 @@ def revoke(pki, target, reason="", force=False):
 
     Returns (serial, newly_revoked): revoking twice is harmless and keeps the first date.
     """
-    ca_key, ca_cert = ca.load_ca(pki)
+    ca_cert = ca.load_ca(pki)[1]
     if os.path.isfile(target):
         cert = ca.load_cert_bytes(files.read(target, "certificate"), target)
         try:

@@ -281,9 +281,15 @@ def test_batch_makes_one_burnable_folder_per_device(pki):
     ("cn,o\na/b,x\na_b,y\n", "folder name"),
     ("cn,days\nx,soon\n", "not a whole number"),
     ("cn,o\n,Acme\n", "cn field is empty"),
+    ("cn\nDev1\ndev1\n", "folder name"),
+    ("cn,c\nx,Germany\n", ":2: country"),
+    (b"cn\n\xff\xfe\n", "not UTF-8"),
 ])
 def test_batch_checks_the_whole_csv_before_issuing(pki, csv_text, message):
-    (pki / "bad.csv").write_text(csv_text)
+    if isinstance(csv_text, bytes):
+        (pki / "bad.csv").write_bytes(csv_text)
+    else:
+        (pki / "bad.csv").write_text(csv_text)
     r = certs(pki, "batch", "bad.csv", ok=False)
     assert r.returncode == 2
     assert message in r.stderr
