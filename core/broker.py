@@ -1,0 +1,327 @@
+# The broker: sessions, routing, retained messages, wills, timers and $SYS, driven by a port.
+# It never does I/O: ports feed bytes into connections and write what flush() hands back.
+import json
+
+from gatemq import __version__
+from gatemq import codec
+from gatemq.connection import Connection, CONNECTED, CLOSED
+from gatemq.message import Message
+from gatemq.retain import RetainStore
+from gatemq.router import Router
+from gatemq.session import Session
+from gatemq.auth import Authenticator
+from gatemq.acl import Authorizer
+
+
+def _no_file(path):
+    raise OSError("this port cannot read files (%s)" % path)
+
+
+class Broker:
+    def __init__(self, cfg, clock, wallclock, log, read_file=None):
+        self.cfg = cfg
+        self.mqtt = cfg["mqtt"]
+        self.node = cfg["node"]["name"]
+        self.clock = clock
+        self.wallclock = wallclock
+        self.log = log
+        self.read_file = read_file or _no_file
+        self.router = Router()
+        self.retained = RetainStore()
+        self.sessions = {}
+        self.conns = set()
+        self.dirty = []
+        self.per_listener = {}
+        self.offline = set()          # sessions without a connection that may expire or owe a will
+        self.started = clock()
+        self.started_wall = wallclock()
+        self._idn = 0
+        self._sys_next = self.started
+        self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
+                      "messages.dropped": 0, "max_connections": 0}
+        self.authn = Authenticator(cfg.get("authentication"), self.read_file, wallclock, log)
+        self.authz = Authorizer(cfg.get("authorization"), self.read_file, log)
+        self.deny_disconnect = self.authz.deny_action == "disconnect"
+
+    def reconfigure_mqtt(self, mqtt):
+        # New connections see the new settings; existing ones keep what they negotiated.
+        self.mqtt = mqtt
+
+    # ---- connections ----
+
+    def listener_cfg(self, listener):
+        kind, name = listener.split(":", 1)
+        return self.cfg["listeners"][kind][name]
+
+    def open(self, handle, peer, listener, peer_cert=None):
+        lcfg = self.listener_cfg(listener)
+        n = self.per_listener.get(listener, 0)
+        limit = lcfg.get("max_connections")
+        if limit is not None and n >= limit:
+            self.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached" % (
+                listener, peer[0] if peer else "?", peer[1] if peer else "?", limit))
+            return None
+        c = Connection(self, handle, peer, listener, lcfg, peer_cert, self.clock())
+        self.per_listener[listener] = n + 1
+        self.conns.add(c)
+        return c
+
+    def flag(self, c):
+        if not c.dirty and (c.out or c.closing):
+            c.dirty = True
+            self.dirty.append(c)
+
+    def flush(self):
+        d = self.dirty
+        if d:
+            self.dirty = []
+        return d
+
+    def new_clientid(self):
+        self._idn += 1
+        return "gatemq-%d-%d" % (int(self.started_wall * 1000) % 100000000, self._idn)
+
+    def wallclock_ms(self):
+        return int(self.wallclock() * 1000)
+
+    # ---- authentication and authorization ----
+
+    def authenticate(self, c):
+        return self.authn.authenticate(c, c.lcfg)
+
+    def authorize(self, c, action, topic, qos, retain):
+        return self.authz.check(c, action, topic, qos, retain)
+
+    # ---- sessions ----
+
+    def attach(self, c):
+        # Binds a CONNECTed connection to its session; returns Session Present.
+        cid = c.clientid
+        old = self.sessions.get(cid)
+        if old is not None and old.conn is not None:
+            prev = old.conn
+            self.log("info", "client %s taken over by %s:%s" % (prev.name(), c.peerhost, c.peerport))
+            prev.reason = "takenover"
+            prev.close("takenover", 0x8E)
+        present = False
+        if old is not None and not c.clean_start:
+            sess = old
+            present = True
+            # A resumed session cancels its delayed will.
+            sess.will = None
+        else:
+            if old is not None:
+                self.end_session(old, "discarded")
+            sess = Session(cid)
+            self.sessions[cid] = sess
+        self.offline.discard(sess)
+        sess.expire_at = None
+        sess.expiry = c.expiry
+        sess.conn = c
+        c.session = sess
+        self.stats["connections"] += 1
+        if self.stats["connections"] > self.stats["max_connections"]:
+            self.stats["max_connections"] = self.stats["connections"]
+        return present
+
+    def on_connected(self, c, present):
+        self._event(c, "connected", {
+            "clientid": c.clientid, "username": c.username, "ipaddress": c.peerhost, "sockport": c.lcfg["bind"][1],
+            "proto_name": c.proto_name, "proto_ver": c.version, "keepalive": c.keepalive,
+            "clean_start": c.clean_start, "expiry_interval": c.expiry if c.expiry is not None else 0xFFFFFFFF,
+            "connected_at": c.connected_at, "connack": 0, "ts": self.wallclock_ms(),
+            "cert_common_name": c.cert_cn, "cert_subject": c.cert_dn,
+        })
+        if present:
+            self._resume(c.session, c)
+
+    def _resume(self, sess, c):
+        # Unacknowledged messages go again: PUBLISH with DUP, or PUBREL where PUBREC came back.
+        now = self.clock()
+        for pid, e in list(sess.inflight.items()):
+            if e[4]:
+                c.send(codec.encode_ack(codec.PUBREL, pid, 0, None, c.version))
+            elif not c.send_publish(e[0], e[1], e[2], pid, e[3], True, now):
+                del sess.inflight[pid]
+        self.pump(sess)
+
+    def detach(self, c, was_connected, send_will):
+        self.conns.discard(c)
+        n = self.per_listener.get(c.listener, 1) - 1
+        self.per_listener[c.listener] = n
+        sess = c.session
+        if sess is None or sess.conn is not c:
+            return
+        sess.conn = None
+        self.stats["connections"] -= 1
+        now = self.clock()
+        will = c.will if send_will else None
+        c.will = None
+        if will is not None:
+            if c.will_delay:
+                sess.will = (will, now + c.will_delay)
+            else:
+                self.publish(will)
+        self._event(c, "disconnected", {
+            "clientid": c.clientid, "username": c.username, "ipaddress": c.peerhost, "sockport": c.lcfg["bind"][1],
+            "proto_name": c.proto_name, "proto_ver": c.version, "reason": c.reason or "normal",
+            "disconnected_at": self.wallclock_ms(), "ts": self.wallclock_ms(),
+        })
+        self.log("info", "client %s disconnected: %s" % (c.name(), c.reason))
+        sess.expiry = c.expiry
+        if sess.expiry == 0:
+            self.end_session(sess, "expired")
+        else:
+            sess.expire_at = None if sess.expiry is None else now + sess.expiry
+            self.offline.add(sess)
+
+    def end_session(self, sess, why):
+        if sess.will is not None:
+            self.publish(sess.will[0])
+            sess.will = None
+        for flt, sub in sess.subs.items():
+            self.router.remove(sess.clientid, sub.filter, sub.group)
+        sess.subs = {}
+        self.offline.discard(sess)
+        if self.sessions.get(sess.clientid) is sess:
+            del self.sessions[sess.clientid]
+
+    # ---- routing ----
+
+    def _pick(self, members, start):
+        n = len(members)
+        for i in range(n):
+            k = (start + i) % n
+            s = self.sessions.get(members[k].clientid)
+            if s is not None and s.conn is not None:
+                return k
+        return start % n if n else -1
+
+    def publish(self, msg):
+        # Routes one message; returns how many sessions it was delivered or queued to.
+        self.stats["messages.received"] += 1
+        if msg.retain:
+            if not self.retained.put(msg):
+                self.log("warning", "retained message on %r dropped: store full" % msg.topic)
+        matched = self.router.match(msg.topic, self._pick, msg.sender)
+        if not matched:
+            return 0
+        sessions = self.sessions
+        mq = msg.qos
+        for cid, (qos, sub, subids) in matched.items():
+            sess = sessions.get(cid)
+            if sess is not None:
+                self.deliver(sess, msg, mq if mq < qos else qos, msg.retain if sub.rap else False, subids)
+        return len(matched)
+
+    def deliver(self, sess, msg, qos, retain, subids):
+        c = sess.conn
+        if c is None or c.state != CONNECTED or c.closing:
+            self._queue(sess, [msg, qos, retain, subids])
+            return
+        if qos == 0:
+            if c.send_publish(msg, 0, retain, None, subids, False, self.clock()):
+                self.stats["messages.sent"] += 1
+            return
+        if len(sess.inflight) >= c.window:
+            self._queue(sess, [msg, qos, retain, subids])
+            return
+        pid = sess.alloc_pid()
+        if c.send_publish(msg, qos, retain, pid, subids, False, self.clock()):
+            sess.inflight[pid] = [msg, qos, retain, subids, 0]
+            self.stats["messages.sent"] += 1
+
+    def _queue(self, sess, item):
+        m = self.mqtt
+        dropped = sess.enqueue(item, m["max_mqueue_len"], m["mqueue_store_qos0"])
+        if dropped is not None:
+            self.stats["messages.dropped"] += 1
+            if dropped[1] or m["mqueue_store_qos0"]:
+                self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped a QoS %d message on %r" % (
+                    sess.clientid, m["max_mqueue_len"], dropped[1], dropped[0].topic))
+
+    def pump(self, sess):
+        # Moves queued messages into the window as acknowledgements free it.
+        c = sess.conn
+        if c is None or c.closing:
+            return
+        q = sess.queue
+        now = self.clock()
+        while q:
+            msg, qos, retain, subids = q[0]
+            if qos and len(sess.inflight) >= c.window:
+                break
+            q.pop(0)
+            if msg.expired(now):
+                continue
+            if qos == 0:
+                c.send_publish(msg, 0, retain, None, subids, False, now)
+                continue
+            pid = sess.alloc_pid()
+            if c.send_publish(msg, qos, retain, pid, subids, False, now):
+                sess.inflight[pid] = [msg, qos, retain, subids, 0]
+
+    # ---- timers ----
+
+    def tick(self):
+        now = self.clock()
+        m = self.mqtt
+        mult = m["keepalive_multiplier"]
+        art = m["await_rel_timeout"]
+        for c in list(self.conns):
+            if c.closing:
+                continue
+            if c.state != CONNECTED:
+                if now >= c.deadline:
+                    self.log("info", "closing %s:%s: no CONNECT within idle_timeout" % (c.peerhost, c.peerport))
+                    c.reason = "idle_timeout"
+                    c.close("idle_timeout")
+                continue
+            if c.keepalive and now - c.last_rx > c.keepalive * mult:
+                self.log("info", "client %s: keepalive timeout (%ds x %s)" % (c.name(), c.keepalive, mult))
+                c.reason = "keepalive_timeout"
+                c.close("keepalive_timeout", 0x8D)
+                continue
+            ar = c.session.awaiting_rel if c.session else None
+            if ar and art is not None:
+                for pid in [p for p, t in ar.items() if now - t > art]:
+                    del ar[pid]
+        if self.offline:
+            for sess in list(self.offline):
+                if sess.will is not None and now >= sess.will[1]:
+                    self.publish(sess.will[0])
+                    sess.will = None
+                if sess.expire_at is not None and now >= sess.expire_at:
+                    self.end_session(sess, "expired")
+        si = self.cfg["sys_topics"]["sys_msg_interval"]
+        if si and now >= self._sys_next:
+            self._sys_next = now + si
+            self._sys(now)
+        return 0.5
+
+    def shutdown(self):
+        for c in list(self.conns):
+            c.reason = "shutdown"
+            if c.state == CONNECTED:
+                c.close("shutdown", 0x8B)
+            else:
+                c.close("shutdown")
+
+    # ---- $SYS ----
+
+    def _sys_pub(self, suffix, payload):
+        self.publish(Message("$SYS/brokers/%s/%s" % (self.node, suffix), payload.encode(), 0, False))
+
+    def _sys(self, now):
+        self._sys_pub("version", __version__)
+        self._sys_pub("uptime", "%d" % int(now - self.started))
+        self._sys_pub("stats/connections/count", "%d" % self.stats["connections"])
+        self._sys_pub("stats/connections/max", "%d" % self.stats["max_connections"])
+        self._sys_pub("stats/subscriptions/count", "%d" % self.router.count)
+        self._sys_pub("stats/retained/count", "%d" % len(self.retained))
+        self._sys_pub("stats/sessions/count", "%d" % len(self.sessions))
+
+    def _event(self, c, what, info):
+        if c.clientid is None:
+            return
+        self._sys_pub("clients/%s/%s" % (c.clientid, what), json.dumps(info))

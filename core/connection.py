@@ -1,0 +1,529 @@
+# One client connection: the MQTT protocol state machine. Bytes come in through feed(); packets go
+# out as chunks collected in self.out, which the port writes after broker.flush().
+from gatemq import codec
+from gatemq.codec import (P_TOPIC_ALIAS, P_RECEIVE_MAXIMUM, P_TOPIC_ALIAS_MAXIMUM, P_MAXIMUM_PACKET_SIZE,
+                          P_SESSION_EXPIRY, P_WILL_DELAY, P_SUBSCRIPTION_ID, P_PAYLOAD_FORMAT,
+                          P_AUTH_METHOD, P_REASON_STRING)
+from gatemq.errors import MalformedPacket, ProtocolError
+from gatemq.message import Message
+from gatemq.router import Subscription
+from gatemq import topic as topics
+from gatemq import identity
+
+NEW, CONNECTED, CLOSED = 0, 1, 2
+
+# MQTT 5 reason code -> MQTT 3.x CONNACK return code.
+_RC3 = {0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5, 0x8C: 5, 0x97: 3}
+
+
+def _utf8_ok(b):
+    try:
+        b.decode()
+        return True
+    except Exception:
+        return False
+
+
+class Connection:
+    def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
+        self.broker = broker
+        self.handle = handle
+        self.peerhost = peer[0] if peer else ""
+        self.peerport = peer[1] if peer else 0
+        self.listener = listener
+        kind = listener.split(":", 1)[0]
+        self.listener_kind = kind
+        self.lcfg = lcfg
+        self.listener_bind_host = lcfg["bind"][0]
+        self.reader = codec.Reader(broker.mqtt["max_packet_size"])
+        self.out = []
+        self.dirty = False
+        self.closing = False
+        self.state = NEW
+        self.version = None
+        self.proto_name = None
+        self.session = None
+        self.clientid = None
+        self.username = None
+        self.password = None
+        self.clean_start = True
+        self.keepalive = 0
+        self.last_rx = now
+        self.deadline = now + broker.mqtt["idle_timeout"]
+        self.will = None
+        self.will_delay = 0
+        self.expiry = 0
+        self.window = 65535          # outgoing QoS>0 window (client's Receive Maximum, capped)
+        self.max_out = None          # client's Maximum Packet Size
+        self.alias_max = 0           # client's Topic Alias Maximum
+        self.alias_in = {}
+        self.alias_out = None
+        self.recv_max = broker.mqtt["max_inflight"]
+        self.connected_at = 0
+        self.reason = None           # why the connection ended, for $SYS and logs
+        self.peer_cert = None
+        self.verify_peer = False
+        self.cert_cn = None
+        self.cert_dn = None
+        self.is_superuser = False
+        self.acl = None
+        self.auth_expire_at = None
+        if peer_cert is not None:
+            self.set_peer_cert(peer_cert)
+
+    # ---- port-facing API ----
+
+    def set_peer_cert(self, der):
+        # Only a verified handshake's leaf reaches here; the port guarantees that.
+        self.peer_cert = bytes(der)
+        self.verify_peer = self.lcfg.get("ssl_options", {}).get("verify") == "verify_peer"
+
+    def name(self):
+        return "%s@%s:%s" % (self.clientid if self.clientid is not None else "?", self.peerhost, self.peerport)
+
+    def feed(self, data):
+        if self.state == CLOSED or self.closing:
+            return
+        b = self.broker
+        self.last_rx = b.clock()
+        try:
+            for b0, body in self.reader.feed(data):
+                if self.closing:
+                    break
+                self._packet(codec.decode(b0, body, self.version))
+        except MalformedPacket as e:
+            self._fault(e)
+        except MemoryError:
+            self.close("out of memory", 0x97)
+        except Exception as e:
+            # A bug must cost one connection, never the broker.
+            b.log("error", "internal error on %s: %r" % (self.name(), e))
+            self.close("internal error", 0x80)
+        b.flag(self)
+
+    def lost(self):
+        if self.state != CLOSED:
+            self._teardown(self.reason or ("%s_closed" % self.listener_kind), True)
+
+    def take(self):
+        out = self.out
+        self.dirty = False
+        if not out:
+            return b""
+        self.out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    # ---- output ----
+
+    def send(self, data):
+        self.out.append(data)
+        if not self.dirty:
+            self.dirty = True
+            self.broker.dirty.append(self)
+
+    def close(self, reason, rc=None, reason_string=None):
+        # Ends the connection after what is queued is written; sends DISCONNECT rc to MQTT 5 clients.
+        if self.closing or self.state == CLOSED:
+            return
+        if rc is not None and self.version == 5 and self.state == CONNECTED:
+            props = {P_REASON_STRING: reason_string} if reason_string else None
+            self.send(codec.encode_disconnect(rc, props, 5))
+        self.closing = True
+        self.broker.flag(self)
+        self._teardown(reason, True)
+
+    def _fault(self, e):
+        b = self.broker
+        rc = e.reason
+        b.log("warning", "client %s: %s (%s), closing" % (self.name(), e, "0x%02X" % rc))
+        if self.state == NEW:
+            if rc == 0x84:
+                # Unsupported protocol level: answer in the 3.x format every client can read.
+                self.send(codec.encode_connack(False, 1, None, 4))
+            self.closing = True
+            self._teardown("protocol_error", False)
+            return
+        self.close("protocol_error" if rc == 0x82 else "frame_error", rc, str(e))
+
+    # ---- packet dispatch ----
+
+    def _packet(self, p):
+        t = p.ptype
+        if t == codec.PUBLISH:
+            self._on_publish(p)
+        elif t == codec.PUBACK:
+            self._on_puback(p)
+        elif t == codec.PUBREC:
+            self._on_pubrec(p)
+        elif t == codec.PUBREL:
+            self._on_pubrel(p)
+        elif t == codec.PUBCOMP:
+            self._on_pubcomp(p)
+        elif t == codec.PINGREQ:
+            self.send(codec.PINGRESP)
+        elif t == codec.SUBSCRIBE:
+            self._on_subscribe(p)
+        elif t == codec.UNSUBSCRIBE:
+            self._on_unsubscribe(p)
+        elif t == codec.CONNECT:
+            if self.state != NEW:
+                raise ProtocolError("second CONNECT on one connection")
+            self._on_connect(p)
+        elif t == codec.DISCONNECT:
+            self._on_disconnect(p)
+        elif t == codec.AUTH:
+            raise ProtocolError("enhanced authentication (AUTH) is not supported", 0x8C)
+        else:
+            raise ProtocolError("a client may not send packet type %d" % t)
+
+    # ---- CONNECT ----
+
+    def _refuse(self, rc, why):
+        b = self.broker
+        b.log("warning", "refused %s:%s (client id %r, username %r): %s" % (
+            self.peerhost, self.peerport, self.clientid, self.username, why))
+        if self.version == 5:
+            self.send(codec.encode_connack(False, rc, {P_REASON_STRING: why}, 5))
+        else:
+            self.send(codec.encode_connack(False, _RC3.get(rc, 5), None, self.version))
+        self.closing = True
+        self._teardown("refused", False)
+
+    def _on_connect(self, p):
+        b = self.broker
+        m = b.mqtt
+        v = p.version
+        self.version = v
+        self.proto_name = p.proto_name
+        self.clean_start = p.clean_start
+        self.keepalive = p.keepalive
+        self.username = p.username
+        self.password = p.password
+        self.clientid = p.client_id
+        props = p.props or {}
+        self.reader.max_packet_size = m["max_packet_size"]
+        if v == 5 and P_AUTH_METHOD in props:
+            return self._refuse(0x8C, "enhanced authentication is not supported")
+        cid = p.client_id
+        if not cid and (v == 3 or not p.clean_start):
+            return self._refuse(0x85, "an empty client id needs MQTT 3.1.1 or 5.0 and a clean session")
+        if len(cid) > m["max_clientid_len"]:
+            return self._refuse(0x85, "client id longer than max_clientid_len (%d)" % m["max_clientid_len"])
+        # Certificate identity, then the username-as-client-id rule, as EMQX orders them.
+        ident = identity.resolve(self, m)
+        if ident is not None:
+            if ident[0] == 0:
+                # The unsafe-text rule ends the connection before any CONNACK (EMQX 6).
+                b.log("warning", "closed %s:%s before CONNACK: %s" % (self.peerhost, self.peerport, ident[1]))
+                self.closing = True
+                self._teardown("unsafe_certificate", False)
+                return
+            return self._refuse(ident[0], ident[1])
+        assigned = None
+        if not self.clientid:
+            assigned = self.clientid = b.new_clientid()
+        elif not cid:
+            assigned = self.clientid
+        rc, why = b.authenticate(self)
+        if rc:
+            return self._refuse(rc, why)
+        if p.will is not None:
+            w = p.will
+            if not topics.valid_name(w.topic, m["max_topic_levels"]):
+                return self._refuse(0x90 if v == 5 else 0x85, "invalid will topic")
+            if w.qos > m["max_qos_allowed"]:
+                return self._refuse(0x9B if v == 5 else 0x85, "will QoS above max_qos_allowed")
+            if w.retain and not m["retain_available"]:
+                return self._refuse(0x9A if v == 5 else 0x85, "retained will but retain_available = false")
+            if not b.authorize(self, "publish", w.topic, w.qos, w.retain):
+                return self._refuse(0x87, "will topic not authorised")
+            self.will = Message.from_publish(w, b.clock(), self.clientid)
+            if w.props:
+                self.will_delay = w.props.get(P_WILL_DELAY, 0)
+        cap = m["session_expiry_interval"]
+        if v == 5:
+            exp = props.get(P_SESSION_EXPIRY, 0)
+            if exp == 0xFFFFFFFF:
+                exp = None
+            if cap is not None and (exp is None or exp > cap):
+                exp = cap
+            rm = props.get(P_RECEIVE_MAXIMUM)
+            if rm is not None:
+                self.window = rm
+            self.max_out = props.get(P_MAXIMUM_PACKET_SIZE)
+            self.alias_max = props.get(P_TOPIC_ALIAS_MAXIMUM, 0)
+        else:
+            exp = 0 if p.clean_start else cap
+        self.window = min(self.window, m["max_inflight"])
+        self.expiry = exp
+        if self.will_delay and exp is not None and self.will_delay > exp:
+            self.will_delay = exp
+        ska = m["server_keepalive"]
+        if v == 5 and ska is not None:
+            self.keepalive = ska
+        self.state = CONNECTED
+        self.connected_at = b.wallclock_ms()
+        present = b.attach(self)
+        ack = None
+        if v == 5:
+            ack = {P_RECEIVE_MAXIMUM: self.recv_max, P_TOPIC_ALIAS_MAXIMUM: m["max_topic_alias"],
+                   codec.P_MAXIMUM_PACKET_SIZE: m["max_packet_size"], codec.P_SUB_ID_AVAILABLE: 1}
+            if m["max_qos_allowed"] < 2:
+                ack[codec.P_MAXIMUM_QOS] = m["max_qos_allowed"]
+            if not m["retain_available"]:
+                ack[codec.P_RETAIN_AVAILABLE] = 0
+            if not m["wildcard_subscription"]:
+                ack[codec.P_WILDCARD_SUB_AVAILABLE] = 0
+            if not m["shared_subscription"]:
+                ack[codec.P_SHARED_SUB_AVAILABLE] = 0
+            if ska is not None:
+                ack[codec.P_SERVER_KEEPALIVE] = ska
+            if assigned is not None:
+                ack[codec.P_ASSIGNED_CLIENT_ID] = assigned
+            req = props.get(P_SESSION_EXPIRY, 0)
+            if exp != (None if req == 0xFFFFFFFF else req):
+                ack[P_SESSION_EXPIRY] = 0xFFFFFFFF if exp is None else exp
+        self.send(codec.encode_connack(present, 0, ack, v))
+        b.log("info", "client %s connected (MQTT %s, username %r, keepalive %d)" % (
+            self.name(), {3: "3.1", 4: "3.1.1", 5: "5.0"}[v], self.username, self.keepalive))
+        b.on_connected(self, present)
+
+    # ---- PUBLISH in ----
+
+    def _on_publish(self, p):
+        if self.state != CONNECTED:
+            raise ProtocolError("PUBLISH before CONNECT")
+        b = self.broker
+        m = b.mqtt
+        v5 = self.version == 5
+        t = p.topic
+        props = p.props
+        if v5 and props and P_TOPIC_ALIAS in props:
+            a = props[P_TOPIC_ALIAS]
+            if a == 0 or a > m["max_topic_alias"]:
+                raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), 0x94)
+            if t:
+                self.alias_in[a] = t
+            else:
+                t = self.alias_in.get(a)
+                if t is None:
+                    raise ProtocolError("topic alias %d used before it was set" % a)
+                p.topic = t
+        if not topics.valid_name(t, m["max_topic_levels"]):
+            raise MalformedPacket("invalid topic name %r" % t, 0x90)
+        qos = p.qos
+        if qos > m["max_qos_allowed"]:
+            raise ProtocolError("QoS %d above max_qos_allowed" % qos, 0x9B)
+        if p.retain and not m["retain_available"]:
+            raise ProtocolError("retain is not available (retain_available = false)", 0x9A)
+        sess = self.session
+        pid = p.pid
+        if qos == 2 and pid in sess.awaiting_rel:
+            # A resent QoS 2 PUBLISH: acknowledge again, deliver once.
+            self.send(codec.encode_ack(codec.PUBREC, pid, 0, None, self.version))
+            return
+        if qos == 2 and len(sess.awaiting_rel) >= self.recv_max:
+            raise ProtocolError("receive maximum (%d) exceeded" % self.recv_max, 0x93)
+        rc = 0
+        if v5 and props and props.get(P_PAYLOAD_FORMAT) == 1 and not _utf8_ok(p.payload):
+            if qos == 0:
+                raise ProtocolError("payload is not UTF-8 but Payload Format Indicator says it is", 0x99)
+            rc = 0x99
+        elif not b.authorize(self, "publish", t, qos, p.retain):
+            b.log("info", "client %s: publish to %r denied" % (self.name(), t))
+            if b.deny_disconnect:
+                self.close("not_authorized", 0x87)
+                return
+            rc = 0x87
+        elif qos == 2 and m["max_awaiting_rel"] is not None and len(sess.awaiting_rel) >= m["max_awaiting_rel"]:
+            b.log("warning", "client %s: dropped QoS 2 message, max_awaiting_rel reached" % self.name())
+            rc = 0x93
+        else:
+            n = b.publish(Message.from_publish(p, b.clock(), self.clientid))
+            if n == 0 and v5:
+                rc = 0x10
+        if qos == 1:
+            self.send(codec.encode_ack(codec.PUBACK, pid, rc if v5 else 0, None, self.version))
+        elif qos == 2:
+            if rc < 0x80 or not v5:
+                sess.awaiting_rel[pid] = b.clock()
+            self.send(codec.encode_ack(codec.PUBREC, pid, rc if v5 else 0, None, self.version))
+
+    def _on_pubrel(self, p):
+        sess = self._sess()
+        found = sess.awaiting_rel.pop(p.pid, None) is not None
+        self.send(codec.encode_ack(codec.PUBCOMP, p.pid, 0 if found else 0x92, None, self.version))
+
+    # ---- PUBLISH out ----
+
+    def _sess(self):
+        if self.state != CONNECTED:
+            raise ProtocolError("packet before CONNECT")
+        return self.session
+
+    def _on_puback(self, p):
+        sess = self._sess()
+        if sess.inflight.pop(p.pid, None) is not None:
+            self.broker.pump(sess)
+
+    def _on_pubrec(self, p):
+        sess = self._sess()
+        e = sess.inflight.get(p.pid)
+        if e is None or e[1] != 2:
+            self.send(codec.encode_ack(codec.PUBREL, p.pid, 0x92, None, self.version))
+            return
+        if p.rc >= 0x80:
+            del sess.inflight[p.pid]
+            self.broker.pump(sess)
+            return
+        e[4] = 1
+        self.send(codec.encode_ack(codec.PUBREL, p.pid, 0, None, self.version))
+
+    def _on_pubcomp(self, p):
+        sess = self._sess()
+        if sess.inflight.pop(p.pid, None) is not None:
+            self.broker.pump(sess)
+
+    def send_publish(self, msg, qos, retain, pid, subids, dup, now):
+        # Returns False when the message could not go to this client (expired or over its size limit).
+        if msg.expired(now):
+            return False
+        v = self.version
+        if v == 5 and (subids is not None or msg.expire_at is not None or self.alias_max or dup):
+            props = msg.props_for(now, subids)
+            tb = msg.tbytes
+            if self.alias_max:
+                ao = self.alias_out
+                if ao is None:
+                    ao = self.alias_out = {}
+                a = ao.get(msg.topic)
+                if a is not None:
+                    tb = b""
+                elif len(ao) < self.alias_max:
+                    a = ao[msg.topic] = len(ao) + 1
+                if a is not None:
+                    props = dict(props) if props else {}
+                    props[P_TOPIC_ALIAS] = a
+            data = codec.encode_publish(tb, msg.payload, qos, retain, dup, pid,
+                                        codec.encode_props(props) if props else b"", 5)
+            if self.max_out is not None and len(data) > self.max_out:
+                return self._too_big(msg, len(data))
+            self.send(data)
+            return True
+        if dup:
+            data = codec.encode_publish(msg.tbytes, msg.payload, qos, retain, True, pid, b"", v)
+            self.send(data)
+            return True
+        head, tail = msg.encoded(v == 5, qos, 1 if retain else 0)
+        if self.max_out is not None and len(head) + len(tail) + (2 if qos else 0) > self.max_out:
+            return self._too_big(msg, len(head) + len(tail) + 2)
+        if qos:
+            self.send(head)
+            self.send(bytes((pid >> 8, pid & 255)))
+            self.send(tail)
+        else:
+            self.send(head)
+        return True
+
+    def _too_big(self, msg, size):
+        self.broker.log("info", "client %s: dropped message on %r: %d bytes is over its Maximum Packet Size %d" % (
+            self.name(), msg.topic, size, self.max_out))
+        return False
+
+    # ---- SUBSCRIBE / UNSUBSCRIBE ----
+
+    def _on_subscribe(self, p):
+        sess = self._sess()
+        b = self.broker
+        m = b.mqtt
+        v5 = self.version == 5
+        subid = None
+        if v5 and p.props and P_SUBSCRIPTION_ID in p.props:
+            subid = p.props[P_SUBSCRIPTION_ID][0]
+            if subid == 0:
+                raise ProtocolError("subscription identifier 0")
+        codes = []
+        retained = []
+        now = b.clock()
+        for flt, opts in p.topics:
+            qos = opts & 3
+            group, real = topics.split_share(flt)
+            code = None
+            if group == "" or not topics.valid_filter(real, m["max_topic_levels"]):
+                code = 0x8F
+            elif group is not None and not m["shared_subscription"]:
+                code = 0x9E
+            elif topics.is_wildcard(real) and not m["wildcard_subscription"]:
+                code = 0xA2
+            elif group is not None and opts & 4:
+                raise ProtocolError("No Local on a shared subscription")
+            elif m["max_subscriptions"] is not None and flt not in sess.subs and \
+                    len(sess.subs) >= m["max_subscriptions"]:
+                code = 0x97
+            elif not b.authorize(self, "subscribe", flt, qos, False):
+                b.log("info", "client %s: subscribe to %r denied" % (self.name(), flt))
+                if b.deny_disconnect:
+                    self.close("not_authorized", 0x87)
+                    return
+                code = 0x87
+            if code is not None:
+                codes.append(code if v5 else 0x80)
+                continue
+            granted = qos if qos <= m["max_qos_allowed"] else m["max_qos_allowed"]
+            sub = Subscription(self.clientid, real, (opts & ~3) | granted, subid, group)
+            new = b.router.add(sub)
+            sess.subs[flt] = sub
+            codes.append(granted)
+            if group is None and m["retain_available"] and (sub.rh == 0 or (sub.rh == 1 and new)):
+                for msg in b.retained.match(real, now):
+                    retained.append((msg, granted, subid))
+        self.send(codec.encode_suback(p.pid, codes, None, self.version))
+        for msg, granted, sid in retained:
+            q = msg.qos if msg.qos < granted else granted
+            b.deliver(sess, msg, q, True, None if sid is None else [sid])
+
+    def _on_unsubscribe(self, p):
+        sess = self._sess()
+        b = self.broker
+        codes = []
+        for flt in p.filters:
+            sub = sess.subs.pop(flt, None)
+            if sub is not None:
+                b.router.remove(self.clientid, sub.filter, sub.group)
+                codes.append(0)
+            else:
+                codes.append(0x11)
+        self.send(codec.encode_unsuback(p.pid, codes, None, self.version))
+
+    # ---- DISCONNECT and teardown ----
+
+    def _on_disconnect(self, p):
+        if self.state != CONNECTED:
+            raise ProtocolError("DISCONNECT before CONNECT")
+        send_will = False
+        if self.version == 5:
+            send_will = p.rc == 0x04
+            if p.props and P_SESSION_EXPIRY in p.props:
+                new = p.props[P_SESSION_EXPIRY]
+                if self.expiry == 0 and new != 0:
+                    raise ProtocolError("session expiry set on DISCONNECT after CONNECT had 0")
+                cap = self.broker.mqtt["session_expiry_interval"]
+                new = None if new == 0xFFFFFFFF else new
+                if cap is not None and (new is None or new > cap):
+                    new = cap
+                self.expiry = new
+        if not send_will:
+            self.will = None
+        self.closing = True
+        self.broker.flag(self)
+        self._teardown("normal", send_will)
+
+    def _teardown(self, reason, send_will):
+        if self.state == CLOSED:
+            return
+        was = self.state
+        self.state = CLOSED
+        self.closing = True
+        if self.reason is None:
+            self.reason = reason
+        self.broker.detach(self, was == CONNECTED, send_will)

@@ -1,0 +1,53 @@
+# Where the certificate becomes the MQTT identity, in EMQX's order (peer-cert-mapping spec,
+# "Where the mapping sits in a connection", steps 2-5 and 7). The mapped values are computed once
+# per connection from that connection's own leaf certificate.
+from gatemq import peercert
+
+
+def _text(v):
+    # cn/dn/pem/md5 are UTF-8 or ASCII; crt is binary DER and is carried byte for byte as code points.
+    try:
+        return v.decode()
+    except Exception:
+        return "".join([chr(c) for c in v])
+
+
+def resolve(conn, m):
+    # Sets conn.username, conn.password, conn.clientid, conn.cert_cn and conn.cert_dn.
+    # Returns None, or (rc, why) to refuse: rc 0 means close without a CONNACK.
+    der = conn.peer_cert
+    if der is not None:
+        cn = peercert.identity(der, "cn")
+        conn.cert_cn = None if cn is None else _text(cn)
+        conn.cert_dn = _text(peercert.identity(der, "dn"))
+        if not m["peer_cert_allow_unsafe"]:
+            for mode in (m["peer_cert_as_username"], m["peer_cert_as_clientid"]):
+                if peercert.is_unsafe(der, mode):
+                    return 0, "certificate %s holds control characters or invalid UTF-8 " \
+                              "(set mqtt.peer_cert_allow_unsafe = true to accept it)" % mode.upper()
+        if m["use_identity_as_username"]:
+            first = peercert.first_cn(der)
+            if first is None or b"\x00" in first or peercert.unsafe_text(first):
+                return 0x87, "use_identity_as_username: the certificate has no usable CN"
+            conn.username = _text(first)
+            conn.password = None
+        elif m["use_subject_as_username"]:
+            conn.username = peercert.subject_rfc2253(der)
+            conn.password = None
+        mode = m["peer_cert_as_username"]
+        if mode != "disabled":
+            v = peercert.identity(der, mode)
+            if v is not None:
+                conn.username = _text(v)
+        mode = m["peer_cert_as_clientid"]
+        if mode != "disabled":
+            v = peercert.identity(der, mode)
+            if v is not None:
+                conn.clientid = _text(v)
+    elif m["use_identity_as_username"] and conn.listener_kind == "ssl":
+        return 0x87, "use_identity_as_username: no client certificate"
+    if m["use_username_as_clientid"]:
+        if not conn.username:
+            return 0x85, "use_username_as_clientid: the username is empty"
+        conn.clientid = conn.username
+    return None

@@ -1,0 +1,47 @@
+# Per-client session state that outlives a connection: subscriptions, the outgoing QoS 1/2 window,
+# the offline queue and incoming QoS 2 packet ids awaiting PUBREL.
+from collections import OrderedDict
+
+
+class Session:
+    def __init__(self, clientid):
+        self.clientid = clientid
+        self.subs = {}                 # full filter (with $share/...) -> Subscription
+        self.inflight = OrderedDict()  # pid -> [msg, qos, retain, subids, phase]; phase 1 = PUBREL sent
+        self.queue = []                # [msg, qos, retain, subids] waiting for the window or a connection
+        self.awaiting_rel = {}         # pid -> time the PUBLISH arrived (incoming QoS 2)
+        self.next_pid = 1
+        self.conn = None
+        self.expiry = 0                # Session Expiry Interval in seconds; None = never
+        self.expire_at = None          # set while disconnected
+        self.will = None               # (Message, fire_at) of a delayed will while disconnected
+
+    def alloc_pid(self):
+        pid = self.next_pid
+        inflight = self.inflight
+        # The window is far smaller than 65535, so this loop ends within a few steps.
+        while pid in inflight:
+            pid = pid + 1 if pid < 65535 else 1
+        self.next_pid = pid + 1 if pid < 65535 else 1
+        return pid
+
+    def enqueue(self, item, max_len, store_qos0):
+        # Returns the dropped item when the bounded queue overflowed (oldest first, QoS 0 first), or None.
+        if item[1] == 0 and not store_qos0:
+            return item
+        q = self.queue
+        if max_len is None or len(q) < max_len:
+            q.append(item)
+            return None
+        if max_len == 0:
+            return item
+        for i in range(len(q)):
+            if q[i][1] == 0:
+                dropped = q.pop(i)
+                q.append(item)
+                return dropped
+        if item[1] == 0:
+            return item
+        dropped = q.pop(0)
+        q.append(item)
+        return dropped

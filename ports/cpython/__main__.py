@@ -1,0 +1,5 @@
+import sys
+
+from gatemq.cpython.cli import main
+
+sys.exit(main())

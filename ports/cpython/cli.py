@@ -1,0 +1,142 @@
+# `gatemq` / `python -m gatemq.cpython`: run the broker, check a config file, or run the demo.
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from gatemq import __version__, config
+from gatemq.errors import ConfigError
+
+DEMO_DIR = "demo"
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="gatemq",
+        description="gatemq: an MQTT 3.1/3.1.1/5.0 broker for edge gateways, with X.509 client "
+                    "certificates mapped to MQTT identities as EMQX 5 does. Without --config it "
+                    "serves its embedded default: a plain listener on 127.0.0.1:1883.")
+    p.add_argument("--config", "-c", metavar="FILE", help="the broker's configuration file (EMQX-style HOCON)")
+    p.add_argument("--check-config", metavar="FILE",
+                   help="validate FILE, print what is wrong with file:line:col, and exit (0 when valid)")
+    p.add_argument("--demo", action="store_true",
+                   help="first run: make a demo CA, server and device certificates under ./%s, then "
+                        "serve plain MQTT on 127.0.0.1:1883 and mutual TLS on 127.0.0.1:8883 with "
+                        "mqtt.peer_cert_as_username = cn" % DEMO_DIR)
+    p.add_argument("--demo-dir", default=DEMO_DIR, metavar="DIR", help="where --demo keeps its certificates")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="log level on stderr (default: the config's log.level, else info)")
+    p.add_argument("--version", action="version", version="gatemq %s" % __version__)
+    return p
+
+
+def _read_text(base):
+    def read(path):
+        full = path if os.path.isabs(path) else os.path.join(base, path)
+        with open(full, encoding="utf-8") as f:
+            return f.read()
+    return read
+
+
+def load_file(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return config.load(text, path, _read_text(os.path.dirname(os.path.abspath(path))))
+
+
+def demo_config(demo_dir):
+    from gatemq.certs import cli as certs_cli
+    if certs_cli.main(["--dir", demo_dir, "demo"]) not in (0, None):
+        raise SystemExit("gatemq: could not create the demo certificates in %s" % demo_dir)
+    d = os.path.abspath(demo_dir)
+    text = """
+listeners.tcp.default.bind = "127.0.0.1:1883"
+listeners.ssl.default {
+  bind = "127.0.0.1:8883"
+  ssl_options {
+    certfile = "%(d)s/server.crt"
+    keyfile = "%(d)s/server.key"
+    cacertfile = "%(d)s/ca.crt"
+    verify = verify_peer
+    fail_if_no_peer_cert = true
+  }
+}
+mqtt.peer_cert_as_username = cn
+""" % {"d": d}
+    return config.load(text, "<demo>"), d
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.check_config:
+        try:
+            load_file(args.check_config)
+        except ConfigError as e:
+            print("gatemq: %s" % e, file=sys.stderr)
+            return 1
+        except OSError as e:
+            print("gatemq: cannot read %s: %s" % (args.check_config, e.strerror), file=sys.stderr)
+            return 1
+        print("%s: OK" % args.check_config)
+        return 0
+    try:
+        if args.config:
+            cfg = load_file(args.config)
+            base = os.path.dirname(os.path.abspath(args.config))
+        elif args.demo:
+            cfg, base = demo_config(args.demo_dir)
+        else:
+            cfg, base = config.default(), os.getcwd()
+    except ConfigError as e:
+        print("gatemq: %s" % e, file=sys.stderr)
+        return 1
+    except OSError as e:
+        print("gatemq: cannot read %s: %s" % (getattr(e, "filename", args.config), e.strerror), file=sys.stderr)
+        return 1
+    level = args.log_level or cfg["log"]["level"]
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if args.demo and not args.config:
+        _print_demo(base)
+    try:
+        return asyncio.run(_serve(cfg, base))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_demo(d):
+    print("gatemq demo: plain MQTT on 127.0.0.1:1883, mutual TLS on 127.0.0.1:8883 "
+          "(username = certificate CN). Try:\n"
+          "  mosquitto_sub -h localhost -p 8883 --cafile %(d)s/ca.crt --cert %(d)s/device1.crt "
+          "--key %(d)s/device1.key -t '$SYS/brokers/+/clients/#' -v\n"
+          "  mosquitto_pub -h 127.0.0.1 -p 1883 -t hello -m world" % {"d": d}, file=sys.stderr, flush=True)
+
+
+async def _serve(cfg, base):
+    from gatemq.cpython.server import Server, make_reader
+    log_ = logging.getLogger("gatemq")
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+    def log(level, msg):
+        log_.log(levels.get(level, logging.INFO), msg)
+
+    try:
+        srv = Server(cfg, log, make_reader(base))
+        await srv.start()
+    except ConfigError as e:
+        print("gatemq: %s" % e, file=sys.stderr)
+        return 1
+    except OSError as e:
+        print("gatemq: cannot start a listener: %s" % e, file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log("info", "stopping: closing listeners and clients")
+    await srv.stop()
+    log("info", "stopped")
+    return 0
