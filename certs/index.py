@@ -57,8 +57,10 @@ def _append(path, fields):
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # someone edited the file and left no final newline
+        if size:
+            os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND still writes at the end
+            if os.read(fd, 1) != b"\n":
+                line = b"\n" + line  # someone edited the file and left no final newline
         os.write(fd, line)
     finally:
         os.close(fd)
