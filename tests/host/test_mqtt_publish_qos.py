@@ -1,0 +1,180 @@
+# PUBLISH at QoS 0, 1 and 2: the exact flows, duplicate detection, packet-id reuse, delivered QoS,
+# the inflight window (Receive Maximum) and redelivery with DUP to a resumed session.
+import pytest
+
+import rawmqtt as R
+from clients import V311, V5
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+@pytest.mark.parametrize("version", [V311, V5])
+def test_publish_delivered_at_each_qos(mod_broker, client, uid, qos, version):
+    sub = client(mod_broker.port, uid + "-s", version)
+    sub.subscribe(uid + "/q", 2)
+    pub = client(mod_broker.port, uid + "-p", version)
+    pub.publish(uid + "/q", b"payload-%d" % qos, qos=qos)
+    m = sub.expect()
+    assert (m.topic, m.payload, m.qos) == (uid + "/q", b"payload-%d" % qos, qos)
+    sub.expect_none(0.2)
+
+
+@pytest.mark.parametrize("granted,published,delivered", [(1, 2, 1), (0, 2, 0), (2, 1, 1), (0, 1, 0), (2, 0, 0)])
+def test_delivered_qos_is_the_lower_of_message_and_granted(mod_broker, client, uid, granted, published, delivered):
+    sub = client(mod_broker.port, uid + "-s")
+    assert sub.subscribe(uid + "/m", granted) == [granted]
+    pub = client(mod_broker.port, uid + "-p")
+    pub.publish(uid + "/m", b"x", qos=published)
+    assert sub.expect().qos == delivered
+
+
+def test_inbound_qos2_flow_with_duplicate_detection_and_id_reuse(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/two", 2)
+    with R.RawClient(mod_broker.port, version=5) as c:
+        assert c.connect(uid, version=5).rc == 0
+        c.send(R.publish(uid + "/two", b"once", qos=2, pid=7, version=5))
+        rec = c.expect(R.PUBREC)
+        assert (rec.pid, rec.rc) == (7, 0)
+        # the client resends (DUP) before PUBREL: PUBREC again, but only one delivery
+        c.send(R.publish(uid + "/two", b"once", qos=2, pid=7, dup=True, version=5))
+        assert c.expect(R.PUBREC).pid == 7
+        c.send(R.ack(R.PUBREL, 7, version=5))
+        comp = c.expect(R.PUBCOMP)
+        assert (comp.pid, comp.rc) == (7, 0)
+        assert sub.expect().payload == b"once"
+        sub.expect_none(0.4)
+        # the packet id is free again: a new message with id 7 is a new message
+        c.send(R.publish(uid + "/two", b"again", qos=2, pid=7, version=5))
+        assert c.expect(R.PUBREC).pid == 7
+        c.send(R.ack(R.PUBREL, 7, version=5))
+        assert c.expect(R.PUBCOMP).pid == 7
+        assert sub.expect().payload == b"again"
+
+
+def test_pubrel_for_unknown_id_gets_pubcomp_not_found_v5(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        assert c.connect(uid, version=5).rc == 0
+        c.send(R.ack(R.PUBREL, 999, version=5))
+        comp = c.expect(R.PUBCOMP)
+        # 0x92 Packet Identifier not found (a client resending PUBREL after a reconnect)
+        assert comp.pid == 999 and comp.rc in (0, 0x92)
+
+
+def test_outbound_qos2_flow(mod_broker, client, uid):
+    with R.RawClient(mod_broker.port) as c:
+        assert c.connect(uid).rc == 0
+        c.send(R.subscribe(1, [(uid + "/out", 2)]))
+        assert c.expect(R.SUBACK).codes == [2]
+        pub = client(mod_broker.port, uid + "-p")
+        pub.publish(uid + "/out", b"m1", qos=2)
+        p = c.expect(R.PUBLISH)
+        assert (p.qos, p.payload, p.dup) == (2, b"m1", False) and p.pid
+        c.send(R.ack(R.PUBREC, p.pid))
+        rel = c.expect(R.PUBREL)
+        assert rel.pid == p.pid and rel.flags == 2
+        c.send(R.ack(R.PUBCOMP, p.pid))
+        pub.publish(uid + "/out", b"m2", qos=2)
+        p2 = c.expect(R.PUBLISH)
+        assert p2.payload == b"m2" and p2.qos == 2
+
+
+def test_qos1_puback_carries_the_packet_id(mod_broker, uid):
+    with R.RawClient(mod_broker.port) as c:
+        assert c.connect(uid).rc == 0
+        for pid in (1, 65535, 300):
+            c.send(R.publish(uid + "/a", b"x", qos=1, pid=pid))
+            assert c.expect(R.PUBACK).pid == pid
+
+
+def test_receive_maximum_announced_and_exceeding_it_gets_0x93(make_broker, client, uid):
+    b = make_broker("mqtt.max_inflight = 2")
+    with R.RawClient(b.port, version=5) as c:
+        ack = c.connect(uid, version=5)
+        assert ack.props.get("receive_maximum") == 2, ack
+        # QoS 2 messages stay in the window until PUBCOMP: the third one exceeds it
+        c.send(b"".join(R.publish(uid + "/rm", b"x", qos=2, pid=i, version=5) for i in (1, 2, 3)))
+        seen = c.until_closed()
+        assert [p.pid for p in seen if p.type == R.PUBREC] == [1, 2], seen
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x93], seen
+    # the broker keeps serving others
+    other = client(b.port, uid + "-o")
+    other.subscribe(uid + "/ok")
+    other.publish(uid + "/ok", b"fine")
+    assert other.expect().payload == b"fine"
+
+
+def test_broker_respects_the_clients_receive_maximum(mod_broker, client, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        assert c.connect(uid, version=5, props={"receive_maximum": 2}).rc == 0
+        c.send(R.subscribe(1, [(uid + "/w", 1)], version=5))
+        c.expect(R.SUBACK)
+        pub = client(mod_broker.port, uid + "-p")
+        for i in range(5):
+            pub.publish(uid + "/w", b"%d" % i, qos=1)
+        first = [c.expect(R.PUBLISH), c.expect(R.PUBLISH)]
+        assert [p.payload for p in first] == [b"0", b"1"]
+        with pytest.raises(TimeoutError):
+            c.recv(0.5)
+        c.send(R.ack(R.PUBACK, first[0].pid))
+        assert c.expect(R.PUBLISH).payload == b"2"
+        with pytest.raises(TimeoutError):
+            c.recv(0.3)
+
+
+def test_inflight_window_for_311_clients_is_max_inflight(make_broker, client, uid):
+    b = make_broker("mqtt.max_inflight = 2")
+    with R.RawClient(b.port) as c:
+        assert c.connect(uid).rc == 0
+        c.send(R.subscribe(1, [(uid + "/w", 1)]))
+        c.expect(R.SUBACK)
+        pub = client(b.port, uid + "-p")
+        for i in range(4):
+            pub.publish(uid + "/w", b"%d" % i, qos=1)
+        first = [c.expect(R.PUBLISH), c.expect(R.PUBLISH)]
+        with pytest.raises(TimeoutError):
+            c.recv(0.5)
+        for p in first:
+            c.send(R.ack(R.PUBACK, p.pid))
+        assert [c.expect(R.PUBLISH).payload for _ in range(2)] == [b"2", b"3"]
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_unacked_qos1_redelivered_with_dup_on_resume(mod_broker, client, uid, version):
+    props = {"session_expiry": 60} if version == 5 else None
+    c = R.RawClient(mod_broker.port, version=version)
+    assert c.connect(uid, version=version, clean=False, props=props).rc == 0
+    c.send(R.subscribe(1, [(uid + "/r", 1)], version=version))
+    c.expect(R.SUBACK)
+    pub = client(mod_broker.port, uid + "-p")
+    pub.publish(uid + "/r", b"keep", qos=1)
+    first = c.expect(R.PUBLISH)
+    assert not first.dup
+    c.close()  # no PUBACK
+    with R.RawClient(mod_broker.port, version=version) as c2:
+        ack = c2.connect(uid, version=version, clean=False, props=props)
+        assert ack.rc == 0 and ack.session_present
+        again = c2.expect(R.PUBLISH)
+        assert (again.payload, again.pid, again.dup, again.qos) == (b"keep", first.pid, True, 1)
+        c2.send(R.ack(R.PUBACK, again.pid, version=version))
+        c2.send(R.disconnect(version=version))
+
+
+def test_qos2_pubrel_resent_on_resume(mod_broker, client, uid):
+    c = R.RawClient(mod_broker.port)
+    assert c.connect(uid, clean=False).rc == 0
+    c.send(R.subscribe(1, [(uid + "/r2", 2)]))
+    c.expect(R.SUBACK)
+    pub = client(mod_broker.port, uid + "-p")
+    pub.publish(uid + "/r2", b"two", qos=2)
+    p = c.expect(R.PUBLISH)
+    c.send(R.ack(R.PUBREC, p.pid))
+    assert c.expect(R.PUBREL).pid == p.pid
+    c.close()  # no PUBCOMP
+    with R.RawClient(mod_broker.port) as c2:
+        ack = c2.connect(uid, clean=False)
+        assert ack.session_present
+        rel = c2.expect(R.PUBREL)
+        assert rel.pid == p.pid
+        c2.send(R.ack(R.PUBCOMP, p.pid))
+        with pytest.raises(TimeoutError):
+            c2.recv(0.3)  # the message itself is not sent again
