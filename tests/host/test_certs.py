@@ -438,3 +438,17 @@ def test_micropython_device_uses_the_der_files_for_mutual_tls(tmp_path, rsa):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "hi mp-device"
     assert seen == {"cn": "mp-device", "data": b"hello"}
+
+
+def test_demo_reissues_everything_after_the_ca_is_replaced(tmp_path):
+    certs(tmp_path, "demo", "--dir", "pki")
+    d = tmp_path / "pki"
+    old_server = (d / "server.crt").read_bytes()
+    (d / "ca.key").unlink()
+    (d / "ca.crt").unlink()
+    out = certs(tmp_path, "demo", "--dir", "pki").stdout
+    assert "made: ca, server, device1, device2, crl" in out
+    assert (d / "server.crt").read_bytes() != old_server
+    for f in ("server.crt", "device1.crt", "device2.crt"):
+        assert verify(d / "ca.crt", d / f).returncode == 0
+    openssl("crl", "-noout", "-in", d / "crl.pem", "-CAfile", d / "ca.crt")
