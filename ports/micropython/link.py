@@ -1,0 +1,236 @@
+# One client connection: its socket(s), its task, its bounded output queue, and the glue between
+# the socket and the broker's connection object.
+import asyncio
+import gc
+from asyncio import core
+
+# Bytes per read. The buffer is allocated per read and dropped, so an idle connection holds none.
+READ_SIZE = 1024
+# Reads in a row before yielding to other connections. After a read that returned data the port
+# reads again before it polls: mbedTLS may hold decrypted records that poll() cannot see.
+BURST = 8
+
+
+async def readable(s):
+    yield core._io_queue.queue_read(s)
+
+
+async def writable(s):
+    yield core._io_queue.queue_write(s)
+
+
+class Link:
+    def __init__(self, srv, lst, raw, peer):
+        self.srv = srv
+        self.lst = lst
+        self.raw = raw  # the accepted socket: closed by us even when the TLS layer fails
+        self.sock = raw
+        self.peer = peer
+        self.conn = None
+        self.cert = None  # the leaf certificate, filed by the TLS verify callback
+        self.refusal = None  # why the verify callback refused, for the log
+        self.out = None  # bytearray of output the socket has not taken yet
+        self.off = 0
+        self.writer = None
+        self.task = None
+        self.deadline = None  # clock() by which the handshake (or the final flush) must be done
+        self.done = False  # the broker asked to close after its output
+        self.closed = False
+
+    def name(self):
+        return "%s:%d" % self.peer
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def run(self):
+        srv = self.srv
+        try:
+            first = None
+            if self.lst.binder is not None:
+                first = await self._handshake()
+                if first is None:
+                    return
+            self.conn = srv.broker.open(self, self.peer, self.lst.id, self.cert)
+            if self.conn is None:
+                srv.log("info", "%s: connection from %s refused by the broker" % (self.lst.label, self.name()))
+                return
+            if first:
+                self._feed(first)
+            await self._read_loop()
+        except asyncio.CancelledError:
+            pass
+        except OSError as e:
+            srv.log("debug", "%s: %s: socket error %s" % (self.lst.label, self.name(), e))
+        except MemoryError:
+            gc.collect()
+            srv.log("warning", "%s: %s: out of memory, connection closed" % (self.lst.label, self.name()))
+        finally:
+            self._close()
+
+    async def _read_loop(self):
+        sock = self.sock
+        while not self.done:
+            await readable(sock)
+            n = 0
+            while not self.done:
+                data = sock.read(READ_SIZE)
+                if data is None:
+                    break
+                if not data:
+                    return
+                self._feed(data)
+                n += 1
+                if n >= BURST:
+                    n = 0
+                    await asyncio.sleep_ms(0)
+
+    async def _handshake(self):
+        # TLS: the handshake runs inside the first reads. Returns the first application bytes, or
+        # None when the handshake failed (logged) or the client left.
+        b = self.lst.binder
+        srv = self.srv
+        try:
+            self.sock = b.wrap(self.raw)
+        except (OSError, MemoryError) as e:
+            srv.log("warning", "%s: %s: TLS setup failed: %s" % (self.lst.label, self.name(), e))
+            return None
+        b.begin(self)
+        try:
+            while True:
+                await readable(self.sock)
+                try:
+                    data = self.sock.read(READ_SIZE)
+                except OSError as e:
+                    srv.log("info", "%s: %s: TLS handshake failed: %s%s" % (
+                        self.lst.label, self.name(), _tls_error(e),
+                        " (%s)" % self.refusal if self.refusal else ""))
+                    return None
+                if data is None:
+                    continue
+                if not data:
+                    return None
+                break
+        finally:
+            b.end(self)
+        if b.verify:
+            if self.cert is None:
+                # CERT_REQUIRED completed yet no leaf was filed: never map such a connection.
+                srv.log("warning", "%s: %s: handshake completed without a certificate bound to it; "
+                        "closed" % (self.lst.label, self.name()))
+                return None
+            if hasattr(self.sock, "getpeercert"):
+                try:
+                    seen = self.sock.getpeercert(True)
+                except Exception:
+                    seen = None
+                if seen and bytes(seen) != self.cert:
+                    srv.log("error", "%s: %s: getpeercert() disagrees with the verify callback; "
+                            "closed" % (self.lst.label, self.name()))
+                    return None
+        return data
+
+    def _feed(self, data):
+        self.conn.feed(data)
+        self.srv.pump()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def send(self, data):
+        if self.closed or not data:
+            return
+        if self.out is None:
+            n = self._write(data)
+            if n is None or n == len(data):
+                return
+            self.out = bytearray(memoryview(data)[n:])
+            self.off = 0
+            self.writer = asyncio.create_task(self._drain())
+            return
+        if len(self.out) - self.off + len(data) > self.srv.out_limit:
+            self.srv.log("warning", "%s: %s: client does not read; %d bytes of output queued, "
+                         "closed" % (self.lst.label, self.name(), len(self.out) - self.off))
+            self.abort()
+            return
+        self.out += data
+
+    def _write(self, buf):
+        # -> bytes taken (0 when the socket is full), None when the connection is gone.
+        try:
+            n = self.sock.write(buf)
+        except OSError as e:
+            if e.errno == 11:  # EAGAIN from a port that raises instead of returning None
+                return 0
+            self.srv.log("debug", "%s: %s: write failed: %s" % (self.lst.label, self.name(), e))
+            self.abort()
+            return None
+        return n or 0
+
+    async def _drain(self):
+        try:
+            while self.out is not None and not self.closed:
+                await writable(self.sock)
+                n = self._write(memoryview(self.out)[self.off:])
+                if n is None:
+                    return
+                self.off += n
+                if self.off >= len(self.out):
+                    self.out = None
+                    self.off = 0
+                elif self.off > 4096:
+                    self.out = self.out[self.off:]
+                    self.off = 0
+        except asyncio.CancelledError:
+            return
+        finally:
+            self.writer = None
+        if self.done:
+            self.abort()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def finish(self, linger):
+        # The broker closes this connection: write what is queued, then close.
+        self.done = True
+        if self.out is not None:
+            self.deadline = self.srv.clock() + linger
+            return
+        self.abort()
+
+    def abort(self):
+        self.done = True
+        t = self.task
+        if t is not None and not self.closed and t is not asyncio.current_task():
+            t.cancel()
+
+    def _close(self):
+        self.closed = True
+        srv = self.srv
+        w = self.writer
+        if w is not None and w is not asyncio.current_task():
+            w.cancel()
+        self.writer = None
+        self.out = None
+        conn = self.conn
+        if conn is not None and not conn.closing:
+            try:
+                conn.lost()
+            except Exception as e:
+                srv.log("error", "%s: %s: broker lost(): %r" % (self.lst.label, self.name(), e))
+        if self.sock is not self.raw:
+            try:
+                self.sock.close()
+            except Exception:
+                pass
+        # Closing the TLS layer after a failed handshake leaves the accepted socket open: close it.
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+        srv.forget(self)
+
+
+def _tls_error(e):
+    a = e.args
+    if len(a) > 1 and isinstance(a[1], str):
+        return a[1]
+    return str(e)

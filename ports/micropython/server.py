@@ -1,0 +1,289 @@
+# The broker on MicroPython's asyncio: listeners, the accept loops, the timer loop and the pump that
+# carries the broker's output to the sockets.
+import asyncio
+import gc
+import socket
+import sys
+import time
+
+from gatemq.connection import CONNECTED
+from gatemq.errors import ConfigError
+
+from . import addr
+from .link import Link, readable
+
+# Free heap kept back at accept: below it a new connection is refused (logged) so the existing ones
+# keep the memory they need. mbedTLS allocates its ~25-30 KB per connection from the Python heap
+# on rp2, from the system heap elsewhere.
+RESERVE = 10 * 1024
+TLS_RESERVE = 34 * 1024 if sys.platform == "rp2" else 3 * 1024
+# Client sockets the board's network stack gives by default (lwIP); config "infinity" means this.
+BOARD_SOCKETS = {"esp32": 8, "rp2": 4}
+# Seconds a closing connection may take to write its last bytes.
+LINGER = 5
+LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
+class Clock:
+    # Monotonic seconds from ticks_ms, carried past the ticks wrap-around.
+    def __init__(self):
+        self.last = time.ticks_ms()
+        self.t = 0.0
+
+    def __call__(self):
+        now = time.ticks_ms()
+        self.t += time.ticks_diff(now, self.last) / 1000
+        self.last = now
+        return self.t
+
+
+_EPOCH_2000 = time.gmtime(0)[0] == 2000
+
+
+def wallclock():
+    # Epoch seconds since 1970 on every port (some boards count from 2000).
+    t = time.time()
+    return t + 946684800 if _EPOCH_2000 else t
+
+
+def make_log(level):
+    floor = LEVELS.get(level, 1)
+
+    def log(lvl, msg):
+        if LEVELS.get(lvl, 1) >= floor:
+            try:
+                sys.stderr.write("gatemq %s: %s\n" % (lvl, msg))
+            except Exception:
+                pass
+
+    return log
+
+
+class Listener:
+    def __init__(self, kind, name, lc, limit):
+        self.kind = kind
+        self.name = name
+        self.id = "%s:%s" % (kind, name)  # the broker's name for it
+        self.label = "listener " + self.id
+        self.lc = lc
+        self.bind = lc["bind"]
+        self.max = lc["max_connections"] or limit or 1 << 30
+        self.binder = None
+        self.links = 0
+        self.sock = None
+        self.handshake_timeout = None
+
+    def listen(self, backlog):
+        host, port = self.bind
+        family, sa = addr.resolve(host, port or 1)
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if port:
+            s.bind(sa)
+        else:
+            # No getsockname() on MicroPython: for port 0 pick a free port here and report it.
+            port = _bind_free(s, host, family)
+            self.lc["bind"] = (host, port)  # what the broker reports as sockport
+        s.listen(backlog)
+        s.setblocking(False)
+        self.sock = s
+        self.port = port
+        return port
+
+
+def _bind_free(s, host, family):
+    import os
+    for _ in range(200):
+        r = os.urandom(2)
+        port = 20000 + ((r[0] << 8) | r[1]) % 12000
+        try:
+            s.bind(addr.resolve(host, port)[1])
+            return port
+        except OSError:
+            pass
+    raise OSError("no free port found on %s" % host)
+
+
+class Server:
+    def __init__(self, cfg, log, read, read_text=None, broker_cls=None):
+        if broker_cls is None:
+            from gatemq.broker import Broker as broker_cls
+        self.cfg = cfg
+        self.log = log
+        self.clock = Clock()
+        self.links = []
+        mps = cfg["mqtt"]["max_packet_size"]
+        # Output one client may leave unread before it is dropped: bounded, yet above one packet.
+        self.out_limit = max(16384, mps + 4096) if mps else 65536
+        limit = BOARD_SOCKETS.get(sys.platform)
+        self.listeners = []
+        ls = cfg["listeners"]
+        for kind in ("tcp", "ssl"):
+            for name in sorted(ls.get(kind, {})):
+                lc = ls[kind][name]
+                if not lc.get("enable", True):
+                    continue
+                lst = Listener(kind, name, lc, limit)
+                if kind == "ssl":
+                    from . import tlsbind
+                    o = lc["ssl_options"]
+                    tlsbind.check_options(name, o)
+                    lst.binder = tlsbind.Binder(name, o, read, wallclock, log)
+                    lst.handshake_timeout = o["handshake_timeout"]
+                self.listeners.append(lst)
+        if not self.listeners:
+            raise ConfigError("listeners: every listener is disabled; enable one")
+        self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
+
+    def start(self):
+        for lst in self.listeners:
+            port = lst.listen(16)
+            self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
+            if lst.kind == "ssl" and lst.binder.verify:
+                self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
+
+    # -- the glue ---------------------------------------------------------------------------
+
+    def pump(self):
+        # Carry the broker's output to the sockets; close what the broker closes.
+        for c in self.broker.flush():
+            link = c.handle
+            data = c.take()
+            if data:
+                link.send(data)
+            if c.closing:
+                link.finish(LINGER)
+
+    def forget(self, link):
+        try:
+            self.links.remove(link)
+            link.lst.links -= 1
+        except ValueError:
+            pass
+        self.pump()
+
+    def reap(self):
+        now = self.clock()
+        for link in self.links:
+            if link.deadline is None or link.closed:
+                continue
+            c = link.conn
+            if c is not None and not link.done and c.state == CONNECTED:
+                link.deadline = None  # handshake and CONNECT done in time
+            elif now > link.deadline:
+                link.deadline = None
+                if link.done:
+                    self.log("info", "%s: %s: output not taken in %ds; closed" % (link.lst.label, link.name(), LINGER))
+                else:
+                    self.log("info", "%s: %s: TLS handshake and CONNECT not done within %ss; closed"
+                             % (link.lst.label, link.name(), link.lst.handshake_timeout))
+                link.abort()
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def accept_loop(self, lst):
+        ls = lst.sock
+        while True:
+            await readable(ls)
+            if gc.mem_free() < RESERVE:
+                gc.collect()
+            try:
+                s, sa = ls.accept()
+            except MemoryError:
+                gc.collect()
+                self.log("warning", "%s: out of memory at accept; retrying" % lst.label)
+                await asyncio.sleep_ms(100)
+                continue
+            except OSError as e:
+                # EMFILE and friends: the client stays in the backlog; give closing sockets time.
+                self.log("warning", "%s: accept failed: %s" % (lst.label, e))
+                await asyncio.sleep_ms(100)
+                continue
+            try:
+                self.admit(lst, s, sa)
+            except MemoryError:
+                try:
+                    s.close()
+                except Exception:
+                    pass
+                gc.collect()
+                self.log("warning", "%s: out of memory; new connection refused" % lst.label)
+
+    def admit(self, lst, s, sa):
+        peer = addr.peer(sa)
+        if lst.links >= lst.max:
+            s.close()
+            self.log("warning", "%s: refused %s:%d: max_connections (%d) reached"
+                     % (lst.label, peer[0], peer[1], lst.max))
+            return
+        need = RESERVE + (TLS_RESERVE if lst.binder else 2048)
+        if gc.mem_free() < need:
+            gc.collect()
+            if gc.mem_free() < need:
+                s.close()
+                self.log("warning", "%s: refused %s:%d: low memory (%d bytes free)"
+                         % (lst.label, peer[0], peer[1], gc.mem_free()))
+                return
+        s.setblocking(False)
+        link = Link(self, lst, s, peer)
+        if lst.binder is not None:
+            link.deadline = self.clock() + lst.handshake_timeout
+        self.links.append(link)
+        lst.links += 1
+        try:
+            link.task = asyncio.create_task(link.run())
+        except MemoryError:
+            self.links.remove(link)
+            lst.links -= 1
+            raise
+
+    async def ticker(self):
+        while True:
+            wait = 1
+            try:
+                wait = self.broker.tick()
+                self.pump()
+                self.reap()
+            except MemoryError:
+                gc.collect()
+                self.log("warning", "out of memory in the timer loop; retrying")
+            if wait is None or wait > 1:
+                wait = 1
+            elif wait < 0.01:
+                wait = 0.01
+            await asyncio.sleep_ms(int(wait * 1000))
+
+    async def main(self):
+        for lst in self.listeners:
+            asyncio.create_task(self.accept_loop(lst))
+        await self.ticker()
+
+    def shutdown(self):
+        try:
+            self.broker.shutdown()
+            self.pump()
+        except Exception as e:
+            self.log("error", "shutdown: %r" % (e,))
+        for link in list(self.links):
+            link.abort()
+        for lst in self.listeners:
+            try:
+                lst.sock.close()
+            except Exception:
+                pass
+
+
+def run(cfg, log, read, read_text=None):
+    srv = Server(cfg, log, read, read_text)
+    srv.start()
+    try:
+        asyncio.run(srv.main())
+    except KeyboardInterrupt:
+        log("info", "interrupted; shutting down")
+    finally:
+        srv.shutdown()
+        try:
+            asyncio.run(asyncio.sleep_ms(200))  # let the final DISCONNECTs go out
+        except Exception:
+            pass
+    return srv

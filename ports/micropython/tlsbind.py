@@ -1,0 +1,151 @@
+# TLS for one ssl listener on MicroPython's `tls` module (mbedTLS), and the binding of each client
+# certificate to the connection whose handshake delivered it.
+#
+# MicroPython has no getpeercert() on most ports: the leaf certificate reaches Python only through
+# SSLContext.verify_callback(cert, depth). The callback belongs to the context, shared by every
+# connection of the listener. Under asyncio the handshake runs lazily inside the connection task's
+# first read, so asyncio.current_task() inside the callback names the connection: each connection
+# registers itself under its task before that read, and the callback files the depth-0 certificate
+# there. Being called proves nothing (it runs for unknown CAs too); the certificate counts only
+# once the handshake has completed under CERT_REQUIRED.
+import asyncio
+import tls
+
+from gatemq import der, x509
+from gatemq.errors import ConfigError, DerError
+
+# What the callback returns to refuse a certificate: MBEDTLS_ERR_X509_CERT_VERIFY_FAILED, so the
+# handshake ends with an alert rather than the TCP reset an exception inside the callback causes.
+REFUSE = -0x2700
+
+
+def check_options(name, o):
+    # ConfigError for what mbedTLS on MicroPython cannot do; the CPython port accepts these.
+    where = "listeners.ssl.%s.ssl_options" % name
+    if o["verify"] == "verify_peer" and not o["fail_if_no_peer_cert"]:
+        raise ConfigError(
+            "%s: verify = verify_peer with fail_if_no_peer_cert = false asks for optional client "
+            "certificates, which MicroPython cannot serve safely (mbedTLS completes such a handshake "
+            "with an untrusted certificate and the port cannot tell). Set fail_if_no_peer_cert = "
+            "true to require certificates, or verify = verify_none" % where)
+    if "tlsv1.2" not in o["versions"]:
+        raise ConfigError(
+            "%s.versions: MicroPython's mbedTLS speaks TLS 1.2 only, got %s; add \"tlsv1.2\""
+            % (where, ", ".join(o["versions"])))
+    if o["verify"] == "verify_peer" and not o["cacertfile"]:
+        raise ConfigError("%s.cacertfile: verify = verify_peer needs the CA certificate(s) that "
+                          "sign client certificates" % where)
+    if o.get("password"):
+        raise ConfigError("%s.password: MicroPython cannot load an encrypted key; store the key "
+                          "unencrypted as DER (openssl pkey -in key.pem -outform DER -out key.der)"
+                          % where)
+
+
+def _blobs(read, path, what, label):
+    # File -> list of DER blobs. PEM is converted here because mbedTLS on the unix and rp2 ports
+    # takes DER only.
+    data = read(path)
+    if data[:11] == b"-----BEGIN ":
+        try:
+            blobs = der.pem_to_der(data, label)
+        except DerError as e:
+            raise ConfigError("%s %s: %s" % (what, path, e))
+        if not blobs:
+            raise ConfigError("%s %s: no PEM block%s" % (what, path, " labelled " + label if label else ""))
+        return blobs
+    return [data]
+
+
+def _crls(read, path):
+    try:
+        return x509.load_crls(read(path))
+    except DerError as e:
+        raise ConfigError("CRL file %s: %s" % (path, e))
+
+
+class Binder:
+    # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
+    def __init__(self, name, o, read, wallclock, log):
+        self.name = name
+        self.log = log
+        self.wallclock = wallclock
+        self.pending = {}  # asyncio task -> Link, while that link's handshake runs
+        self.verify = o["verify"] == "verify_peer"
+        self.max_depth = o["depth"] + 1  # depth counts intermediates; the callback also sees the root
+        self.eku = o["verify_peer_ext_key_usage"]
+        if self.eku:
+            try:
+                x509.required_usages(self.eku)
+            except DerError as e:
+                raise ConfigError("listeners.ssl.%s.ssl_options.verify_peer_ext_key_usage: %s" % (name, e))
+        self.crls = _crls(read, o["crlfile"]) if o["crlfile"] else []
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
+        cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
+        key = _blobs(read, o["keyfile"], "keyfile", None)[0]
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ValueError) as e:
+            raise ConfigError("listeners.ssl.%s.ssl_options: certfile %s / keyfile %s refused by "
+                              "mbedTLS (%s); both must be DER or PEM of one certificate and its "
+                              "unencrypted key" % (name, o["certfile"], o["keyfile"], e))
+        if o["cacertfile"]:
+            for ca in _blobs(read, o["cacertfile"], "cacertfile", "CERTIFICATE"):
+                try:
+                    ctx.load_verify_locations(ca)
+                except (OSError, ValueError) as e:
+                    raise ConfigError("listeners.ssl.%s.ssl_options.cacertfile %s: refused by mbedTLS "
+                                      "(%s)" % (name, o["cacertfile"], e))
+        if self.verify:
+            ctx.verify_mode = tls.CERT_REQUIRED
+            ctx.verify_callback = self._callback
+        else:
+            ctx.verify_mode = tls.CERT_NONE
+        self.ctx = ctx
+
+    def wrap(self, raw):
+        return self.ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+
+    def begin(self, link):
+        # Called by the link's own task before the first read of its handshake.
+        self.pending[asyncio.current_task()] = link
+
+    def end(self, link):
+        t = asyncio.current_task()
+        if self.pending.get(t) is link:
+            del self.pending[t]
+
+    def _callback(self, cert, depth):
+        # Runs inside mbedTLS: never raise (an exception resets the connection), refuse with REFUSE.
+        try:
+            link = self.pending.get(asyncio.current_task())
+            if link is None:
+                return REFUSE  # a handshake we cannot attribute is a handshake we do not accept
+            if depth > self.max_depth:
+                link.refusal = "certificate chain deeper than depth = %d" % (self.max_depth - 1)
+                return REFUSE
+            if depth:
+                return 0
+            leaf = bytes(cert)  # the memoryview is valid only during this call
+            reason = self._check_leaf(leaf)
+            if reason:
+                link.refusal = reason
+                link.cert = None
+                return REFUSE
+            link.cert = leaf
+            return 0
+        except BaseException as e:  # MemoryError included: refuse rather than reset
+            try:
+                link.refusal = "certificate check failed: %r" % (e,)
+            except Exception:
+                pass
+            return REFUSE
+
+    def _check_leaf(self, leaf):
+        # Revocation and extended key usage, which mbedTLS here does not enforce -> reason or None.
+        if not self.crls and not self.eku:
+            return None
+        try:
+            x509.check_client(leaf, crls=self.crls, ext_key_usage=self.eku)
+        except Exception as e:
+            return str(e) or repr(e)
+        return None
