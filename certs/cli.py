@@ -1,5 +1,6 @@
 # `gatemq-certs`: argument parsing and printing only; the work is in ca/issue/batch/crl/demo.
 import argparse
+import os
 import sys
 
 from . import batch, ca, crl, demo, index, issue, names
@@ -26,6 +27,7 @@ examples:
   gatemq-certs client --cn sensor-0042 --o acme --ou greenhouse
   gatemq-certs batch devices.csv
   gatemq-certs revoke pki/devices/sensor-0042/client.crt && gatemq-certs crl
+  gatemq-certs list
   gatemq-certs demo --dir demo/pki
 
 exit status: 0 on success, 2 on any error (the message says what to change).
@@ -125,6 +127,11 @@ def parser():
                    help="days until nextUpdate (default 30); publish a new CRL before then")
     p.add_argument("--der", action="store_true", help="write DER instead of PEM")
 
+    p = sub.add_parser("list", help="show every certificate issued, its expiry and if revoked",
+                       description="One line per certificate in issued.txt: serial, notAfter, "
+                       "status (valid, expired or revoked), subject and file.")
+    _dir_option(p, argparse.SUPPRESS)
+
     p = sub.add_parser("demo", help="create (if missing) a demo CA, server and two devices",
                        description="Idempotent: makes a demo CA, a server certificate for "
                        "localhost, 127.0.0.1 and ::1, client certificates device1 and device2 "
@@ -165,6 +172,13 @@ def run(args):
               % ("revoked" if new else "already revoked:", index.serial_hex(serial), pki))
     elif args.command == "crl":
         print(crl.make_crl(pki, args.out, args.days, args.der))
+    elif args.command == "list":
+        revoked = {s for s, _, _ in index.revoked(pki)}
+        stamp = ca.now().strftime(index.TIME_FMT)
+        for serial, (until, subject, path) in index.issued(pki).items():
+            # TIME_FMT sorts like the time it writes, so text comparison is enough here.
+            status = "revoked" if serial in revoked else "expired" if until < stamp else "valid"
+            print("%s\t%s\t%-7s\t%s\t%s" % (index.serial_hex(serial), until, status, subject, path))
     elif args.command == "demo":
         r = demo.ensure(pki)
         print("made: %s" % (", ".join(r["made"]) or "nothing (all present)"))
@@ -180,6 +194,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         run(args)
+    except BrokenPipeError:  # `gatemq-certs list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CertsError as e:
         print("gatemq-certs: error: %s" % e, file=sys.stderr)
         return 2

@@ -71,7 +71,7 @@ def pki(tmp_path):
 
 def test_help_documents_every_command(tmp_path):
     out = certs(tmp_path, "--help").stdout
-    for cmd in ("init-ca", "server", "client", "batch", "revoke", "crl", "demo", "--dir"):
+    for cmd in ("init-ca", "server", "client", "batch", "revoke", "crl", "list", "demo", "--dir"):
         assert cmd in out
     assert "--serial-number" in certs(tmp_path, "client", "--help").stdout
     assert "--ip" in certs(tmp_path, "server", "--help").stdout
@@ -317,6 +317,10 @@ def test_revoke_and_crl(pki):
     assert verify(ca, d / "lost.crt", "-crl_check", "-CRLfile", d / "crl.pem").returncode != 0
     assert verify(ca, d / "stolen.crt", "-crl_check", "-CRLfile", d / "crl.pem").returncode != 0
     assert verify(ca, d / "good.crt", "-crl_check", "-CRLfile", d / "crl.pem").returncode == 0
+
+    listing = {line.split("\t")[0]: line.split("\t")[2].strip()
+               for line in certs(pki, "list").stdout.splitlines()}
+    assert listing == {lost: "revoked", stolen: "revoked", good: "valid"}
 
     # Revoking again is harmless; DER output and the CRL number moves on.
     assert "already revoked" in certs(pki, "revoke", lost).stdout
