@@ -5,6 +5,17 @@
 # MalformedPacket and ProtocolError (a MalformedPacket with reason 0x82) ever leave Reader.feed and
 # decode; their .reason is the MQTT 5 reason code to put in DISCONNECT (or CONNACK).
 #
+# API in brief (details at each definition):
+#   Reader(max_packet_size).feed(data) -> [(first_byte, body)], .max_packet_size may change
+#   decode(first_byte, body, version or None) -> Connect | Connack | Publish | Ack | Subscribe |
+#       Suback | Unsubscribe | Unsuback | Pingreq | Pingresp | Disconnect | Auth (all with .ptype)
+#   encode_publish, publish_pid_offset, encode_connack, encode_ack, encode_suback, encode_unsuback,
+#   encode_disconnect, encode_auth (server side); encode_connect, encode_subscribe,
+#   encode_unsubscribe (client side); encode(packet, version) for any packet object;
+#   encode_props(dict) -> bytes, varint(n) -> bytes, utf8_ok(bytes) -> bool.
+#   PINGREQ and PINGRESP are packet types (12, 13); their encoded packets are PINGREQ_BYTES and
+#   PINGRESP_BYTES.
+#
 # Choices the specs leave open, made once here:
 # - A Packet Identifier of 0 where one is required is a ProtocolError (0x82): the packet parses,
 #   the protocol forbids the value.
@@ -621,7 +632,8 @@ def publish_pid_offset(buf):
 
 
 def encode_connack(session_present, rc, props, version):
-    sp = 1 if session_present else 0
+    # MQTT 3.1 has no Session Present flag: its first byte is reserved and stays 0.
+    sp = 1 if session_present and version != MQTT31 else 0
     if version == MQTT5:
         return _packet(0x20, bytes((sp, rc)) + encode_props(props))
     return bytes((0x20, 2, sp, rc))

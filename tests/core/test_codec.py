@@ -76,8 +76,10 @@ def test_connect_fields_decode():
 
 def test_connack_roundtrip():
     for v in (c.MQTT31, c.MQTT311):
-        roundtrip(c.Connack(True, 0), v)
+        roundtrip(c.Connack(v == c.MQTT311, 0), v)
         roundtrip(c.Connack(False, 5), v)
+    # 3.1 has no Session Present flag.
+    assert c.encode_connack(True, 0, None, c.MQTT31) == b"\x20\x02\x00\x00"
     props = {c.P_ASSIGNED_CLIENT_ID: "auto-1", c.P_SERVER_KEEPALIVE: 20, c.P_MAXIMUM_QOS: 1,
              c.P_RETAIN_AVAILABLE: 0, c.P_WILDCARD_SUB_AVAILABLE: 1, c.P_SUB_ID_AVAILABLE: 1,
              c.P_SHARED_SUB_AVAILABLE: 1, c.P_TOPIC_ALIAS_MAXIMUM: 10, c.P_RECEIVE_MAXIMUM: 32,

@@ -63,7 +63,8 @@ def packets(draw, version):
                          will, user, pw, props(c.CONNECT))
     if kind == "connack":
         rc = draw(st.sampled_from(sorted(c._RC_CONNACK5))) if v5 else draw(st.integers(0, 5))
-        return c.Connack(draw(st.booleans()), rc, props(c.CONNACK))
+        # MQTT 3.1 has no Session Present flag.
+        return c.Connack(version != c.MQTT31 and draw(st.booleans()), rc, props(c.CONNACK))
     if kind == "publish":
         qos = draw(st.integers(0, 2))
         pr = props(c.PUBLISH)
