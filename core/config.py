@@ -106,8 +106,12 @@ def _as_int(v):
 class Int:
     def __init__(self, lo=0, hi=None, words=()):
         self.lo, self.hi, self.words = lo, hi, words
-        rng = "%d..%d" % (lo, hi) if hi is not None else ">= %d" % lo
-        self.what = "an integer " + rng + _words_text(words)
+
+    @property
+    def what(self):
+        # Built when an error needs it, not at import: the schema stays small on a device.
+        rng = "%d..%d" % (self.lo, self.hi) if self.hi is not None else ">= %d" % self.lo
+        return "an integer " + rng + _words_text(self.words)
 
     def check(self, v):
         try:
@@ -127,7 +131,10 @@ class Number:
     # keepalive_multiplier and the like: any number above a floor.
     def __init__(self, above=0):
         self.above = above
-        self.what = "a number above %s" % above
+
+    @property
+    def what(self):
+        return "a number above %s" % self.above
 
     def check(self, v):
         if v is True or v is False or type(v) not in (int, float) or not v > self.above:
@@ -136,6 +143,9 @@ class Number:
 
     def show(self, v):
         return v
+
+
+BOOL = Bool()
 
 
 class Str:
@@ -151,6 +161,7 @@ class Str:
         return v
 
 
+STR = Str()
 PATH = Str("a file path")
 
 
@@ -158,7 +169,10 @@ class Enum:
     def __init__(self, *choices, refused=None):
         self.choices = choices
         self.refused = refused or {}  # known EMQX values we do not support: value -> why
-        self.what = "one of " + "|".join(_got(c) if type(c) is not str else c for c in choices)
+
+    @property
+    def what(self):
+        return "one of " + "|".join(_got(c) if type(c) is not str else c for c in self.choices)
 
     def check(self, v):
         if (v == "true" or v == "false") and True in self.choices:
@@ -217,7 +231,10 @@ class Duration:
     # others, so a bare number is refused rather than guessed. A bare 0 is unambiguous.
     def __init__(self, words=(), zero=0, lo=0):
         self.words, self.zero, self.lo = words, zero, lo
-        self.what = "a duration such as 15s, 500ms, 2m, 1h or 1d" + _words_text(words)
+
+    @property
+    def what(self):
+        return "a duration such as 15s, 500ms, 2m, 1h or 1d" + _words_text(self.words)
 
     def check(self, v):
         try:
@@ -246,8 +263,11 @@ _SIZE = {"b": 1, "kb": 1024, "mb": 1048576, "gb": 1073741824}
 class Size:
     def __init__(self, lo=1, hi=None, words=()):
         self.lo, self.hi, self.words = lo, hi, words
-        self.what = "a byte size such as 64KB, 1MB or 1024" + (" up to " + show_size(hi) if hi else "")
-        self.what += _words_text(words)
+
+    @property
+    def what(self):
+        up = " up to " + show_size(self.hi) if self.hi else ""
+        return "a byte size such as 64KB, 1MB or 1024" + up + _words_text(self.words)
 
     def check(self, v):
         try:
@@ -342,9 +362,11 @@ class StrList:
     # An array of strings; with split, also one comma-separated string ("a,b").
     def __init__(self, choices=None, split=False):
         self.choices, self.split = choices, split
-        self.what = "an array of strings" + (" among " + "|".join(choices) if choices else "")
-        if split:
-            self.what += " or a comma-separated string"
+
+    @property
+    def what(self):
+        w = "an array of strings" + (" among " + "|".join(self.choices) if self.choices else "")
+        return w + " or a comma-separated string" if self.split else w
 
     def check(self, v):
         if type(v) is str and self.split:
@@ -417,17 +439,25 @@ class Section:
 
     def __init__(self, rows, check=None):
         self.rows = rows  # [(key, type, default)], in documentation order
-        self.keys = {r[0]: r for r in rows}
         self.check = check  # check(out, tree, pos, path): rules across keys
+
+    def row(self, key):
+        for r in self.rows:
+            if r[0] == key:
+                return r
+        return None
 
     def walk(self, tree, pos, path, base=None):
         if type(tree) is not dict:
             raise _fail(pos, path, "an object", _got(tree))
         out = {} if base is None else dict(base)
         for k, e in tree.items():
-            row = self.keys.get(k)
+            row = self.row(k)
             if row is None:
                 raise _unknown([r[0] for r in self.rows], k, e[2], path, path)
+            if e[0] is None and row[2] is None:
+                out[k] = None  # `null` unsets an optional key
+                continue
             out[k] = _walk(row[1], e[0], e[1], _join(path, k), None if base is None else base.get(k))
         if base is None:
             for k, t, d in self.rows:
@@ -483,7 +513,10 @@ class Tagged:
         self.names = [v[0] for v in variants]
         self.variants = dict(variants)
         self.refused = refused or {}
-        self.what = "%s = one of %s" % (tag, "|".join(self.names))
+
+    @property
+    def what(self):
+        return "%s = one of %s" % (self.tag, "|".join(self.names))
 
     def walk(self, tree, pos, path, base=None):
         if type(tree) is not dict:
@@ -536,14 +569,14 @@ SSL_OPTIONS = Section([
     ("password", Str(empty=True), None),
     ("cacertfile", PATH, None),
     ("verify", Enum("verify_peer", "verify_none"), "verify_none"),
-    ("fail_if_no_peer_cert", Bool(), False),
+    ("fail_if_no_peer_cert", BOOL, False),
     ("depth", Int(0, 255), 10),
     ("versions", StrList(("tlsv1.3", "tlsv1.2", "tlsv1.1", "tlsv1")), ["tlsv1.3", "tlsv1.2"]),
     ("ciphers", StrList(split=True), None),
     ("handshake_timeout", Duration(lo=1), "15s"),
-    ("enable_crl_check", Bool(), False),
+    ("enable_crl_check", BOOL, False),
     ("crlfile", PATH, None),
-    ("verify_peer_ext_key_usage", Str(), None),
+    ("verify_peer_ext_key_usage", STR, None),
 ], _check_ssl_options)
 
 
@@ -566,7 +599,7 @@ def _needs_cert(o, tree, pos, path):
 ENABLE_AUTHN = Enum(True, False, "quick_deny_anonymous")
 
 TCP_LISTENER = Section([
-    ("enable", Bool(), True),
+    ("enable", BOOL, True),
     ("bind", Bind(), "0.0.0.0:1883"),
     ("max_connections", Int(1, words=INFINITY), "infinity"),
     ("enable_authn", ENABLE_AUTHN, True),
@@ -597,25 +630,25 @@ MQTT = Section([
     ("max_topic_levels", Int(1, 65535), 128),
     ("max_qos_allowed", Int(0, 2), 2),
     ("max_topic_alias", Int(0, 65535), 65535),
-    ("retain_available", Bool(), True),
-    ("wildcard_subscription", Bool(), True),
-    ("shared_subscription", Bool(), True),
+    ("retain_available", BOOL, True),
+    ("wildcard_subscription", BOOL, True),
+    ("shared_subscription", BOOL, True),
     ("max_subscriptions", Int(1, words=INFINITY), "infinity"),
     ("max_inflight", Int(1, 65535), 32),
     ("max_awaiting_rel", Int(1, words=INFINITY), 100),
     ("await_rel_timeout", Duration(), "300s"),
     ("max_mqueue_len", Int(0, words=INFINITY), 1000),
-    ("mqueue_store_qos0", Bool(), True),
+    ("mqueue_store_qos0", BOOL, True),
     ("session_expiry_interval", Duration(), "2h"),
     ("server_keepalive", Int(1, 65535, DISABLED), "disabled"),
     ("keepalive_multiplier", Number(0), 1.5),
     ("idle_timeout", Duration(INFINITY, lo=0.001), "15s"),
     ("peer_cert_as_username", PEER_CERT, "disabled"),
     ("peer_cert_as_clientid", PEER_CERT, "disabled"),
-    ("use_username_as_clientid", Bool(), False),
-    ("peer_cert_allow_unsafe", Bool(), False),
-    ("use_identity_as_username", Bool(), False),
-    ("use_subject_as_username", Bool(), False),
+    ("use_username_as_clientid", BOOL, False),
+    ("peer_cert_allow_unsafe", BOOL, False),
+    ("use_identity_as_username", BOOL, False),
+    ("use_subject_as_username", BOOL, False),
 ])
 
 _NO_HASH = "MicroPython's hashlib has only md5, sha1 and sha256; use sha256, md5, plain or pbkdf2"
@@ -640,7 +673,7 @@ PASSWORD_HASH = Tagged("name", [
 PASSWORD_BASED = Section([
     ("mechanism", Enum("password_based"), REQUIRED),
     ("backend", Enum("built_in_database"), REQUIRED),
-    ("enable", Bool(), True),
+    ("enable", BOOL, True),
     ("user_id_type", Enum("username", "clientid"), "username"),
     ("password_hash_algorithm", PASSWORD_HASH, {"name": "sha256", "salt_position": "prefix"}),
     ("user_file", PATH, REQUIRED),
@@ -656,16 +689,16 @@ def _check_jwt(o, tree, pos, path):
 
 JWT = Section([
     ("mechanism", Enum("jwt"), REQUIRED),
-    ("enable", Bool(), True),
+    ("enable", BOOL, True),
     ("from", Enum("password", "username"), "password"),
     ("algorithm", Enum("hmac-based", "public-key"), "hmac-based"),
-    ("secret", Str(), None),
-    ("secret_base64_encoded", Bool(), False),
+    ("secret", STR, None),
+    ("secret_base64_encoded", BOOL, False),
     ("public_key", PATH, None),
     ("verify_claims", StrMap(), {}),
-    ("acl_claim_name", Str(), "acl"),
+    ("acl_claim_name", STR, "acl"),
     ("leeway", Duration(), "0s"),
-    ("disconnect_after_expire", Bool(), True),
+    ("disconnect_after_expire", BOOL, True),
 ], _check_jwt)
 
 AUTHENTICATOR = Tagged("mechanism", [("password_based", PASSWORD_BASED), ("jwt", JWT)], {
@@ -677,32 +710,32 @@ AUTHORIZATION = Section([
     ("deny_action", Enum("ignore", "disconnect"), "ignore"),
     ("sources", ListOf(Tagged("type", [("file", Section([
         ("type", Enum("file"), REQUIRED),
-        ("enable", Bool(), True),
+        ("enable", BOOL, True),
         ("path", PATH, REQUIRED),
     ]))])), []),
 ])
 
 DASHBOARD = Section([
-    ("enable", Bool(), True),
+    ("enable", BOOL, True),
     ("listeners", Section([
         ("http", Section([
-            ("enable", Bool(), True),
+            ("enable", BOOL, True),
             ("bind", Bind(), "127.0.0.1:18083"),
         ]), {}),
         ("https", Section([
-            ("enable", Bool(), False),
+            ("enable", BOOL, False),
             ("bind", Bind(), "0.0.0.0:18084"),
             ("ssl_options", SSL_OPTIONS, {}),
         ], _https_needs_cert), {}),
     ]), {}),
-    ("default_username", Str(), "admin"),
-    ("default_password", Str(), "public"),
+    ("default_username", STR, "admin"),
+    ("default_password", STR, "public"),
     ("token_expired_time", Duration(lo=1), "60m"),
     ("overlay_file", PATH, "data/overlay.conf"),
 ])
 
 ROOT = Section([
-    ("node", Section([("name", Str(), "gatemq@127.0.0.1")]), {}),
+    ("node", Section([("name", STR, "gatemq@127.0.0.1")]), {}),
     ("log", Section([("level", Enum("debug", "info", "warning", "error"), "info")]), {}),
     ("listeners", LISTENERS, {}),
     ("mqtt", MQTT, {}),
@@ -745,7 +778,7 @@ def merge(base, overlay, source="<overlay>"):
 def _section(path):
     t = ROOT
     for k in path.split("."):
-        t = t.keys[k][1]
+        t = t.row(k)[1]
     return t
 
 
@@ -762,7 +795,7 @@ def check_mqtt(body, base=None):
 def show(path, values):
     # A normalised section back in the form users write ("1MB", "15s", "infinity"), JSON-ready.
     t = _section(path)
-    return {k: t.keys[k][1].show(v) for k, v in values.items()}
+    return {k: t.row(k)[1].show(v) for k, v in values.items()}
 
 
 def dumps(path, values):

@@ -181,6 +181,8 @@ class _Reader:
             return False
         ipos = self.pos()
         name = self.quoted()
+        if not name:
+            self.fail('include "": expected a file name', ipos)
         if self.read_file is None:
             self.fail('include "%s": no file reader here, so includes are not available' % name, ipos)
         if name.startswith("/"):
@@ -195,7 +197,7 @@ class _Reader:
             self.fail('include "%s": includes nest deeper than %d files' % (name, MAX_INCLUDE_DEPTH), ipos)
         try:
             text = self.read_file(path)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # missing, unreadable, or not UTF-8
             self.fail('include "%s": cannot read %s: %s' % (name, path, e), ipos)
         _Reader(text, path, self.read_file, self.chain + (self.source,)).root(obj)
         return True

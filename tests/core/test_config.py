@@ -131,6 +131,13 @@ def test_include_missing_file_and_no_reader():
     assert e.startswith('/etc/g.conf:2:11: include "nope.conf": cannot read /etc/nope.conf'), e
     e = err('include "x.conf"')
     assert "no file reader" in e
+    e = err('include ""', "g.conf", read)
+    assert e == 'g.conf:1:9: include "": expected a file name', e
+
+    def undecodable(path):
+        return b"\xff".decode()
+    e = err('include "bin.conf"', "g.conf", undecodable)
+    assert e.startswith('g.conf:1:9: include "bin.conf": cannot read bin.conf'), e
 
 
 def test_include_is_also_a_key_name():
@@ -582,3 +589,11 @@ def test_merge_text_and_dict():
     e = raises(ConfigError, config.merge, base, {"listeners": {"ssl": {"s": {"ssl_options": {
         "verify": "verify_none", "fail_if_no_peer_cert": True}}}}})
     assert e.path == "listeners.ssl.s.ssl_options.fail_if_no_peer_cert"
+
+
+def test_null_unsets_optional_keys_only():
+    base = config.load("listeners.ssl.a.ssl_options { certfile = c, keyfile = k, password = pw }")
+    cfg = config.merge(base, "listeners.ssl.a.ssl_options.password = null")
+    assert cfg["listeners"]["ssl"]["a"]["ssl_options"]["password"] is None
+    e = err("mqtt.max_inflight = null")
+    assert e == "gatemq.conf:1:21: mqtt.max_inflight: expected an integer 1..65535, got null", e
