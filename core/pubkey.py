@@ -4,7 +4,8 @@
 import hashlib
 import binascii
 
-from gatemq.errors import AuthError
+from gatemq.errors import AuthError, DerError
+from gatemq import der as _der
 
 # --- key loading -------------------------------------------------------------------------------
 
@@ -77,27 +78,40 @@ def _from_spki(data, vs, ve):
 
 
 def pem_to_der(text):
-    # Returns (label, der) of the first PEM block.
-    if isinstance(text, bytes):
-        text = text.decode()
-    start = text.find("-----BEGIN ")
+    # Returns (label, der) of the first PEM block, through gatemq.der's strict PEM reader.
+    if isinstance(text, str):
+        text = text.encode()
+    start = text.find(b"-----BEGIN ")
     if start < 0:
         raise AuthError("key: no PEM BEGIN line")
-    eol = text.find("-----", start + 11)
-    label = text[start + 11:eol]
-    end = text.find("-----END " + label + "-----", eol)
-    if end < 0:
-        raise AuthError("key: PEM block %r has no END line" % label)
-    body = "".join(text[eol + 5:end].split())
+    label = text[start + 11:text.find(b"-----", start + 11)].decode()
     try:
-        return label, binascii.a2b_base64(body)
-    except Exception:
-        raise AuthError("key: PEM block %r is not valid base64" % label)
+        return label, _der.pem_to_der(text[start:], first=True)
+    except DerError as e:
+        raise AuthError("key: %s" % e)
+
+
+def _from_certificate(data):
+    try:
+        cert = _der.parse_certificate(data)
+    except DerError as e:
+        raise AuthError("key: certificate: %s" % e)
+    if cert.key_algorithm == _der.RSA_ENCRYPTION:
+        raw = cert.rsa_n.to_bytes(len(cert.public_key), "big")
+        while raw[:1] == b"\x00":
+            raw = raw[1:]
+        return RsaKey(cert.rsa_n, cert.rsa_e, len(raw))
+    if cert.key_algorithm == _der.EC_PUBLIC_KEY:
+        if cert.ec_curve != "1.2.840.10045.3.1.7":
+            raise AuthError("key: only the P-256 (prime256v1) curve is supported, certificate has %s"
+                            % cert.ec_curve)
+        return EcKey.from_point(cert.public_key)
+    raise AuthError("key: unsupported certificate key algorithm %s" % cert.key_algorithm)
 
 
 def load(data):
     # A public key from PEM or DER bytes: SubjectPublicKeyInfo ("PUBLIC KEY"), PKCS#1
-    # ("RSA PUBLIC KEY") or an X.509 certificate, whose subject key is used.
+    # ("RSA PUBLIC KEY") or an X.509 certificate (parsed by gatemq.der), whose subject key is used.
     data = bytes(data)
     if b"-----BEGIN" in data:
         label, der = pem_to_der(data)
@@ -106,19 +120,15 @@ def load(data):
     tag, vs, ve = _tlv(der, 0)
     if tag != 0x30:
         raise AuthError("key: DER does not start with a SEQUENCE")
+    if ve != len(der):
+        raise AuthError("key: %d trailing bytes after the key" % (len(der) - ve))
     if label == "RSA PUBLIC KEY":
         return _rsa_from_pkcs1(der, vs, ve)
     parts = _children(der, vs, ve)
     if len(parts) == 2 and parts[0][0] == 0x30 and parts[1][0] == 0x03:
         return _from_spki(der, vs, ve)
     if len(parts) == 3 and parts[0][0] == 0x30:
-        # Certificate: tbsCertificate's fields, with the optional [0] version first.
-        tbs = _children(der, parts[0][1], parts[0][2])
-        i = 1 if tbs and tbs[0][0] == 0xA0 else 0
-        if len(tbs) < i + 6:
-            raise AuthError("key: certificate has too few fields")
-        spki = tbs[i + 5]
-        return _from_spki(der, spki[1], spki[2])
+        return _from_certificate(der)
     if len(parts) == 2 and parts[0][0] == 0x02:
         return _rsa_from_pkcs1(der, vs, ve)
     raise AuthError("key: not a public key, an RSA public key or a certificate")
