@@ -1,0 +1,379 @@
+"""MQTT 3.1.1 load generator for bench/run.py: one role per process.
+
+The packets are hand-encoded once up front so the generator spends its time in
+the kernel, not in Python, and stays faster than the broker it measures.  Every
+role talks to its parent over stdio: it prints JSON lines on stdout and stops
+when its stdin closes or its own deadline passes, so a crashed parent never
+leaves it running.
+
+Roles:
+  sub    N subscribers on one topic; prints READY once subscribed, then counts
+         the messages that reach them during a measuring window and prints
+         {"msgs", "seconds", "rate"}.
+  pub    one publisher, flat out (QoS 0) or with a window of unacknowledged
+         PUBLISHes (QoS 1), until told to stop.
+  conns  N connections (CONNECT + CONNACK, optionally over mutual TLS) with P
+         connectors in parallel; prints {"seconds", "ok"} then holds them idle
+         until told to stop.
+"""
+
+import argparse
+import json
+import os
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+HOST = "127.0.0.1"
+
+
+# --- packets (MQTT 3.1.1) -------------------------------------------------
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _str(s):
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def _packet(first, body):
+    return bytes([first]) + _varint(len(body)) + body
+
+
+def connect_packet(client_id, keepalive=0):
+    # clean session, no will, no credentials: the identity comes from the
+    # certificate on TLS listeners
+    return _packet(0x10, _str("MQTT") + b"\x04\x02" + struct.pack("!H", keepalive) + _str(client_id))
+
+
+def subscribe_packet(pid, topic, qos):
+    return _packet(0x82, struct.pack("!H", pid) + _str(topic) + bytes([qos]))
+
+
+def publish_packet(topic, payload, qos=0, pid=0):
+    body = _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload
+    return _packet(0x30 | (qos << 1), body)
+
+
+DISCONNECT = b"\xe0\x00"
+
+
+def read_packet(sock):
+    """Blocking read of one whole packet: (first byte, body)."""
+    first = _recv_exact(sock, 1)[0]
+    mult, length = 1, 0
+    for _ in range(4):
+        b = _recv_exact(sock, 1)[0]
+        length += (b & 0x7F) * mult
+        mult *= 128
+        if not b & 0x80:
+            break
+    return first, _recv_exact(sock, length)
+
+
+def _recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        buf += chunk
+    return buf
+
+
+def mqtt_connect(sock, client_id):
+    sock.sendall(connect_packet(client_id))
+    first, body = read_packet(sock)
+    if first != 0x20 or len(body) != 2:
+        raise ConnectionError("expected CONNACK, got packet 0x%02x" % first)
+    if body[1] != 0:
+        raise ConnectionError("CONNACK return code %d" % body[1])
+
+
+# --- plumbing ---------------------------------------------------------------
+
+def emit(obj):
+    sys.stdout.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+    sys.stdout.flush()
+
+
+def watch_stdin():
+    """An event set when the parent closes our stdin (or dies)."""
+    stop = threading.Event()
+
+    def run():
+        # raw reads: a daemon thread blocked in the buffered reader aborts
+        # the interpreter at exit
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return stop
+
+
+def open_conn(port, client_id, timeout=10.0):
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    mqtt_connect(s, client_id)
+    return s
+
+
+# --- roles --------------------------------------------------------------------
+
+def role_sub(a):
+    import selectors
+    stop = watch_stdin()
+    pkt_len = len(publish_packet(a.topic, b"x" * a.size, a.qos, 1))
+    socks = []
+    for i in range(a.subs):
+        s = open_conn(a.port, "bsub-%d-%d" % (os.getpid(), i))
+        s.sendall(subscribe_packet(1, a.topic, a.qos))
+        first, body = read_packet(s)
+        if first != 0x90 or body[2:3] == b"\x80":
+            raise ConnectionError("subscription refused")
+        s.settimeout(None)
+        socks.append(s)
+    emit("READY")
+
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ, bytearray())
+    buf = bytearray(1 << 18)
+    deadline = time.perf_counter() + a.deadline
+    win_start = win_end = None
+    counted = 0          # QoS 0: bytes; QoS 1: packets
+    err = None
+    while not stop.is_set():
+        now = time.perf_counter()
+        if now > deadline or (win_end is not None and now >= win_end):
+            break
+        for key, _ in sel.select(0.2):
+            s = key.fileobj
+            n = s.recv_into(buf)
+            if not n:
+                err = "broker closed a subscriber connection"
+                stop.set()
+                break
+            now = time.perf_counter()
+            if win_start is None:
+                win_start = now + a.warmup
+                win_end = win_start + a.seconds
+            inwin = win_start <= now < win_end
+            if a.qos == 0:
+                # every PUBLISH that follows the SUBACK is the same packet,
+                # so counting bytes counts messages without parsing them
+                if inwin:
+                    counted += n
+            else:
+                pend = key.data
+                pend += buf[:n]
+                msgs, acks = _take_publishes(pend)
+                if acks:
+                    s.sendall(acks)
+                if inwin:
+                    counted += msgs
+    msgs = counted // pkt_len if a.qos == 0 else counted
+    result = {"msgs": msgs, "seconds": a.seconds, "rate": msgs / a.seconds}
+    if win_start is None:
+        result["error"] = err or "no message arrived within %.0f s" % a.deadline
+    elif err:
+        result["error"] = err
+    elif time.perf_counter() < win_end - 0.05:
+        result["error"] = "stopped before the measuring window ended"
+    emit(result)
+    for s in socks:
+        s.close()
+
+
+def _take_publishes(pend):
+    """Parse the whole packets at the front of pend; return (PUBLISH count, PUBACKs)."""
+    i, n, msgs = 0, len(pend), 0
+    acks = []
+    while n - i >= 2:
+        first = pend[i]
+        j, mult, length, whole = i + 1, 1, 0, False
+        while j < n and j - i <= 4:
+            b = pend[j]
+            j += 1
+            length += (b & 0x7F) * mult
+            mult *= 128
+            if not b & 0x80:
+                whole = True
+                break
+        if not whole or j + length > n:
+            break
+        if first >> 4 == 3:
+            msgs += 1
+            if first & 0x06:
+                tl = (pend[j] << 8) | pend[j + 1]
+                acks.append(b"\x40\x02" + bytes(pend[j + 2 + tl:j + 4 + tl]))
+        i = j + length
+    del pend[:i]
+    return msgs, b"".join(acks)
+
+
+def role_pub(a):
+    stop = watch_stdin()
+    s = open_conn(a.port, "bpub-%d" % os.getpid())
+    s.settimeout(0.5)
+    payload = b"x" * a.size
+    deadline = time.perf_counter() + a.deadline
+    sent = 0
+    emit("READY")
+    if a.qos == 0:
+        batch = memoryview(publish_packet(a.topic, payload) * 256)
+        off = 0
+        while not stop.is_set() and time.perf_counter() < deadline:
+            try:
+                off += s.send(batch[off:])
+            except socket.timeout:
+                continue
+            if off == len(batch):
+                off = 0
+                sent += 256
+    else:
+        pkts = [publish_packet(a.topic, payload, 1, pid) for pid in range(1, 65536)]
+        seq = 0
+        s.sendall(b"".join(pkts[:a.window]))
+        seq = a.window
+        pend = b""
+        while not stop.is_set() and time.perf_counter() < deadline:
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                emit({"sent": sent, "error": "broker closed the publisher connection"})
+                return
+            pend += data
+            k = len(pend) // 4
+            if pend[:1] not in (b"", b"\x40"):
+                emit({"sent": sent, "error": "expected PUBACK, got packet 0x%02x" % pend[0]})
+                return
+            pend = pend[4 * k:]
+            sent += k
+            # acks come back in order, so a packet id is free again long
+            # before the 65535-long cycle comes round to it
+            out = [pkts[(seq + j) % 65535] for j in range(k)]
+            seq += k
+            s.settimeout(None)
+            s.sendall(b"".join(out))
+            s.settimeout(0.5)
+    emit({"sent": sent})
+    try:
+        s.settimeout(1.0)
+        s.sendall(DISCONNECT)
+    except OSError:
+        pass
+    s.close()
+
+
+def _tls_contexts(certdir):
+    names = sorted(f[:-8] for f in os.listdir(certdir) if f.startswith("client") and f.endswith(".crt.pem"))
+    ctxs = []
+    for name in names:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(os.path.join(certdir, "ca.crt.pem"))
+        ctx.load_cert_chain(os.path.join(certdir, name + ".crt.pem"), os.path.join(certdir, name + ".key.pem"))
+        ctxs.append(ctx)
+    if not ctxs:
+        raise SystemExit("no client certificates in " + certdir)
+    return ctxs
+
+
+def role_conns(a):
+    stop = watch_stdin()
+    ctxs = _tls_contexts(a.certdir) if a.certdir else None
+    socks = [None] * a.n
+    errors = []
+    lock = threading.Lock()
+    nxt = [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            if i >= a.n or stop.is_set():
+                return
+            try:
+                raw = socket.create_connection((HOST, a.port), timeout=15)
+                # without it Nagle holds CONNECT behind the last TLS flight
+                # until the broker's delayed ACK: 40 ms per connect
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s = ctxs[i % len(ctxs)].wrap_socket(raw) if ctxs else raw
+                mqtt_connect(s, "bconn-%d-%d" % (os.getpid(), i))
+                socks[i] = s
+            except (OSError, ConnectionError) as e:
+                with lock:
+                    errors.append("%s: %s" % (type(e).__name__, e))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.parallel)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    ok = sum(1 for s in socks if s is not None)
+    result = {"n": a.n, "ok": ok, "seconds": elapsed, "rate": ok / elapsed if elapsed else 0.0}
+    if errors:
+        result["errors"] = len(errors)
+        result["first_error"] = errors[0]
+    emit(result)
+    stop.wait(a.deadline)
+    for s in socks:
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="role", required=True)
+    for name in ("sub", "pub", "conns"):
+        r = sub.add_parser(name)
+        r.add_argument("--port", type=int, required=True)
+        r.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
+        if name in ("sub", "pub"):
+            r.add_argument("--topic", default="bench/t")
+            r.add_argument("--qos", type=int, choices=(0, 1), default=0)
+            r.add_argument("--size", type=int, default=32, help="payload bytes")
+    r = sub.choices["sub"]
+    r.add_argument("--subs", type=int, default=1)
+    r.add_argument("--warmup", type=float, default=1.0)
+    r.add_argument("--seconds", type=float, default=5.0)
+    sub.choices["pub"].add_argument("--window", type=int, default=32, help="QoS 1 PUBLISHes in flight")
+    r = sub.choices["conns"]
+    r.add_argument("--n", type=int, default=1000)
+    r.add_argument("--parallel", type=int, default=4)
+    r.add_argument("--certdir", help="mutual TLS with the ca/client*.pem files in this folder")
+    a = p.parse_args(argv)
+    try:
+        {"sub": role_sub, "pub": role_pub, "conns": role_conns}[a.role](a)
+    except (OSError, ConnectionError) as e:
+        emit({"error": "%s: %s" % (type(e).__name__, e)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
