@@ -157,14 +157,15 @@ class BrokerProcess:
                 self._cond.wait(min(left, 0.2))
 
     def wait_log_all(self, substrings, timeout=5.0, start=0):
-        """The first log line containing every one of substrings."""
+        """The first log line containing every one of substrings, ignoring case."""
+        substrings = [x.lower() for x in substrings]
         deadline = time.monotonic() + timeout
         with self._cond:
             i = start
             while True:
                 while i < len(self.log_lines):
                     line = self.log_lines[i]
-                    if all(x in line for x in substrings):
+                    if all(x in line.lower() for x in substrings):
                         return line
                     i += 1
                 left = deadline - time.monotonic()

@@ -86,8 +86,7 @@ def test_offline_queue_is_bounded_and_drops_are_logged(make_broker, client, uid)
     pub = client(b.port, uid + "-p")
     for i in range(6):
         pub.publish(uid + "/t", b"%d" % i, qos=1)
-    line = b.wait_log_all([uid], timeout=3, start=0) and b.wait_log("drop", timeout=3)
-    assert uid in line or any(uid in l and "drop" in l.lower() for l in b.log_lines), line
+    b.wait_log_all(["drop", uid], timeout=3)
     c2 = _persistent(client, b.port, uid)
     got = [m.payload for m in c2.expect_n(3)]
     c2.expect_none(0.5)
