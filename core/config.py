@@ -58,12 +58,15 @@ def _entry_pos(tree, key, fallback):
 # check(v) returns the normalised value or raises _Bad; show(v) turns a normalised value back into
 # what a user writes (for GET /configs and the overlay file).
 
+_NOT_A_WORD = object()
+
+
 def _word(words, v):
-    # The special words a type takes (infinity, disabled): their normalised value, or raise.
+    # The special words a type takes (infinity, disabled): their normalised value.
     for w, norm in words:
         if v == w:
             return norm
-    raise KeyError(v)
+    return _NOT_A_WORD
 
 
 def _show_word(words, v):
@@ -114,10 +117,9 @@ class Int:
         return "an integer " + rng + _words_text(self.words)
 
     def check(self, v):
-        try:
-            return _word(self.words, v)
-        except KeyError:
-            pass
+        w = _word(self.words, v)
+        if w is not _NOT_A_WORD:
+            return w
         n = _as_int(v)
         if n is None or n < self.lo or (self.hi is not None and n > self.hi):
             raise _Bad(self.what)
@@ -234,13 +236,13 @@ class Duration:
 
     @property
     def what(self):
-        return "a duration such as 15s, 500ms, 2m, 1h or 1d" + _words_text(self.words)
+        least = " of at least " + show_duration(self.lo) if self.lo else ""
+        return "a duration such as 15s, 500ms, 2m, 1h or 1d" + least + _words_text(self.words)
 
     def check(self, v):
-        try:
-            return _word(self.words, v)
-        except KeyError:
-            pass
+        w = _word(self.words, v)
+        if w is not _NOT_A_WORD:
+            return w
         if v == 0 and v is not False:
             s = 0
         else:
@@ -248,7 +250,7 @@ class Duration:
         if s is None:
             raise _Bad(self.what)
         if s < self.lo:
-            raise _Bad("%s of at least %s" % (self.what, show_duration(self.lo)))
+            raise _Bad(self.what)
         return self.zero if s == 0 else s
 
     def show(self, v):
@@ -270,10 +272,9 @@ class Size:
         return "a byte size such as 64KB, 1MB or 1024" + up + _words_text(self.words)
 
     def check(self, v):
-        try:
-            return _word(self.words, v)
-        except KeyError:
-            pass
+        w = _word(self.words, v)
+        if w is not _NOT_A_WORD:
+            return w
         n = _as_int(v)
         if n is None and type(v) is str:
             t = v.lower()

@@ -415,7 +415,9 @@ def test_wrong_types_and_bad_values():
         ("mqtt.keepalive_multiplier = 0", "mqtt.keepalive_multiplier: expected a number above 0, got 0"),
         ("mqtt.retain_available = yes", 'mqtt.retain_available: expected true or false, got "yes"'),
         ("mqtt.idle_timeout = 15", "mqtt.idle_timeout: expected a duration such as 15s, 500ms, 2m, 1h or 1d "
-                                   "or infinity, got 15"),
+                                   "of at least 1ms or infinity, got 15"),
+        ("mqtt.session_expiry_interval = 2", "mqtt.session_expiry_interval: expected a duration such as 15s, "
+                                             "500ms, 2m, 1h or 1d, got 2"),
         ("mqtt.idle_timeout = 15x", 'mqtt.idle_timeout: expected a duration'),
         ("mqtt.idle_timeout = 0s", "mqtt.idle_timeout: expected a duration"),
         ("mqtt.max_subscriptions = lots", 'expected an integer >= 1 or infinity, got "lots"'),
