@@ -160,7 +160,7 @@ class Connection:
         elif t == codec.PUBCOMP:
             self._on_pubcomp(p)
         elif t == codec.PINGREQ:
-            self.send(codec.PINGRESP)
+            self.send(codec.PINGRESP_BYTES)
         elif t == codec.SUBSCRIBE:
             self._on_subscribe(p)
         elif t == codec.UNSUBSCRIBE:

@@ -1,0 +1,188 @@
+# The session and QoS state machines, driven without sockets.
+from gatemq import codec
+from _harness import Harness
+
+
+def test_qos1_delivery_and_puback():
+    h = Harness()
+    s = h.client()
+    s.connect("sub")
+    assert s.subscribe(1, [("t/#", 1)]).codes == [1]
+    p = h.client()
+    p.connect("pub")
+    p.publish("t/1", b"hi", 1, pid=5)
+    assert p.expect(codec.PUBACK).pid == 5
+    got = s.publishes()
+    assert len(got) == 1 and got[0].qos == 1 and got[0].payload == b"hi"
+    sess = h.broker.sessions["sub"]
+    assert got[0].pid in sess.inflight
+    s.ack(codec.PUBACK, got[0].pid)
+    assert not sess.inflight
+
+
+def test_qos2_exactly_once_with_resend():
+    h = Harness()
+    s = h.client()
+    s.connect("sub")
+    s.subscribe(1, [("q", 2)])
+    p = h.client()
+    p.connect("pub")
+    p.publish("q", b"once", 2, pid=9)
+    assert p.expect(codec.PUBREC).pid == 9
+    p.publish("q", b"once", 2, pid=9, dup=True)   # resent before PUBREL: not delivered again
+    assert p.expect(codec.PUBREC).pid == 9
+    p.ack(codec.PUBREL, 9)
+    assert p.expect(codec.PUBCOMP).pid == 9
+    got = s.publishes()
+    assert len(got) == 1
+    s.ack(codec.PUBREC, got[0].pid)
+    assert s.expect(codec.PUBREL).pid == got[0].pid
+    s.ack(codec.PUBCOMP, got[0].pid)
+    assert not h.broker.sessions["sub"].inflight
+
+
+def test_delivered_qos_is_minimum():
+    h = Harness()
+    s = h.client()
+    s.connect("sub")
+    s.subscribe(1, [("m", 0)])
+    p = h.client()
+    p.connect("pub")
+    p.publish("m", b"x", 2, pid=1)
+    assert s.publishes()[0].qos == 0
+
+
+def test_persistent_session_redelivers_with_dup():
+    h = Harness()
+    s = h.client()
+    s.connect("sub", clean_start=False)
+    s.subscribe(1, [("r", 1)])
+    p = h.client()
+    p.connect("pub")
+    p.publish("r", b"1", 1, pid=1)
+    first = s.publishes()[0]
+    s.drop()                  # no PUBACK: the message stays in flight
+    p.publish("r", b"2", 1, pid=2)  # queued while offline
+    s2 = h.client()
+    ack = s2.connect("sub", clean_start=False)
+    assert ack.session_present
+    got = s2.publishes()
+    assert [g.payload for g in got] == [b"1", b"2"]
+    assert got[0].dup and got[0].pid == first.pid
+    assert not got[1].dup
+
+
+def test_offline_queue_is_bounded_and_logged():
+    h = Harness("mqtt.max_mqueue_len = 2")
+    s = h.client()
+    s.connect("sub", clean_start=False)
+    s.subscribe(1, [("o", 1)])
+    s.drop()
+    p = h.client()
+    p.connect("pub")
+    for i in range(4):
+        p.publish("o", b"%d" % i, 1, pid=i + 1)
+    assert len(h.broker.sessions["sub"].queue) == 2
+    assert any("queue full" in m for _, m in h.logs)
+    s2 = h.client()
+    s2.connect("sub", clean_start=False)
+    assert [g.payload for g in s2.publishes()] == [b"2", b"3"]
+
+
+def test_send_window_follows_receive_maximum():
+    h = Harness()
+    s = h.client()
+    s.connect("sub", version=5, props={codec.P_RECEIVE_MAXIMUM: 2})
+    s.subscribe(1, [("w", 1)])
+    p = h.client()
+    p.connect("pub")
+    for i in range(5):
+        p.publish("w", b"%d" % i, 1, pid=i + 1)
+    got = s.publishes()
+    assert len(got) == 2
+    s.ack(codec.PUBACK, got[0].pid)
+    more = s.publishes()
+    assert [m.payload for m in more] == [b"2"]
+
+
+def test_keepalive_is_enforced_at_one_and_a_half():
+    h = Harness()
+    c = h.client()
+    c.connect("k", keepalive=10)
+    h.advance(14)
+    assert not c.closed
+    h.advance(2)
+    assert c.closed
+
+
+def test_will_published_on_loss_not_on_disconnect():
+    h = Harness()
+    w = h.client()
+    w.connect("watch")
+    w.subscribe(1, [("will/#", 0)])
+    a = h.client()
+    a.connect("a", will=codec.Will("will/a", b"gone"))
+    a.send(codec.encode_disconnect(0, None, 4))
+    assert w.publishes() == []
+    b = h.client()
+    b.connect("b", will=codec.Will("will/b", b"gone"))
+    b.drop()
+    assert [p.topic for p in w.publishes()] == ["will/b"]
+
+
+def test_delayed_will_cancelled_on_resume():
+    h = Harness()
+    w = h.client()
+    w.connect("watch")
+    w.subscribe(1, [("will/#", 0)])
+    a = h.client()
+    a.connect("a", version=5, clean_start=False, props={codec.P_SESSION_EXPIRY: 60},
+              will=codec.Will("will/a", b"x", props={codec.P_WILL_DELAY: 5}))
+    a.drop()
+    h.advance(2)
+    a2 = h.client()
+    a2.connect("a", version=5, clean_start=False, props={codec.P_SESSION_EXPIRY: 60})
+    h.advance(10)
+    assert w.publishes() == []
+
+
+def test_retained_store_replace_delete():
+    h = Harness()
+    p = h.client()
+    p.connect("p")
+    p.publish("ret/a", b"1", 0, retain=True)
+    p.publish("ret/a", b"2", 0, retain=True)
+    p.publish("ret/b", b"3", 0, retain=True)
+    p.publish("ret/b", b"", 0, retain=True)
+    s = h.client()
+    s.connect("s")
+    s.subscribe(1, [("ret/#", 0)])
+    got = s.publishes()
+    assert [(g.topic, g.payload, g.retain) for g in got] == [("ret/a", b"2", True)]
+
+
+def test_malformed_input_closes_only_that_connection():
+    h = Harness()
+    good = h.client()
+    good.connect("good")
+    good.subscribe(1, [("g", 0)])
+    bad = h.client()
+    bad.connect("bad", version=5)
+    bad.send(b"\x30\xff\xff\xff\xff\x01")     # remaining length of five bytes
+    assert bad.closed
+    assert bad.expect(codec.DISCONNECT).rc == 0x81
+    p = h.client()
+    p.connect("p")
+    p.publish("g", b"still here")
+    assert good.publishes()[0].payload == b"still here"
+
+
+def test_takeover_sends_0x8e_to_old_v5_connection():
+    h = Harness()
+    a = h.client()
+    a.connect("same", version=5)
+    b = h.client()
+    b.connect("same", version=5)
+    assert a.closed
+    assert a.expect(codec.DISCONNECT).rc == 0x8E
+    assert not b.closed
