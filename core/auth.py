@@ -101,19 +101,21 @@ class PasswordDb:
             raise ConfigError("authentication.user_id_type: expected username|clientid, got %r"
                               % (self.user_id_type,))
         self.algo = pwhash.normalise(cfg.get("password_hash_algorithm"))
-        self.path = cfg.get("bootstrap_file")
+        # user_file is gatemq's key (the config schema requires it); bootstrap_file is EMQX's
+        # name for a file of initial users and is accepted too.
+        self.path = cfg.get("user_file") or cfg.get("bootstrap_file")
         self.read_file = read_file
         self.users = {}
         self.reload()
 
     def reload(self):
         if not self.path:
-            self.log("warning", "authentication: built_in_database has no bootstrap_file; no user can log in")
+            self.log("warning", "authentication: built_in_database has no user_file; no user can log in")
             return
         try:
             data = self.read_file(self.path)
         except Exception as e:
-            raise ConfigError("authentication.bootstrap_file: cannot read %r: %s" % (self.path, e))
+            raise ConfigError("authentication.user_file: cannot read %r: %s" % (self.path, e))
         self.users = parse_users(data, self.path)
 
     def authenticate(self, client, now):

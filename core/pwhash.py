@@ -98,7 +98,9 @@ def normalise(algo):
         it = algo.get("iterations", 4096)
         if not isinstance(it, int) or it < 1:
             raise ConfigError("password_hash_algorithm.iterations: expected a positive integer, got %r" % (it,))
-        dk = algo.get("dk_length", 32)
+        dk = algo.get("dk_length")
+        if dk is None:
+            dk = 32  # EMQX: the output length of the MAC
         if not isinstance(dk, int) or dk < 1:
             raise ConfigError("password_hash_algorithm.dk_length: expected a positive integer, got %r" % (dk,))
         out["mac_fun"] = mac

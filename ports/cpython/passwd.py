@@ -19,7 +19,7 @@ USAGE = """gatemq-passwd [-c] [--algorithm A] [--superuser] FILE USER          (
 def _parser():
     p = argparse.ArgumentParser(prog="gatemq-passwd", usage=USAGE,
                                 description="Add, change or delete a user in a gatemq users file "
-                                            "(authentication.bootstrap_file). One JSON object per line.")
+                                            "(authentication.user_file). One JSON object per line.")
     p.add_argument("-c", dest="create", action="store_true",
                    help="create the file, replacing it if it exists")
     p.add_argument("-b", dest="batch", action="store_true",

@@ -55,7 +55,7 @@ def users_file(*users):
 
 
 PWD = {"mechanism": "password_based", "backend": "built_in_database", "user_id_type": "username",
-       "password_hash_algorithm": SHA, "bootstrap_file": "users"}
+       "password_hash_algorithm": SHA, "user_file": "users"}
 FILES = {"users": users_file(("alice", "wonder", False), ("root", "toor", True), ("devA", "pw-of-a", False))}
 
 
@@ -129,7 +129,7 @@ def test_users_file_errors_and_json_array():
     assert "u:2:" in str(e)
     users = auth.parse_users('[{"user_id": "a", "password_hash": "h", "is_superuser": true}]')
     assert users["a"] == ("h", "", True, None)
-    raises(ConfigError, make, [dict(PWD, bootstrap_file="missing")], {})
+    raises(ConfigError, make, [dict(PWD, user_file="missing")], {})
     raises(ConfigError, make, [{"mechanism": "scram"}])
     raises(ConfigError, make, [dict(PWD, backend="mysql")])
 

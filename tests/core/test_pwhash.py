@@ -77,3 +77,9 @@ def test_bad_algorithms_are_config_errors():
 def test_new_salt_uses_given_randomness():
     s = pwhash.new_salt(lambda n: bytes(range(n)), 4)
     assert s == "00010203"
+
+
+def test_config_parser_output_is_accepted():
+    # gatemq.config gives dk_length = None when it is not set: EMQX's default, the MAC's length.
+    algo = pwhash.normalise({"name": "pbkdf2", "mac_fun": "sha256", "iterations": 2, "dk_length": None})
+    assert algo["dk_length"] == 32

@@ -29,7 +29,7 @@ class C:
 
 
 def rc_for(path, user, password):
-    a = auth.Authenticator([{"mechanism": "password_based", "bootstrap_file": path}],
+    a = auth.Authenticator([{"mechanism": "password_based", "user_file": path}],
                            lambda p: open(p, "rb").read(), lambda: 0, lambda level, msg: None)
     c = C(user, password)
     return a.authenticate(c, {})[0], c
@@ -89,7 +89,7 @@ def test_micropython_core_accepts_the_tools_pbkdf2_hash(tmp_path):
         "class C: pass\n"
         "def rc(pw):\n"
         "    c = C(); c.clientid = 'c'; c.username = 'mp'; c.password = pw; c.listener_bind_host = '0.0.0.0'\n"
-        "    a = auth.Authenticator([{'mechanism': 'password_based', 'bootstrap_file': %r}],\n"
+        "    a = auth.Authenticator([{'mechanism': 'password_based', 'user_file': %r}],\n"
         "        lambda p: open(p, 'rb').read(), lambda: 0, lambda l, m: None)\n"
         "    return a.authenticate(c, {})[0]\n"
         "print(rc(b'pw-mp'), rc(b'wrong'))\n" % f)
