@@ -31,7 +31,7 @@ PRINTABLE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+
 SPECIAL = ' #,+"\\<>;=~'
 
 
-def rand_value(r, t):
+def rand_value(r, t, astral=True):
     n = r.choice([0, 1, 1, 2, 3, 5, 8, 12])
     if t == T.PrintableString:
         return "".join(r.choice(PRINTABLE) for _ in range(n))
@@ -52,18 +52,18 @@ def rand_value(r, t):
             out.append(chr(r.randrange(0x80, 0x100)))
         elif k < 0.93:
             out.append(chr(r.choice([r.randrange(0x100, 0xD800), r.randrange(0xE000, 0xFFFE)])))
-        else:
+        elif astral or t != T.BMPString:
             out.append(chr(r.randrange(0x10000, 0x10FFFF)))
     return "".join(out)
 
 
-def rand_subject(r, types):
+def rand_subject(r, types, astral_bmp=True):
     rdns = []
     for _ in range(r.randrange(0, 7)):
         attrs = []
         for _ in range(1 if r.random() < 0.75 else r.randrange(2, 4)):
             t = r.choice(types)
-            attrs.append(x509.NameAttribute(x509.ObjectIdentifier(r.choice(OIDS)), rand_value(r, t),
+            attrs.append(x509.NameAttribute(x509.ObjectIdentifier(r.choice(OIDS)), rand_value(r, t, astral_bmp),
                                             _type=t, _validate=False))
         rdns.append(x509.RelativeDistinguishedName(attrs))
     return x509.Name(rdns)
@@ -77,32 +77,50 @@ def make(subject):
     return c.public_bytes(serialization.Encoding.DER)
 
 
-def openssl_subjects(blobs):
+def _openssl_loop(d, names):
+    script = ('for f in "$@"; do openssl x509 -inform DER -noout -subject -nameopt RFC2253 '
+              '-in "$f" 2>/dev/null || echo "!unreadable"; done')
+    return subprocess.Popen(["sh", "-c", script, "sh"] + [os.path.join(d, n) for n in names],
+                            stdout=subprocess.PIPE)
+
+
+def openssl_subjects(blobs, jobs=2):
+    # One shell loop per core: openssl starts in ~15 ms, which dominates.
     with tempfile.TemporaryDirectory() as d:
+        names = []
         for i, b in enumerate(blobs):
-            with open(os.path.join(d, "%04d.der" % i), "wb") as f:
+            names.append("%04d.der" % i)
+            with open(os.path.join(d, names[-1]), "wb") as f:
                 f.write(b)
-        script = ('for f in "$1"/*.der; do openssl x509 -inform DER -noout -subject -nameopt RFC2253 '
-                  '-in "$f" 2>/dev/null || echo "!unreadable"; done')
-        out = subprocess.run(["sh", "-c", script, "sh", d], capture_output=True, check=True, timeout=120).stdout
+        step = (len(names) + jobs - 1) // jobs
+        procs = [_openssl_loop(d, names[i:i + step]) for i in range(0, len(names), step)]
+        out = b"".join(p.communicate(timeout=120)[0] for p in procs)
     lines = out.decode("latin-1").split("\n")[:-1]
     assert len(lines) == len(blobs)
     return [ln[len("subject="):] if ln.startswith("subject=") else None for ln in lines]
 
 
+def test_openssl_refuses_what_we_skip():
+    # The oracle below leaves out VisibleString and UTF-16 surrogate pairs because OpenSSL does not
+    # load names holding them; check that this is still so, or the oracle would be missing cases.
+    vis = make(x509.Name([x509.NameAttribute(x509.ObjectIdentifier("2.5.4.3"), "v", _type=T.VisibleString)]))
+    bmp = make(x509.Name([x509.NameAttribute(x509.ObjectIdentifier("2.5.4.3"), "\U0001F600", _type=T.BMPString)]))
+    ok = make(x509.Name([x509.NameAttribute(x509.ObjectIdentifier("2.5.4.3"), "ok")]))
+    assert openssl_subjects([vis, bmp, ok], jobs=1) == [None, None, "CN=ok"]
+    # ours still prints them, by the same rules
+    assert peercert.subject_rfc2253(vis) == "CN=v"
+    assert peercert.subject_rfc2253(bmp) == "CN=\\F0\\9F\\98\\80"
+
+
 def test_subject_rfc2253_matches_openssl():
     r = random.Random(3)
     types = [T.UTF8String, T.PrintableString, T.IA5String, T.T61String, T.BMPString, T.UniversalString,
-             T.VisibleString, T.NumericString]
-    blobs = [make(rand_subject(r, types)) for _ in range(400)]
+             T.NumericString]
+    blobs = [make(rand_subject(r, types, astral_bmp=False)) for _ in range(300)]
     want = openssl_subjects(blobs)
-    compared = 0
     for blob, w in zip(blobs, want):
-        if w is None:  # OpenSSL refuses the certificate: no TLS peer could present it
-            continue
+        assert w is not None, x509.load_der_x509_certificate(blob).subject
         assert peercert.subject_rfc2253(blob) == w, (x509.load_der_x509_certificate(blob).subject, w)
-        compared += 1
-    assert compared >= 350, compared
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +177,8 @@ def spec_dn(name):
 
 
 def spec_cn(name):
-    cns = [spec_text(a) or spec_hex(a).encode() for rdn in name.rdns for a in rdn if a.oid.dotted_string == "2.5.4.3"]
+    cns = [spec_hex(a).encode() if spec_text(a) is None else spec_text(a)
+           for rdn in name.rdns for a in rdn if a.oid.dotted_string == "2.5.4.3"]
     return b",".join(cns) if cns else None
 
 
