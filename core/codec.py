@@ -488,9 +488,14 @@ def _subscribe(ptype, body, version):
         if opts & bad:
             raise MalformedPacket("SUBSCRIBE options 0x%02X of %r set reserved bits" % (opts, f))
         if opts & 3 == 3:
+            # Malformed in 3.1.1 [MQTT-3.8.3-4], a protocol error in 5.0 (section 3.8.3.1).
+            if version == MQTT5:
+                raise ProtocolError("SUBSCRIBE asks QoS 3 for %r" % f)
             raise MalformedPacket("SUBSCRIBE asks QoS 3 for %r" % f)
         if opts & 0x30 == 0x30:
-            raise MalformedPacket("SUBSCRIBE asks Retain Handling 3 for %r" % f)
+            raise ProtocolError("SUBSCRIBE asks Retain Handling 3 for %r" % f)
+        if opts & 4 and f.startswith("$share/"):
+            raise ProtocolError("SUBSCRIBE sets No Local on shared subscription %r [MQTT-3.8.3-4]" % f)
         topics.append((f, opts))
     if not topics:
         raise ProtocolError("SUBSCRIBE has no topic filters")

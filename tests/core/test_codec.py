@@ -148,7 +148,7 @@ def test_v5_ack_with_only_pid_means_success():
 def test_subscribe_roundtrip():
     for v in (c.MQTT311, c.MQTT5):
         roundtrip(c.Subscribe(1, [("a/+", 0), ("b/#", 1), ("c", 2)]), v)
-    roundtrip(c.Subscribe(2, [("a", 0x2E), ("$share/g/x", 0x1D)],
+    roundtrip(c.Subscribe(2, [("a", 0x2E), ("$share/g/x", 0x19)],
                           {c.P_SUBSCRIPTION_ID: [77], c.P_USER_PROPERTY: [("u", "p")]}), c.MQTT5)
     data = c.encode_subscribe(3, [("x", 1)], None, c.MQTT311)
     assert data == b"\x82\x06\x00\x03\x00\x01x\x01"
@@ -377,9 +377,16 @@ def test_subscribe_rules():
     for opts in (0x04, 0x08, 0x10, 0x80, 0x03):
         e = bad(raw(0x82, b"\x00\x01" + s("a") + bytes((opts,))), c.MQTT311)
         assert e.reason == 0x81, opts
-    for opts in (0x40, 0x80, 0x30, 0x03):
+    for opts in (0x40, 0x80):
         e = bad(raw(0x82, b"\x00\x01\x00" + s("a") + bytes((opts,))), c.MQTT5)
-        assert e.reason == 0x81, opts
+        assert e.reason == 0x81 and "reserved" in str(e), opts
+    # QoS 3 and Retain Handling 3 are protocol errors in MQTT 5 (3.8.3.1), as is No Local on a
+    # shared subscription [MQTT-3.8.3-4].
+    for opts, f in ((0x30, "a"), (0x03, "a"), (0x04, "$share/g/a")):
+        e = bad(raw(0x82, b"\x00\x01\x00" + s(f) + bytes((opts,))), c.MQTT5, ProtocolError)
+        assert e.reason == 0x82, opts
+    assert frame(raw(0x82, b"\x00\x01\x00" + s("$share/g/a") + b"\x01"), c.MQTT5).topics == \
+        [("$share/g/a", 1)]
     e = bad(raw(0x82, b"\x00\x01"), c.MQTT311, ProtocolError)
     assert "no topic filters" in str(e)
     e = bad(raw(0x82, b"\x00\x01\x00"), c.MQTT5, ProtocolError)

@@ -80,7 +80,9 @@ def packets(draw, version):
     if kind == "subscribe":
         opt = st.integers(0, 0x3F).filter(lambda o: o & 3 != 3 and o & 0x30 != 0x30) if v5 \
             else st.integers(0, 2)
-        return c.Subscribe(draw(pids), draw(st.lists(st.tuples(texts, opt), min_size=1, max_size=4)),
+        topics = draw(st.lists(st.tuples(texts, opt), min_size=1, max_size=4))
+        topics = [(f, o & ~4 if f.startswith("$share/") else o) for f, o in topics]
+        return c.Subscribe(draw(pids), topics,
                            props(c.SUBSCRIBE))
     if kind == "suback":
         codes = sorted(c._RC_SUBACK5 if v5 else c._RC_SUBACK3)
