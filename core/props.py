@@ -278,6 +278,8 @@ def decode_props(body, pos, ptype):
             raise ProtocolError("%s appears twice in %s" % (name, _NAMES[ptype]))
         else:
             props[pid] = v
+    if P_AUTH_DATA in props and P_AUTH_METHOD not in props:
+        raise ProtocolError("Authentication Data without an Authentication Method in %s" % _NAMES[ptype])
     return props, pos
 
 

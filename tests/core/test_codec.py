@@ -453,6 +453,8 @@ def test_property_rules():
     assert "not allowed in Will" in str(bad(raw(0x10, body), None))
     body = s("MQTT") + b"\x05\x02\x00\x3c\x03\x21\x00\x00" + s("id")  # Receive Maximum 0
     assert bad(raw(0x10, body), None, ProtocolError).reason == 0x82
+    e = bad(raw(0xF0, b"\x18\x04\x16\x00\x01x"), c.MQTT5, ProtocolError)
+    assert "Authentication Method" in str(e)
     e = bad(b"\x40\x07\x00\x01\x00\x03\x1f\x00\x01", c.MQTT5)
     assert "truncated" in str(e) or "past the end" in str(e)
 

@@ -38,6 +38,8 @@ def props_for(ptype):
         chosen = draw(st.lists(st.sampled_from(ids), unique=True, max_size=4))
         if not chosen:
             return None
+        if P.P_AUTH_DATA in chosen and P.P_AUTH_METHOD not in chosen:
+            chosen.append(P.P_AUTH_METHOD)  # data without a method is a protocol error
         return {pid: draw(prop_values(ptype, pid)) for pid in chosen}
 
     return build()
