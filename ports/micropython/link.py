@@ -90,6 +90,8 @@ class Link:
         b = self.lst.binder
         srv = self.srv
         try:
+            if b.crlfile:
+                b.maybe_reload()
             self.sock = b.wrap(self.raw)
         except (OSError, MemoryError) as e:
             srv.log("warning", "%s: %s: TLS setup failed: %s" % (self.lst.label, self.name(), e))

@@ -56,13 +56,6 @@ def _blobs(read, path, what, label):
     return [data]
 
 
-def _crls(read, path):
-    try:
-        return x509.load_crls(read(path))
-    except DerError as e:
-        raise ConfigError("CRL file %s: %s" % (path, e))
-
-
 class Binder:
     # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
     def __init__(self, name, o, read, wallclock, log):
@@ -78,7 +71,12 @@ class Binder:
                 x509.required_usages(self.eku)
             except DerError as e:
                 raise ConfigError("listeners.ssl.%s.ssl_options.verify_peer_ext_key_usage: %s" % (name, e))
-        self.crls = _crls(read, o["crlfile"]) if o["crlfile"] else []
+        self.read = read
+        self.crlfile = o["crlfile"] if o["enable_crl_check"] else None
+        self.crls = ()
+        self._crl_stamp = None
+        if self.crlfile:
+            self.maybe_reload(True)
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
         cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
         key = _blobs(read, o["keyfile"], "keyfile", None)[0]
@@ -101,6 +99,31 @@ class Binder:
         else:
             ctx.verify_mode = tls.CERT_NONE
         self.ctx = ctx
+
+    def maybe_reload(self, first=False):
+        # The CRL file is read again when it changes (checked at each new connection), as the
+        # CPython port does, so revoking a device needs no restart. A broken file keeps the
+        # previous CRL (at startup it is a config error).
+        import os
+        try:
+            st = os.stat(self.crlfile)
+            stamp = (st[6], st[8])
+        except OSError as e:
+            if first:
+                raise ConfigError("listeners.ssl.%s.ssl_options.crlfile %s: %s" % (self.name, self.crlfile, e))
+            stamp = None
+        if stamp is None or stamp == self._crl_stamp:
+            return
+        self._crl_stamp = stamp
+        try:
+            self.crls = x509.load_crls(self.read(self.crlfile))
+        except (DerError, ConfigError) as e:
+            if first:
+                raise ConfigError("listeners.ssl.%s.ssl_options.crlfile %s: %s" % (self.name, self.crlfile, e))
+            self.log("error", "listener ssl:%s: bad CRL %s: %s; keeping the previous one" % (self.name, self.crlfile, e))
+            return
+        self.log("info", "listener ssl:%s: loaded CRL %s (%d revoked)" % (
+            self.name, self.crlfile, sum(len(c.revoked) for c in self.crls)))
 
     def wrap(self, raw):
         return self.ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
