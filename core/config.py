@@ -170,7 +170,7 @@ PATH = Str("a file path")
 class Enum:
     def __init__(self, *choices, refused=None):
         self.choices = choices
-        self.refused = refused or {}  # known EMQX values we do not support: value -> why
+        self.refused = refused  # known EMQX values we do not support: value -> why
 
     @property
     def what(self):
@@ -179,7 +179,7 @@ class Enum:
     def check(self, v):
         if (v == "true" or v == "false") and True in self.choices:
             v = v == "true"
-        if type(v) is str and v in self.refused:
+        if self.refused and type(v) is str and v in self.refused:
             raise _Bad("%s (%s)" % (self.what, self.refused[v]))
         for c in self.choices:
             if v == c and type(v) is type(c):
