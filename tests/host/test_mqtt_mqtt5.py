@@ -1,0 +1,183 @@
+# Other MQTT 5 features: Topic Alias both ways, Maximum Packet Size towards the client,
+# pass-through properties, Payload Format Indicator, reason strings, AUTH refused with 0x8C.
+import pytest
+
+import rawmqtt as R
+from clients import V5, props
+
+
+def _raw_sub(port, cid, filt, qos=1, **connect_props):
+    c = R.RawClient(port, version=5)
+    ack = c.connect(cid, version=5, props=connect_props or None)
+    assert ack.rc == 0
+    c.send(R.subscribe(1, [(filt, qos)], version=5))
+    c.expect(R.SUBACK)
+    return c, ack
+
+
+def test_topic_alias_from_client(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/#", 0)
+    with R.RawClient(mod_broker.port, version=5) as c:
+        ack = c.connect(uid, version=5)
+        assert ack.props.get("topic_alias_maximum", 0) >= 1
+        c.send(R.publish(uid + "/aliased", b"1", props={"topic_alias": 1}, version=5))
+        c.send(R.publish("", b"2", props={"topic_alias": 1}, version=5))
+        # an alias can be remapped to another topic
+        c.send(R.publish(uid + "/other", b"3", props={"topic_alias": 1}, version=5))
+        c.send(R.publish("", b"4", props={"topic_alias": 1}, version=5))
+        got = [(m.topic, m.payload) for m in sub.expect_n(4)]
+        assert got == [(uid + "/aliased", b"1"), (uid + "/aliased", b"2"), (uid + "/other", b"3"), (uid + "/other", b"4")]
+        assert c.is_open()
+
+
+def test_topic_alias_maximum_is_configurable_and_enforced(make_broker, uid):
+    b = make_broker("mqtt.max_topic_alias = 2")
+    with R.RawClient(b.port, version=5) as c:
+        ack = c.connect(uid, version=5)
+        assert ack.props.get("topic_alias_maximum") == 2
+        c.send(R.publish(uid + "/t", b"ok", props={"topic_alias": 2}, version=5))
+        assert c.is_open()
+        c.send(R.publish(uid + "/t", b"x", props={"topic_alias": 3}, version=5))
+        seen = c.until_closed()
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x94], seen
+    b.wait_log_all([uid, "alias"])
+
+
+def test_unknown_topic_alias_with_empty_topic_is_a_protocol_error(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.publish("", b"x", props={"topic_alias": 5}, version=5))
+        seen = c.until_closed()
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x82], seen
+
+
+def _resolve(packets, maximum):
+    aliases, out, used = {}, [], 0
+    for p in packets:
+        alias = p.props.get("topic_alias")
+        if alias is not None:
+            assert 1 <= alias <= maximum, p
+            if p.topic:
+                aliases[alias] = p.topic
+            else:
+                used += 1
+            out.append(aliases[alias])
+        else:
+            assert p.topic, p
+            out.append(p.topic)
+    return out, used
+
+
+def test_broker_assigns_aliases_up_to_the_clients_maximum(mod_broker, client, uid):
+    c, _ = _raw_sub(mod_broker.port, uid, uid + "/#", qos=0, topic_alias_maximum=2)
+    with c:
+        pub = client(mod_broker.port, uid + "-p")
+        topics = ["%s/long/topic/name/%d" % (uid, i % 3) for i in range(9)]
+        for t in topics:
+            pub.publish(t, b"x", qos=1)
+        packets = [c.expect(R.PUBLISH) for _ in topics]
+        resolved, used = _resolve(packets, 2)
+        assert resolved == topics
+        assert used >= 1, "the broker never sent an alias in place of a topic"
+
+
+def test_no_aliases_towards_a_client_without_topic_alias_maximum(mod_broker, client, uid):
+    c, _ = _raw_sub(mod_broker.port, uid, uid + "/#", qos=0)
+    with c:
+        pub = client(mod_broker.port, uid + "-p")
+        for _ in range(3):
+            pub.publish(uid + "/same", b"x", qos=1)
+        for _ in range(3):
+            p = c.expect(R.PUBLISH)
+            assert p.topic == uid + "/same" and "topic_alias" not in p.props
+
+
+def test_message_over_the_clients_maximum_packet_size_is_dropped_for_that_client(mod_broker, client, uid):
+    c, _ = _raw_sub(mod_broker.port, uid, uid + "/big", maximum_packet_size=300)
+    with c:
+        normal = client(mod_broker.port, uid + "-n")
+        normal.subscribe(uid + "/big", 1)
+        pub = client(mod_broker.port, uid + "-p")
+        pub.publish(uid + "/big", b"a" * 100, qos=1)
+        pub.publish(uid + "/big", b"b" * 1000, qos=1)
+        pub.publish(uid + "/big", b"c" * 10, qos=1)
+        got = []
+        for _ in range(2):
+            p = c.expect(R.PUBLISH)
+            got.append(p.payload)
+            c.send(R.ack(R.PUBACK, p.pid, version=5))
+        assert got == [b"a" * 100, b"c" * 10]
+        assert [m.payload[:1] for m in normal.expect_n(3)] == [b"a", b"b", b"c"]
+        assert c.is_open()
+
+
+def test_request_and_response_properties_pass_through(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/req", 1)
+    pub = client(mod_broker.port, uid + "-p")
+    users = [("b", "2"), ("a", "1"), ("a", "3"), ("ünï", "çødé")]
+    pub.publish(uid + "/req", b"{}", qos=1,
+                properties=props(ResponseTopic=uid + "/resp", CorrelationData=b"\x00\xffid",
+                                 UserProperty=users, ContentType="application/json", PayloadFormatIndicator=1))
+    p = sub.expect().properties
+    assert p.ResponseTopic == uid + "/resp"
+    assert p.CorrelationData == b"\x00\xffid"
+    assert p.UserProperty == users
+    assert p.ContentType == "application/json"
+    assert p.PayloadFormatIndicator == 1
+
+
+def test_invalid_utf8_with_payload_format_indicator_is_refused(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/pfi", 1)
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        # indicator 0 (bytes): anything goes
+        c.send(R.publish(uid + "/pfi", b"\xff\xfe", qos=1, pid=1, props={"payload_format": 0}, version=5))
+        assert c.expect(R.PUBACK).rc == 0
+        assert sub.expect().payload == b"\xff\xfe"
+        c.send(R.publish(uid + "/pfi", b"\xff\xfe", qos=1, pid=2, props={"payload_format": 1}, version=5))
+        try:
+            p = c.recv()
+        except R.Closed:
+            p = None
+        assert p is not None and p.rc == 0x99, p
+        assert p.type in (R.PUBACK, R.DISCONNECT)
+    sub.expect_none(0.3)
+
+
+def test_server_disconnect_carries_a_reason_string(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.connect(uid, version=5))
+        seen = c.until_closed()
+        d = [p for p in seen if p.type == R.DISCONNECT]
+        assert d and d[0].rc == 0x82 and d[0].props.get("reason_string"), seen
+
+
+def test_authentication_method_refused_with_0x8c(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.send(R.connect(uid, version=5, props={"auth_method": "SCRAM-SHA-1", "auth_data": b"x"}))
+        seen = c.until_closed()
+        assert [(p.type, p.rc) for p in seen] == [(R.CONNACK, 0x8C)], seen
+
+
+def test_auth_packet_refused_with_0x8c(mod_broker, client, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        assert c.connect(uid, version=5).rc == 0
+        c.send(R.auth(0x18, {"auth_method": "SCRAM-SHA-1"}))
+        seen = c.until_closed()
+        assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x8C)], seen
+    other = client(mod_broker.port, uid + "-o")
+    other.subscribe(uid + "/x")
+    other.publish(uid + "/x", b"1")
+    assert other.expect().payload == b"1"
+
+
+@pytest.mark.parametrize("code", [0x00, 0x04])
+def test_client_disconnect_reason_codes_accepted(mod_broker, uid, code):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.disconnect(code, version=5))
+        assert c.until_closed() == []
