@@ -160,8 +160,19 @@ def _table(high):
     return t
 
 
-_EMQX_ESC = _table(0x7E)  # EMQX escapes "~" as well
-_OSSL_ESC = _table(0x7F)
+# Built on first use: 512 small objects are worth sparing on a microcontroller that maps by cn.
+_esc = {}
+
+
+def _esc_table(high):
+    t = _esc.get(high)
+    if t is None:
+        t = _esc[high] = _table(high)
+    return t
+
+
+_EMQX = 0x7E  # EMQX escapes "~" as well
+_OSSL = 0x7F
 
 
 def _escape(v, table, single_first):
@@ -197,12 +208,13 @@ def _oid_name(b, os_, oe, table):
 
 
 def _dn(b, rdns):
+    esc = _esc_table(_EMQX)
     parts = []
     for i in range(len(rdns) - 1, -1, -1):
         attrs = []
         for os_, oe, t, vs, ve, ts in rdns[i]:
             txt = _text(b, t, vs, ve)
-            val = _hex_tlv(b, ts, ve) if txt is None else _escape(txt, _EMQX_ESC, True)
+            val = _hex_tlv(b, ts, ve) if txt is None else _escape(txt, esc, True)
             attrs.append(_oid_name(b, os_, oe, _EMQX_NAMES) + b"=" + val)
         parts.append(attrs[0] if len(attrs) == 1 else b"+".join(attrs))
     return b",".join(parts)
@@ -244,6 +256,7 @@ def first_cn(der):
 def subject_rfc2253(der):
     b, rdns = _subject(der)
     names = _ossl_names()
+    esc = _esc_table(_OSSL)
     parts = []
     # OpenSSL walks the entries in reverse, multi-valued RDNs included.
     for i in range(len(rdns) - 1, -1, -1):
@@ -261,7 +274,7 @@ def subject_rfc2253(der):
                 txt = _text(b, _der.TELETEX_STRING if t in _OSSL_ONE_BYTE else t, vs, ve)
             else:
                 txt = None
-            attrs.append(nm + b"=" + (_hex_tlv(b, ts, ve) if txt is None else _escape(txt, _OSSL_ESC, False)))
+            attrs.append(nm + b"=" + (_hex_tlv(b, ts, ve) if txt is None else _escape(txt, esc, False)))
         parts.append(b"+".join(attrs))
     return b",".join(parts).decode()
 

@@ -6,7 +6,7 @@
 # CRL signatures are not verified here: the CRL is a local file the operator installed, as
 # trusted as the CA file next to it.
 from gatemq import der
-from gatemq.errors import CertRejected, DerError
+from gatemq.errors import CertRejected, ConfigError
 
 # EMQX's names for verify_peer_ext_key_usage; anything else is an OID, bare or as "OID:1.2.3".
 EXT_KEY_USAGES = {
@@ -49,9 +49,10 @@ def required_usages(spec):
         if oid is None:
             oid = item[4:] if item[:4].upper() == "OID:" else item
             try:
-                der.oid_str(der.oid_bytes(oid), 0, len(der.oid_bytes(oid)))
+                raw = der.oid_bytes(oid)
+                der.oid_str(raw, 0, len(raw))
             except Exception:
-                raise DerError("extended key usage %r is neither a known name (%s) nor an OID"
+                raise ConfigError("extended key usage %r is neither a known name (%s) nor an OID"
                                % (item, ", ".join(sorted(EXT_KEY_USAGES))))
         out.append(oid)
     return out

@@ -4,7 +4,7 @@
 import binascii
 
 from gatemq import der, x509
-from gatemq.errors import CertRejected, DerError
+from gatemq.errors import CertRejected, ConfigError, DerError
 from _check import raises
 
 
@@ -365,7 +365,8 @@ def test_check_client_ext_key_usage():
     assert e.reason == "ext_key_usage" and "1.3.6.1.5.5.7.3.1" in str(e)
     e = raises(CertRejected, x509.check_client, LEAF2, None, (), "clientAuth")
     assert e.reason == "ext_key_usage"
-    raises(DerError, x509.required_usages, "clientAuthh")
+    raises(ConfigError, x509.required_usages, "clientAuthh")
+    raises(ConfigError, x509.required_usages, "OID:1")
 
 
 def test_check_client_validity_and_issuer():
