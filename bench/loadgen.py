@@ -151,8 +151,10 @@ def role_sub(a):
     emit("READY")
 
     sel = selectors.DefaultSelector()
+    expect = publish_packet(a.topic, b"x" * a.size)
     for s in socks:
-        sel.register(s, selectors.EVENT_READ, bytearray())
+        # QoS 1: unparsed bytes; QoS 0: bytes seen so far on this socket
+        sel.register(s, selectors.EVENT_READ, bytearray() if a.qos else [0])
     buf = bytearray(1 << 18)
     deadline = time.perf_counter() + a.deadline
     win_start = win_end = None
@@ -179,10 +181,24 @@ def role_sub(a):
                 # so counting bytes counts messages without parsing them
                 if inwin:
                     counted += n
+                # spot-check one packet per read so that a broker sending
+                # anything else cannot pass for a fast one
+                seen = key.data
+                k = -seen[0] % pkt_len
+                seen[0] += n
+                if k + pkt_len <= n and buf[k:k + pkt_len] != expect:
+                    err = "a subscriber got bytes other than the published packet"
+                    stop.set()
+                    break
             else:
                 pend = key.data
                 pend += buf[:n]
-                msgs, acks = _take_publishes(pend)
+                try:
+                    msgs, acks = _take_publishes(pend)
+                except ConnectionError as e:
+                    err = str(e)
+                    stop.set()
+                    break
                 if acks:
                     s.sendall(acks)
                 if inwin:
@@ -218,6 +234,10 @@ def _take_publishes(pend):
         if not whole or j + length > n:
             break
         if first >> 4 == 3:
+            # a QoS 1 subscription must get QoS 1 deliveries: a broker that
+            # downgraded them would skip the acknowledgements being measured
+            if not first & 0x06:
+                raise ConnectionError("got a QoS 0 delivery on a QoS 1 subscription")
             msgs += 1
             if first & 0x06:
                 tl = (pend[j] << 8) | pend[j + 1]
