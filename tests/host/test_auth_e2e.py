@@ -1,6 +1,6 @@
 # Issue 5, end to end: real paho clients over mutual TLS against the broker process, with the
 # certificate CN as username, then password_based and JWT in the chain, and the acl.conf
-# `${cert_common_name}` rule. Certificates and tokens are made with `cryptography`.
+# `${cert_common_name}` rule, on both ports. Certificates and tokens are made with `cryptography`.
 import base64
 import datetime
 import ipaddress
@@ -85,8 +85,8 @@ def hs256(secret, claims, alg="HS256"):
     return h + "." + p + "." + b64(m.finalize())
 
 
-@pytest.fixture
-def mtls(pki, make_broker):
+@pytest.fixture(params=["cpython", "micropython"])
+def mtls(request, pki, make_broker):
     d, jwt_key = pki
     conf = """
 listeners.ssl.mtls.bind = "127.0.0.1:0"
@@ -108,7 +108,7 @@ authentication = [
 ]
 authorization { no_match = deny, deny_action = ignore, sources = [ { type = file, path = "%(d)s/acl.conf" } ] }
 """ % {"d": d}
-    b = make_broker(conf)
+    b = make_broker(conf, runtime=request.param)
     port = b.ports[("ssl", "mtls")]
     clients = []
 

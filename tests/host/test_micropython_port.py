@@ -1,0 +1,259 @@
+# The MicroPython port (gatemq.micropython) on the unix port, importing the shipped .mpy files from
+# build/mpy/lib: plain and mutual-TLS listeners, certificate mapping, the per-task binding of
+# client certificates under concurrent handshakes, CRL checks, the handshake timeout, the socket
+# leak of failed handshakes, and the configs this port refuses.
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+from cryptography import x509 as cx509
+from cryptography.x509.oid import NameOID
+
+from brokers import ROOT, VENV_BIN
+from clients import Client, V311
+
+from gatemq.certs import ca as certs_ca
+from gatemq.certs import crl as certs_crl
+from gatemq.certs import issue
+
+MP = os.path.join(VENV_BIN, "micropython")
+MPY_LIB = os.path.join(ROOT, "build", "mpy", "lib")
+MPCLIENT = os.path.join(os.path.dirname(__file__), "mpclient.py")
+DEVICES = ["dev%02d" % i for i in range(12)]
+CONNECTED = "$SYS/brokers/+/clients/+/connected"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(MPY_LIB, "gatemq", "micropython", "server.mpy")),
+                                reason="run `make firmware-files` first")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("pki"))
+    certs_ca.init_ca(d, cn="mp test CA")
+    issue.server(d, ["localhost"], ["127.0.0.1"], name="server")
+    for dev in DEVICES + ["revoked"]:
+        subject = cx509.Name([cx509.NameAttribute(NameOID.ORGANIZATION_NAME, "gatemq tests"),
+                              cx509.NameAttribute(NameOID.COMMON_NAME, dev)])
+        issue.client(d, subject, dev)
+    certs_crl.revoke(d, os.path.join(d, "revoked.crt"))
+    certs_crl.make_crl(d, os.path.join(d, "crl.pem"))
+    # A second CA whose devices the broker must refuse.
+    other = os.path.join(d, "other")
+    os.mkdir(other)
+    certs_ca.init_ca(other, cn="stranger CA")
+    issue.client(other, cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "dev00")]), "impostor")
+    return d
+
+
+def tls_config(pki, extra="", ssl_extra=""):
+    return """
+listeners.ssl.default.bind = "127.0.0.1:0"
+listeners.ssl.default.ssl_options {
+  certfile = "%(d)s/server.crt"
+  keyfile = "%(d)s/server.key"
+  cacertfile = "%(d)s/ca.crt"
+  verify = verify_peer
+  fail_if_no_peer_cert = true
+  handshake_timeout = 2s
+  %(ssl)s
+}
+mqtt.peer_cert_as_username = cn
+%(extra)s
+""" % {"d": pki, "ssl": ssl_extra, "extra": extra}
+
+
+def mp_broker(make_broker, text):
+    return make_broker(text, runtime="micropython")
+
+
+def tls_client(port, pki, dev, client_id, ca_dir=None):
+    c = Client(port, client_id, V311)
+    c.c.tls_set(ca_certs=os.path.join(pki, "ca.crt"), certfile=os.path.join(ca_dir or pki, dev + ".crt"),
+                keyfile=os.path.join(ca_dir or pki, dev + ".key"))
+    return c
+
+
+def handshake(port, pki, dev=None, ca_dir=None):
+    """One raw TLS handshake; True when it completed."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(os.path.join(pki, "ca.crt"))
+    if dev:
+        ctx.load_cert_chain(os.path.join(ca_dir or pki, dev + ".crt"), os.path.join(ca_dir or pki, dev + ".key"))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            # TLS 1.2 reports a refused client certificate during the handshake itself.
+            t.sendall(b"\x10\x00")
+            t.recv(10)
+        return True
+    except (ssl.SSLError, ConnectionError, OSError):
+        return False
+    finally:
+        s.close()
+
+
+def socket_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def run_mpclient(*args, timeout=30):
+    env = dict(os.environ, MICROPYPATH=MPY_LIB)
+    p = subprocess.run([MP, MPCLIENT] + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+    events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    return p.returncode, events, p.stderr
+
+
+def test_plain_pubsub_through_micropython_broker(make_broker, client):
+    b = mp_broker(make_broker, "")
+    sub = client(b.port, "mp-sub")
+    sub.subscribe("t/#", qos=1)
+    pub = client(b.port, "mp-pub")
+    pub.publish("t/1", b"qos0", qos=0)
+    pub.publish("t/2", b"qos1", qos=1)
+    got = sorted((m.topic, m.payload) for m in sub.expect_n(2))
+    assert got == [("t/1", b"qos0"), ("t/2", b"qos1")]
+    assert b.alive()
+
+
+def test_device_client_over_mutual_tls_with_der_certificate(make_broker, client, pki):
+    b = mp_broker(make_broker, tls_config(pki))
+    watch = client(b.port, "watch")
+    watch.subscribe(CONNECTED)
+    d = pki
+    rc, events, err = run_mpclient(
+        "--port", str(b.ports[("ssl", "default")]), "--id", "board-1",
+        "--ca", d + "/ca.crt.der", "--cert", d + "/dev03.crt.der", "--key", d + "/dev03.key.der",
+        "--sub", "board/#", "--qos", "1", "--pub", "board/temp", "21.5", "--expect", "1")
+    assert rc == 0, (events, err, b.log())
+    assert {"ev": "message", "topic": "board/temp", "payload": "21.5", "qos": 1} in events
+    # The certificate's CN became the username (mqtt.peer_cert_as_username = cn).
+    info = json.loads(watch.expect().payload)
+    assert info["clientid"] == "board-1"
+    assert info["username"] == "dev03"
+    assert info["cert_common_name"] == "dev03"
+
+
+def test_concurrent_handshakes_each_get_their_own_identity(make_broker, client, pki):
+    b = mp_broker(make_broker, tls_config(pki))
+    watch = client(b.port, "watch")
+    watch.subscribe(CONNECTED)
+    port = b.ports[("ssl", "default")]
+    start = threading.Barrier(len(DEVICES) + 4)
+    results = {}
+
+    def good(dev):
+        c = tls_client(port, pki, dev, "id-" + dev)
+        start.wait()
+        c.connect(timeout=20)
+        results[dev] = c
+
+    def bad(i):
+        # Strangers' certificates run the verify callback too; they must not leak into others.
+        start.wait()
+        results["bad%d" % i] = handshake(port, pki, "impostor", os.path.join(pki, "other"))
+
+    threads = [threading.Thread(target=good, args=(d,)) for d in DEVICES]
+    threads += [threading.Thread(target=bad, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert not any(results["bad%d" % i] for i in range(4))
+        seen = {}
+        for m in watch.expect_n(len(DEVICES), timeout=20):
+            info = json.loads(m.payload)
+            seen[info["clientid"]] = info["username"]
+        assert seen == {"id-" + d: d for d in DEVICES}
+    finally:
+        for d in DEVICES:
+            if d in results:
+                results[d].disconnect()
+
+
+def test_refused_client_certificates(make_broker, pki):
+    b = mp_broker(make_broker, tls_config(pki, ssl_extra="enable_crl_check = true\n  crlfile = \"%s/crl.pem\"" % pki))
+    port = b.ports[("ssl", "default")]
+    assert handshake(port, pki, "dev01")
+    assert not handshake(port, pki)  # no certificate
+    assert not handshake(port, pki, "impostor", os.path.join(pki, "other"))  # unknown CA
+    assert not handshake(port, pki, "revoked")  # in the CRL
+    b.wait_log("revoked")
+    assert b.alive()
+
+
+def test_failed_handshakes_leave_no_open_sockets(make_broker, pki):
+    b = mp_broker(make_broker, tls_config(pki))
+    port = b.ports[("ssl", "default")]
+    assert handshake(port, pki, "dev02")
+    time.sleep(0.5)
+    before = socket_fds(b.proc.pid)
+    for i in range(100):
+        assert not handshake(port, pki, None if i % 2 else "impostor", os.path.join(pki, "other"))
+    deadline = time.monotonic() + 10
+    while socket_fds(b.proc.pid) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert socket_fds(b.proc.pid) == before
+    assert handshake(port, pki, "dev02")
+
+
+def test_silent_client_is_closed_after_handshake_timeout(make_broker, pki):
+    b = mp_broker(make_broker, tls_config(pki))
+    s = socket.create_connection(("127.0.0.1", b.ports[("ssl", "default")]))
+    s.settimeout(6)
+    t0 = time.monotonic()
+    assert s.recv(10) == b""  # the broker closed it: no ClientHello within handshake_timeout
+    assert 1.5 < time.monotonic() - t0 < 5
+    b.wait_log("not done within")
+    s.close()
+
+
+def test_max_connections_refuses_cleanly(make_broker, client):
+    b = mp_broker(make_broker, 'listeners.tcp.default { bind = "127.0.0.1:0", max_connections = 2 }\n')
+    a = client(b.port, "a")
+    c = client(b.port, "b")
+    s = socket.create_connection(("127.0.0.1", b.port))
+    s.settimeout(5)
+    assert s.recv(10) == b""
+    b.wait_log("max_connections (2) reached")
+    a.publish("x", b"still works", qos=1)
+    c.disconnect()
+    time.sleep(0.3)
+    client(b.port, "d")  # a freed slot is usable again (connect asserts the CONNACK)
+
+
+def _refused_config(tmp_path, pki, ssl_extra):
+    path = tmp_path / "gatemq.conf"
+    path.write_text(tls_config(pki, ssl_extra=ssl_extra))
+    env = dict(os.environ, MICROPYPATH=MPY_LIB)
+    return subprocess.run([MP, "-m", "gatemq.micropython", "--config", str(path)], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_optional_client_certificates_are_a_config_error(tmp_path, pki):
+    text = tls_config(pki).replace("fail_if_no_peer_cert = true", "fail_if_no_peer_cert = false")
+    path = tmp_path / "gatemq.conf"
+    path.write_text(text)
+    env = dict(os.environ, MICROPYPATH=MPY_LIB)
+    p = subprocess.run([MP, "-m", "gatemq.micropython", "--config", str(path)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2
+    assert "fail_if_no_peer_cert" in p.stderr and "optional client certificates" in p.stderr
+
+
+def test_tls13_only_is_a_config_error(tmp_path, pki):
+    p = _refused_config(tmp_path, pki, 'versions = ["tlsv1.3"]')
+    assert p.returncode == 2
+    assert "TLS 1.2 only" in p.stderr
