@@ -112,7 +112,8 @@ def _from_certificate(data):
 def load(data):
     # A public key from PEM or DER bytes: SubjectPublicKeyInfo ("PUBLIC KEY"), PKCS#1
     # ("RSA PUBLIC KEY") or an X.509 certificate (parsed by gatemq.der), whose subject key is used.
-    data = bytes(data)
+    # read_file may hand over text (a PEM file read as str by a port): accept both.
+    data = data.encode() if isinstance(data, str) else bytes(data)
     if b"-----BEGIN" in data:
         label, der = pem_to_der(data)
     else:

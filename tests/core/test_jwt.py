@@ -133,6 +133,8 @@ def test_key_loading_from_file_and_mismatch():
     files = {"/k.pem": RSA_PUB.encode()}
     v = jwt.Verifier({"algorithm": "RS256", "public_key": "/k.pem"}, files.__getitem__)
     assert v.alg == "RS256"
+    # a port may read the PEM as text
+    assert jwt.Verifier({"algorithm": "RS256", "public_key": "/k"}, lambda p: RSA_PUB).alg == "RS256"
     assert "does not fit" in str(raises(ConfigError, jwt.Verifier, {"algorithm": "ES256", "public_key": "/k.pem"},
                                         files.__getitem__))
     assert "cannot read" in str(raises(ConfigError, jwt.Verifier, {"algorithm": "RS256", "public_key": "/x"},
