@@ -517,3 +517,23 @@ def test_truncated_and_flipped_packets_only_raise_codec_errors():
                         assert 0x81 <= e.reason <= 0x95
                         seen += 1
     assert seen > 1000
+
+
+def test_connect_variable_header_matches_spec_example():
+    # MQTT 5.0 section 3.1.2.12: name "MQTT", level 5, flags 0xC2 (user name, password, clean
+    # start), keep alive 10, properties length 5 with Session Expiry Interval 10.
+    data = c.encode_connect("", c.MQTT5, True, 10, "u", b"p", None, {c.P_SESSION_EXPIRY: 10})
+    assert data[2:18] == b"\x00\x04MQTT\x05\xc2\x00\x0a\x05\x11\x00\x00\x00\x0a"
+    # 3.1.1 section 3.1.2.10 example: name, level 4, flags 0xCE, keep alive 10.
+    will = c.Will("w", b"", 1, False)
+    data = c.encode_connect("", c.MQTT311, True, 10, "u", b"p", will)
+    assert data[2:12] == b"\x00\x04MQTT\x04\xce\x00\x0a"
+
+
+def test_property_field_sizes():
+    # One-byte, two-byte and four-byte integer properties are encoded at their spec sizes.
+    for pid, size in ((c.P_PAYLOAD_FORMAT, 1), (c.P_REQUEST_PROBLEM_INFO, 1), (c.P_MAXIMUM_QOS, 1),
+                      (c.P_SERVER_KEEPALIVE, 2), (c.P_RECEIVE_MAXIMUM, 2), (c.P_TOPIC_ALIAS, 2),
+                      (c.P_TOPIC_ALIAS_MAXIMUM, 2), (c.P_MESSAGE_EXPIRY, 4), (c.P_SESSION_EXPIRY, 4),
+                      (c.P_WILL_DELAY, 4), (c.P_MAXIMUM_PACKET_SIZE, 4)):
+        assert c.encode_props({pid: 1}) == bytes((1 + size, pid)) + b"\x00" * (size - 1) + b"\x01"
