@@ -21,18 +21,8 @@ class Client(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        srv = self.srv
         peer = transport.get_extra_info("peername") or ("", 0)
-        der = None
-        sslobj = transport.get_extra_info("ssl_object")
-        if sslobj is not None:
-            der = sslobj.getpeercert(binary_form=True)
-            why = srv.tls[self.listener].check_leaf(der)
-            if why:
-                srv.log("warning", "listener %s: TLS client %s:%s rejected: %s" % (self.listener, peer[0], peer[1], why))
-                transport.abort()
-                return
-        self.conn = srv.broker.open(self, (peer[0], peer[1]), self.listener, der)
+        self.conn = self.srv.broker.open(self, (peer[0], peer[1]), self.listener, None)
         if self.conn is None:
             transport.abort()
 
@@ -53,6 +43,50 @@ class Client(asyncio.Protocol):
             self.srv.flush()
 
 
+class TLSClient(Client):
+    # An ssl listener's connection: accepted as TCP, paused so no ClientHello byte is read by
+    # anyone but the TLS layer, and upgraded by ListenerTLS.handshake in a task, which logs every
+    # refusal. Only after the handshake and the broker's certificate checks does it reach the broker.
+    __slots__ = ("early",)
+
+    def __init__(self, srv, listener):
+        Client.__init__(self, srv, listener)
+        self.early = None
+
+    def connection_made(self, transport):
+        if self.early is not None or self.conn is not None:
+            return
+        transport.pause_reading()
+        self.early = []
+        self.srv.spawn(self._upgrade(transport))
+
+    async def _upgrade(self, raw):
+        srv = self.srv
+        peer = raw.get_extra_info("peername") or ("", 0)
+        got = await srv.tls[self.listener].handshake(asyncio.get_running_loop(), raw, self, peer)
+        if got is None:
+            self.early = None
+            return
+        tr, der = got
+        self.transport = tr
+        self.conn = srv.broker.open(self, (peer[0], peer[1]), self.listener, der)
+        early, self.early = self.early, None
+        if self.conn is None:
+            tr.abort()
+            return
+        # sslproto delivers the first application bytes before this task resumes.
+        for data in early:
+            self.conn.feed(data)
+        if early:
+            srv.flush()
+
+    def data_received(self, data):
+        if self.early is not None:
+            self.early.append(data)
+            return
+        Client.data_received(self, data)
+
+
 class Server:
     def __init__(self, cfg, log, read_file):
         self.cfg = cfg
@@ -62,6 +96,14 @@ class Server:
         self.tls = {}
         self.stopping = None
         self._timer = None
+        self._tasks = set()
+
+    def spawn(self, coro):
+        # Keeps a reference: the loop holds tasks only weakly.
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
 
     def flush(self):
         for c in self.broker.flush():
@@ -88,14 +130,12 @@ class Server:
                     continue
                 lname = "%s:%s" % (kind, name)
                 host, port = lc["bind"]
-                kw = {}
+                proto = Client
                 if kind == "ssl":
-                    t = tlsctx.ListenerTLS(lname, lc["ssl_options"], self.log)
-                    self.tls[lname] = t
-                    kw["ssl"] = t.context
-                    kw["ssl_handshake_timeout"] = lc["ssl_options"]["handshake_timeout"]
-                srv = await loop.create_server(lambda ln=lname: Client(self, ln), host or None, port,
-                                               reuse_address=True, backlog=1024, **kw)
+                    self.tls[lname] = tlsctx.ListenerTLS(lname, lc["ssl_options"], self.log)
+                    proto = TLSClient
+                srv = await loop.create_server(lambda ln=lname, p=proto: p(self, ln), host or None, port,
+                                               reuse_address=True, backlog=1024)
                 self.servers.append(srv)
                 for s in srv.sockets:
                     a = s.getsockname()
@@ -104,7 +144,8 @@ class Server:
         self._timer = loop.call_later(0.5, self._tick)
 
     def _loop_error(self, loop, ctx):
-        # TLS handshake failures arrive here; log them with the peer and the reason, briefly.
+        # Handshakes are logged by ListenerTLS.handshake; TLS errors later in a connection may arrive
+        # here. Log them with the peer and the reason, briefly.
         exc = ctx.get("exception")
         tr = ctx.get("transport")
         peer = None
@@ -114,8 +155,8 @@ class Server:
             except Exception:
                 peer = None
         if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, asyncio.TimeoutError)):
-            self.log("warning", "TLS handshake with %s failed: %s" % (
-                "%s:%s" % peer[:2] if peer else "a client", tlsctx.describe(exc)))
+            self.log("warning", "TLS with %s failed: %s (%s)" % (
+                ("%s:%s" % peer[:2]) if peer else "a client",) + tlsctx.describe(exc))
             return
         self.log("error", "event loop: %s %r" % (ctx.get("message"), exc))
 

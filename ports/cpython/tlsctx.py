@@ -1,19 +1,124 @@
-# TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, plus the checks the
+# TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, the handshake of each
+# connection (so that every refusal is logged with its reason and the peer), and the checks the
 # broker makes itself on the verified leaf (CRL with gatemq.der, extended key usage).
+#
+# asyncio's own server-side TLS (create_server(ssl=...)) drops failed handshakes silently: the
+# SSLError is an OSError, which sslproto only logs in debug mode, and the application protocol
+# never hears of the connection. So ssl listeners accept plain TCP and upgrade each connection
+# with loop.start_tls from a task (handshake below), which sees the exception.
+import asyncio
+import ctypes
 import os
 import ssl
 import time
+import warnings
 
 from gatemq import x509
 from gatemq.errors import ConfigError, DerError
 
-_VERSIONS = {"tlsv1.3": ssl.TLSVersion.TLSv1_3, "tlsv1.2": ssl.TLSVersion.TLSv1_2,
-             "tlsv1.1": ssl.TLSVersion.TLSv1_1, "tlsv1": ssl.TLSVersion.TLSv1}
+_VERSIONS = [("tlsv1", ssl.TLSVersion.TLSv1, "OP_NO_TLSv1"),
+             ("tlsv1.1", ssl.TLSVersion.TLSv1_1, "OP_NO_TLSv1_1"),
+             ("tlsv1.2", ssl.TLSVersion.TLSv1_2, "OP_NO_TLSv1_2"),
+             ("tlsv1.3", ssl.TLSVersion.TLSv1_3, "OP_NO_TLSv1_3")]
+
+# OpenSSL X509_V_ERR_* codes -> the short reason words the logs use (the same words as the
+# broker's own checks: expired, not_yet_valid, revoked, ext_key_usage).
+_VERIFY_REASONS = {
+    9: "not_yet_valid", 10: "expired", 13: "not_yet_valid", 14: "expired",
+    2: "unknown_ca", 18: "unknown_ca", 19: "unknown_ca", 20: "unknown_ca", 21: "unknown_ca",
+    22: "chain_too_long", 23: "revoked", 24: "invalid_ca", 26: "ext_key_usage",
+    7: "bad_signature", 4: "bad_signature",
+}
 
 
 def describe(exc):
-    r = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
-    return "%s (%s)" % (r, exc.__class__.__name__) if r else repr(exc)
+    # -> (reason word, detail) for a failed handshake.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _VERIFY_REASONS.get(exc.verify_code, "certificate_rejected"), exc.verify_message
+    if isinstance(exc, ssl.SSLError):
+        r = exc.reason or ""
+        if r in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+            return "no_peer_cert", "the client sent no certificate and ssl_options.fail_if_no_peer_cert = true"
+        if "VERSION" in r or "PROTOCOL" in r:
+            return "protocol_version", r
+        if "CIPHER" in r:
+            return "no_shared_cipher", r
+        return "tls_error", r or str(exc)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "handshake_timeout", str(exc) or "no handshake in time"
+    if isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc):
+        return "handshake_timeout", str(exc)
+    if isinstance(exc, (ConnectionError, EOFError)):
+        return "connection_lost", str(exc) or exc.__class__.__name__
+    return "tls_error", repr(exc)
+
+
+# -- OpenSSL calls Python's ssl module does not offer -------------------------------------------
+# SSL_CTX_set_verify_depth (EMQX's ssl_options.depth) and SSL_CTX_set_ciphersuites (TLS 1.3
+# names in ssl_options.ciphers) are called through ctypes on the libssl that _ssl itself uses,
+# with the SSL_CTX pointer read from the SSLContext object (its first field after the object
+# header, as in CPython's Modules/_ssl.c). The pointer is trusted only after OpenSSL, asked
+# through it, returns the same options and verify mode as the SSLContext reports.
+
+class _OpenSSL:
+    def __init__(self):
+        import _ssl
+        lib = ctypes.CDLL(_ssl.__file__)
+        self.get_options = lib.SSL_CTX_get_options
+        self.get_options.restype = ctypes.c_uint64
+        self.get_options.argtypes = [ctypes.c_void_p]
+        self.get_verify_mode = lib.SSL_CTX_get_verify_mode
+        self.get_verify_mode.restype = ctypes.c_int
+        self.get_verify_mode.argtypes = [ctypes.c_void_p]
+        self.set_verify_depth = lib.SSL_CTX_set_verify_depth
+        self.set_verify_depth.restype = None
+        self.set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        self.get_verify_depth = lib.SSL_CTX_get_verify_depth
+        self.get_verify_depth.restype = ctypes.c_int
+        self.get_verify_depth.argtypes = [ctypes.c_void_p]
+        self.set_ciphersuites = lib.SSL_CTX_set_ciphersuites
+        self.set_ciphersuites.restype = ctypes.c_int
+        self.set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+
+    def ctx_pointer(self, ctx):
+        p = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+        if not p:
+            return None
+        want_mode = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}[ctx.verify_mode]
+        if self.get_options(p) != int(ctx.options) or self.get_verify_mode(p) != want_mode:
+            return None
+        return p
+
+
+_openssl = None
+
+
+def _native():
+    global _openssl
+    if _openssl is None:
+        try:
+            _openssl = _OpenSSL()
+        except (OSError, AttributeError):
+            _openssl = False
+    return _openssl or None
+
+
+def set_verify_depth(ctx, depth):
+    # True when OpenSSL enforces depth during the handshake.
+    lib = _native()
+    p = lib and lib.ctx_pointer(ctx)
+    if not p:
+        return False
+    lib.set_verify_depth(p, depth)
+    return lib.get_verify_depth(p) == depth
+
+
+def set_tls13_suites(ctx, names):
+    lib = _native()
+    p = lib and lib.ctx_pointer(ctx)
+    if not p:
+        return False
+    return lib.set_ciphersuites(p, ":".join(names).encode()) == 1
 
 
 class ListenerTLS:
@@ -23,33 +128,84 @@ class ListenerTLS:
         self.log = log
         self.crls = ()
         self._crl_stamp = None
+        # None when OpenSSL enforces depth itself; else checked on the verified chain afterwards.
+        self.depth_after = None
         self.context = self._context()
         if o.get("enable_crl_check") and o.get("crlfile"):
             self.maybe_reload()
+
+    def _fail(self, key, msg):
+        return ConfigError("listener %s: ssl_options.%s: %s" % (self.name, key, msg))
 
     def _context(self):
         o = self.o
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            ctx.load_cert_chain(o["certfile"], o["keyfile"], o.get("password"))
-            if o.get("cacertfile"):
+            ctx.load_cert_chain(o["certfile"], o["keyfile"], o.get("password") or None)
+        except ssl.SSLError as e:
+            why = "the key is encrypted: set ssl_options.password" if not o.get("password") else \
+                "wrong ssl_options.password, or the key does not match the certificate"
+            raise ConfigError("listener %s: cannot load certfile/keyfile (%s): %s" % (self.name, why, e))
+        except OSError as e:
+            raise ConfigError("listener %s: cannot load certfile/keyfile: %s" % (self.name, e))
+        if o.get("cacertfile"):
+            try:
                 ctx.load_verify_locations(o["cacertfile"])
-        except (OSError, ssl.SSLError) as e:
-            raise ConfigError("listener %s: cannot load certificates: %s" % (self.name, e))
+            except (OSError, ssl.SSLError) as e:
+                raise self._fail("cacertfile", "cannot load %s: %s" % (o["cacertfile"], e))
         if o.get("verify") == "verify_peer":
             ctx.verify_mode = ssl.CERT_REQUIRED if o.get("fail_if_no_peer_cert") else ssl.CERT_OPTIONAL
         else:
             ctx.verify_mode = ssl.CERT_NONE
-        vs = [_VERSIONS[v] for v in o.get("versions") or ("tlsv1.3", "tlsv1.2")]
-        ctx.minimum_version = min(vs)
-        ctx.maximum_version = max(vs)
+        self._versions(ctx, o.get("versions") or ("tlsv1.3", "tlsv1.2"))
         if o.get("ciphers"):
-            c = o["ciphers"]
-            try:
-                ctx.set_ciphers(c if isinstance(c, str) else ":".join(c))
-            except ssl.SSLError as e:
-                raise ConfigError("listener %s: ssl_options.ciphers: %s" % (self.name, e))
+            self._ciphers(ctx, o["ciphers"])
+        depth = o.get("depth", 10)
+        if depth is not None and not set_verify_depth(ctx, depth):
+            if not hasattr(ssl.SSLObject, "get_verified_chain") and not hasattr(ssl.SSLObject, "_sslobj"):
+                raise self._fail("depth", "this Python cannot limit the chain depth")
+            self.depth_after = depth
         return ctx
+
+    def _versions(self, ctx, names):
+        chosen = set(names)
+        idx = [i for i, v in enumerate(_VERSIONS) if v[0] in chosen]
+        with warnings.catch_warnings():
+            # TLS 1.0/1.1 are deprecated in Python, but EMQX lets an operator enable them.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = _VERSIONS[min(idx)][1]
+            ctx.maximum_version = _VERSIONS[max(idx)][1]
+            # A gap such as ["tlsv1.3", "tlsv1.1"] must not enable tlsv1.2.
+            for i in range(min(idx), max(idx) + 1):
+                if i not in idx:
+                    ctx.options |= getattr(ssl, _VERSIONS[i][2])
+
+    def _ciphers(self, ctx, c):
+        names = c.split(":") if isinstance(c, str) else list(c)
+        # OpenSSL keeps TLS 1.3 suites (TLS_AES_128_GCM_SHA256, ...) apart from the TLS 1.2 list.
+        # As in EMQX, a version none of the listed suites belongs to cannot be negotiated.
+        v13 = [n for n in names if n.startswith("TLS_")]
+        v12 = [n for n in names if n and not n.startswith("TLS_")]
+        has13 = ctx.maximum_version == ssl.TLSVersion.TLSv1_3
+        only13 = ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+        if v12:
+            if only13:
+                raise self._fail("ciphers", "%s are TLS 1.2 suites but versions allows only tlsv1.3"
+                                 % ":".join(v12))
+            try:
+                ctx.set_ciphers(":".join(v12))
+            except ssl.SSLError:
+                raise self._fail("ciphers", "OpenSSL knows none of %s" % ":".join(v12))
+            if not v13 and has13:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if v13:
+            if not has13:
+                raise self._fail("ciphers", "%s are TLS 1.3 suites but versions excludes tlsv1.3"
+                                 % ":".join(v13))
+            if not set_tls13_suites(ctx, v13):
+                raise self._fail("ciphers", "OpenSSL rejected the TLS 1.3 suites %s" % ":".join(v13))
+            if not v12:
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
     def maybe_reload(self):
         o = self.o
@@ -63,7 +219,7 @@ class ListenerTLS:
                 self.log("error", "listener %s: cannot read crlfile %s: %s" % (self.name, path, e))
                 self._crl_stamp = "missing"
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._crl_stamp:
             return
         try:
@@ -75,16 +231,74 @@ class ListenerTLS:
         except DerError as e:
             self.log("error", "listener %s: bad CRL %s: %s; keeping the previous one" % (self.name, path, e))
             self._crl_stamp = stamp
+        except OSError as e:
+            self.log("error", "listener %s: cannot read crlfile %s: %s" % (self.name, path, e))
 
-    def check_leaf(self, der):
-        # -> None when accepted, else the reason. Runs right after the handshake, before any MQTT byte.
+    def check_leaf(self, der, sslobj=None):
+        # -> None when accepted, else (reason, detail). Runs right after the handshake, before any
+        # MQTT byte is read.
         o = self.o
         if der is None:
             return None
+        if self.depth_after is not None and sslobj is not None:
+            chain = _verified_chain(sslobj)
+            if chain is None:
+                return "chain_too_long", "cannot read the verified chain to check ssl_options.depth"
+            # depth counts the intermediates between the leaf and the trust anchor, as in OpenSSL/EMQX.
+            if len(chain) - 2 > self.depth_after:
+                return "chain_too_long", "%d intermediate CAs, ssl_options.depth = %d" % (
+                    len(chain) - 2, self.depth_after)
         self.maybe_reload()
         try:
             x509.check_client(der, crls=self.crls if o.get("enable_crl_check") else (),
                               ext_key_usage=o.get("verify_peer_ext_key_usage"), now=time.time())
+        except DerError as e:
+            return "bad_certificate", str(e)
         except Exception as e:
-            return str(e)
+            return getattr(e, "reason", "certificate_rejected"), str(e)
+        return None
+
+    def refuse(self, peer, reason, detail):
+        self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (
+            self.name, peer[0], peer[1], reason, detail))
+
+    async def handshake(self, loop, transport, protocol, peer):
+        # Upgrades an accepted TCP connection. -> (ssl transport, leaf DER or None), or None after
+        # logging the refusal and closing the socket.
+        t0 = loop.time()
+        timeout = self.o.get("handshake_timeout") or 15
+        try:
+            tr = await loop.start_tls(transport, protocol, self.context, server_side=True,
+                                      ssl_handshake_timeout=timeout)
+        except Exception as e:
+            transport.abort()
+            reason, detail = describe(e)
+            if reason == "connection_lost" and loop.time() - t0 >= timeout * 0.95:
+                reason, detail = "handshake_timeout", "no TLS handshake within %gs" % timeout
+            self.refuse(peer, reason, detail)
+            return None
+        if tr is None:
+            transport.abort()
+            self.refuse(peer, "connection_lost", "closed during the handshake")
+            return None
+        sslobj = tr.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        why = self.check_leaf(der, sslobj)
+        if why:
+            tr.abort()
+            self.refuse(peer, why[0], why[1])
+            return None
+        return tr, der
+
+
+def _verified_chain(sslobj):
+    f = getattr(sslobj, "get_verified_chain", None)
+    if f is None:
+        inner = getattr(sslobj, "_sslobj", None)
+        f = getattr(inner, "get_verified_chain", None)
+    if f is None:
+        return None
+    try:
+        return f()
+    except Exception:
         return None
