@@ -9,18 +9,27 @@
 #   dev.crt, dev.key, dev.chain (leaf + intermediates), dev.der, root.crt
 #   pki.crl(root, [dev], path)
 #
+# Brokers and clients over TLS: ssl_config(server, root, ...), tls_client(broker, root, dev, ...),
+# raw_tls(broker, root, dev), Events(broker).connected() -> the $SYS connected event's payload.
+#
 # And the expected mapped values, computed here from the DER (not with gatemq.peercert):
 #   expected_cn(cert), expected_dn(cert), pem_value(der), md5_value(der)
 import base64
 import datetime
 import hashlib
+import json
 import os
+import queue
 import ssl
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from clients import Client, V5
+from rawmqtt import RawClient
 
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
@@ -203,3 +212,87 @@ def pem_value(der):
 
 def md5_value(der):
     return hashlib.md5(der).hexdigest()
+
+
+# ---- brokers and clients over TLS -------------------------------------------------------------
+
+
+def ssl_config(server, ca, ssl_extra="", extra="", name="default"):
+    """A broker config with listeners.ssl.<name> on a free port using server/ca (tlsutil.Issued)."""
+    return """
+listeners.ssl.%(name)s.bind = "127.0.0.1:0"
+listeners.ssl.%(name)s.ssl_options {
+  certfile = "%(crt)s"
+  keyfile = "%(key)s"
+  cacertfile = "%(ca)s"
+  verify = verify_peer
+  fail_if_no_peer_cert = true
+  %(ssl_extra)s
+}
+%(extra)s
+""" % {"name": name, "crt": server.crt, "key": server.key, "ca": ca.crt, "ssl_extra": ssl_extra,
+       "extra": extra}
+
+
+def ssl_port(broker, name="default"):
+    return broker.ports[("ssl", name)]
+
+
+def tls_client(broker, ca, dev=None, client_id="", version=V5, connect=True, name="default", **kw):
+    """A paho client (clients.Client) on the ssl listener presenting dev's chain (or no certificate)."""
+    c = Client(ssl_port(broker, name), client_id, version, **kw)
+    c.c.tls_set_context(client_context(ca.crt, dev.chain if dev else None, dev.key if dev else None))
+    if connect:
+        c.connect()
+    return c
+
+
+def raw_tls(broker, ca, dev=None, version=5, name="default", timeout=5.0):
+    """A rawmqtt.RawClient whose socket is TLS with dev's certificate: the handshake happens here."""
+    r = RawClient(ssl_port(broker, name), version=version, timeout=timeout)
+    ctx = client_context(ca.crt, dev.chain if dev else None, dev.key if dev else None)
+    r.sock = ctx.wrap_socket(r.sock, server_hostname="127.0.0.1")
+    return r
+
+
+class Events:
+    """Subscribed on the plain listener to every client event in $SYS."""
+
+    def __init__(self, broker, label="sys-watch"):
+        # A username too, for brokers with use_username_as_clientid.
+        self.c = Client(broker.port, label, V5, username=label)
+        self.c.connect()
+        assert self.c.subscribe("$SYS/brokers/+/clients/#") == [0]
+
+    def connected(self, timeout=5.0, match=None):
+        """The payload (dict) of the next connected event (whose clientid satisfies match, if given),
+        with its topic under "_topic"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no connected event in %.1fs" % timeout)
+            try:
+                m = self.c.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            if not m.topic.endswith("/connected"):
+                continue
+            ev = json.loads(m.payload)
+            if ev["clientid"] == "sys-watch" or (match is not None and not match(ev["clientid"])):
+                continue
+            ev["_topic"] = m.topic
+            return ev
+
+    def none(self, timeout=0.5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                m = self.c.messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            if m.topic.endswith("/connected"):
+                raise AssertionError("unexpected connected event %s %s" % (m.topic, m.payload))
+
+    def close(self):
+        self.c.disconnect()
