@@ -63,8 +63,9 @@ def mod_broker(request, tmp_path_factory):
 
 @pytest.fixture
 def uid(request):
-    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")[:40]
-    return "%s-%d" % (name, next(_counter))
+    # fixed-width counter first, so no id is a substring of another (log lines are searched for ids)
+    name = request.node.name.replace("test_", "", 1).replace("[", "-").replace("]", "").replace("/", "_")
+    return "t%05d-%s" % (next(_counter), name[:36])
 
 
 @pytest.fixture
