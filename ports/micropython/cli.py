@@ -1,7 +1,6 @@
 # Command line of the MicroPython port: load the config, start the listeners, serve.
 import sys
 
-from gatemq import config
 from gatemq.errors import ConfigError
 
 USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-config FILE]
@@ -9,6 +8,7 @@ USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-con
   --config FILE        the broker configuration (HOCON, the same file as the CPython port)
   --check-config FILE  validate FILE for this port and exit (0 when valid)
   --log-level LEVEL    debug, info, warning or error (default: the config's log.level)
+  --heap-report SECS   log free heap (after a collection) and its low-water mark every SECS
   --demo               the embedded default: one plain listener on 127.0.0.1:1883
 """
 
@@ -62,19 +62,39 @@ def resolve_paths(cfg, base):
 
 
 def load(path):
-    return config.load(read_text(path), path, read_text)
+    # The config modules are dropped once the file is read: their bytecode is some 60 KB of heap
+    # on the unix port, where .mpy files load into RAM, and the broker never needs them again.
+    from gatemq import config
+    try:
+        return config.load(read_text(path), path, read_text) if path else config.default()
+    finally:
+        unload("gatemq.config", "gatemq.hocon")
+
+
+def unload(*names):
+    import gatemq
+    for n in names:
+        sys.modules.pop(n, None)
+        short = n.split(".")[-1]
+        if short in gatemq.__dict__:
+            delattr(gatemq, short)
+    import gc
+    gc.collect()
 
 
 def main(argv):
     path = None
     level = None
     check = False
+    heap = 0
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--config", "-c", "--check-config", "--log-level") and i + 1 < len(argv):
+        if a in ("--config", "-c", "--check-config", "--log-level", "--heap-report") and i + 1 < len(argv):
             if a == "--log-level":
                 level = argv[i + 1]
+            elif a == "--heap-report":
+                heap = float(argv[i + 1])
             else:
                 path = argv[i + 1]
                 check = a == "--check-config"
@@ -92,14 +112,14 @@ def main(argv):
             return 2
     from . import server
     try:
-        cfg = load(path) if path else config.default()
+        cfg = load(path)
         log = server.make_log(level or cfg["log"]["level"])
         base = _dirname(path) if path else ""
         resolve_paths(cfg, base)
         if check:
             server.Server(cfg, log, file_reader(base), file_reader(base, True))
             return 0
-        server.run(cfg, log, file_reader(base), file_reader(base, True))
+        server.run(cfg, log, file_reader(base), file_reader(base, True), heap)
     except ConfigError as e:
         sys.stderr.write("gatemq: config error: %s\n" % e)
         return 2

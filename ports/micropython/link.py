@@ -6,8 +6,7 @@ from asyncio import core
 
 # Bytes per read. The buffer is allocated per read and dropped, so an idle connection holds none.
 READ_SIZE = 1024
-# Reads in a row before yielding to other connections. After a read that returned data the port
-# reads again before it polls: mbedTLS may hold decrypted records that poll() cannot see.
+# Reads in a row before yielding to other connections.
 BURST = 8
 
 
@@ -20,22 +19,26 @@ async def writable(s):
 
 
 class Link:
-    def __init__(self, srv, lst, raw, peer):
+    # Per-connection state is kept small (an idle connection should cost well under 2 KB of heap):
+    # only what differs per connection lives in the instance, the rest are class defaults that
+    # an instance shadows when it changes them.
+    raw = None  # TLS: the accepted socket, closed by us even when the TLS layer fails to
+    conn = None
+    cert = None  # the leaf certificate, filed by the TLS verify callback
+    refusal = None  # why the verify callback refused, for the log
+    out = None  # bytearray of output the socket has not taken yet
+    off = 0
+    writer = None
+    task = None
+    deadline = None  # clock() by which the handshake and CONNECT (or the final flush) must be done
+    done = False  # the broker asked to close after its output
+    closed = False
+
+    def __init__(self, srv, lst, sock, peer):
         self.srv = srv
         self.lst = lst
-        self.raw = raw  # the accepted socket: closed by us even when the TLS layer fails
-        self.sock = raw
+        self.sock = sock
         self.peer = peer
-        self.conn = None
-        self.cert = None  # the leaf certificate, filed by the TLS verify callback
-        self.refusal = None  # why the verify callback refused, for the log
-        self.out = None  # bytearray of output the socket has not taken yet
-        self.off = 0
-        self.writer = None
-        self.task = None
-        self.deadline = None  # clock() by which the handshake (or the final flush) must be done
-        self.done = False  # the broker asked to close after its output
-        self.closed = False
 
     def name(self):
         return "%s:%d" % self.peer
@@ -56,7 +59,24 @@ class Link:
                 return
             if first:
                 self._feed(first)
-            await self._read_loop()
+                first = None
+            sock = self.sock
+            n = 0
+            while not self.done:
+                data = sock.read(READ_SIZE)
+                if data is None:
+                    n = 0
+                    yield core._io_queue.queue_read(sock)
+                    continue
+                if not data:
+                    return
+                self._feed(data)
+                n += 1
+                if n >= BURST:
+                    # After a read that returned data, read again before waiting: mbedTLS may
+                    # hold decrypted records that poll() cannot see. Yield now and then.
+                    n = 0
+                    await asyncio.sleep_ms(0)
         except asyncio.CancelledError:
             pass
         except OSError as e:
@@ -67,28 +87,12 @@ class Link:
         finally:
             self._close()
 
-    async def _read_loop(self):
-        sock = self.sock
-        while not self.done:
-            await readable(sock)
-            n = 0
-            while not self.done:
-                data = sock.read(READ_SIZE)
-                if data is None:
-                    break
-                if not data:
-                    return
-                self._feed(data)
-                n += 1
-                if n >= BURST:
-                    n = 0
-                    await asyncio.sleep_ms(0)
-
     async def _handshake(self):
         # TLS: the handshake runs inside the first reads. Returns the first application bytes, or
         # None when the handshake failed (logged) or the client left.
         b = self.lst.binder
         srv = self.srv
+        self.raw = self.sock
         try:
             if b.crlfile:
                 b.maybe_reload()
@@ -218,16 +222,16 @@ class Link:
                 conn.lost()
             except Exception as e:
                 srv.log("error", "%s: %s: broker lost(): %r" % (self.lst.label, self.name(), e))
-        if self.sock is not self.raw:
-            try:
-                self.sock.close()
-            except Exception:
-                pass
-        # Closing the TLS layer after a failed handshake leaves the accepted socket open: close it.
         try:
-            self.raw.close()
+            self.sock.close()
         except Exception:
             pass
+        # Closing the TLS layer after a failed handshake leaves the accepted socket open: close it.
+        if self.raw is not None:
+            try:
+                self.raw.close()
+            except Exception:
+                pass
         srv.forget(self)
 
 

@@ -105,13 +105,15 @@ def _bind_free(s, host, family):
 
 
 class Server:
-    def __init__(self, cfg, log, read, read_text=None, broker_cls=None):
+    def __init__(self, cfg, log, read, read_text=None, broker_cls=None, heap_report=0):
         if broker_cls is None:
             from gatemq.broker import Broker as broker_cls
         self.cfg = cfg
         self.log = log
         self.clock = Clock()
         self.links = []
+        self.heap_report = heap_report  # seconds between heap lines on the log, 0 for none
+        self.min_free = None
         mps = cfg["mqtt"]["max_packet_size"]
         # Output one client may leave unread before it is dropped: bounded, yet above one packet.
         self.out_limit = max(16384, mps + 4096) if mps else 65536
@@ -141,6 +143,18 @@ class Server:
             self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
             if lst.kind == "ssl" and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
+        if self.heap_report:
+            self.heap_line("start")
+
+    def heap_line(self, what):
+        # Free heap after a collection (what the next allocation can count on) and the lowest
+        # seen so far, sampled each timer round while heap reports are on.
+        gc.collect()
+        free = gc.mem_free()
+        if self.min_free is None or free < self.min_free:
+            self.min_free = free
+        self.log("info", "heap %s: free=%d used=%d lowest_free=%d links=%d"
+                 % (what, free, gc.mem_alloc(), self.min_free, len(self.links)))
 
     # -- the glue ---------------------------------------------------------------------------
 
@@ -238,12 +252,22 @@ class Server:
             raise
 
     async def ticker(self):
+        next_report = 0
         while True:
             wait = 1
             try:
                 wait = self.broker.tick()
                 self.pump()
                 self.reap()
+                if self.heap_report:
+                    gc.collect()
+                    free = gc.mem_free()
+                    if free < self.min_free:
+                        self.min_free = free
+                    now = self.clock()
+                    if now >= next_report:
+                        next_report = now + self.heap_report
+                        self.heap_line("report")
             except MemoryError:
                 gc.collect()
                 self.log("warning", "out of memory in the timer loop; retrying")
@@ -273,8 +297,8 @@ class Server:
                 pass
 
 
-def run(cfg, log, read, read_text=None):
-    srv = Server(cfg, log, read, read_text)
+def run(cfg, log, read, read_text=None, heap_report=0):
+    srv = Server(cfg, log, read, read_text, heap_report=heap_report)
     srv.start()
     try:
         asyncio.run(srv.main())
