@@ -16,14 +16,6 @@ NEW, CONNECTED, CLOSED = 0, 1, 2
 _RC3 = {0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5, 0x8C: 5, 0x97: 3}
 
 
-def _utf8_ok(b):
-    try:
-        b.decode()
-        return True
-    except Exception:
-        return False
-
-
 class Connection:
     def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
         self.broker = broker
@@ -298,6 +290,8 @@ class Connection:
         v5 = self.version == 5
         t = p.topic
         props = p.props
+        if v5 and props and P_SUBSCRIPTION_ID in props:
+            raise ProtocolError("a client may not send a Subscription Identifier in PUBLISH")
         if v5 and props and P_TOPIC_ALIAS in props:
             a = props[P_TOPIC_ALIAS]
             if a == 0 or a > m["max_topic_alias"]:
@@ -325,7 +319,7 @@ class Connection:
         if qos == 2 and len(sess.awaiting_rel) >= self.recv_max:
             raise ProtocolError("receive maximum (%d) exceeded" % self.recv_max, 0x93)
         rc = 0
-        if v5 and props and props.get(P_PAYLOAD_FORMAT) == 1 and not _utf8_ok(p.payload):
+        if v5 and props and props.get(P_PAYLOAD_FORMAT) == 1 and not codec.utf8_ok(p.payload):
             if qos == 0:
                 raise ProtocolError("payload is not UTF-8 but Payload Format Indicator says it is", 0x99)
             rc = 0x99
