@@ -268,6 +268,7 @@ class Broker:
         m = self.mqtt
         mult = m["keepalive_multiplier"]
         art = m["await_rel_timeout"]
+        wall = self.wallclock()
         for c in list(self.conns):
             if c.closing:
                 continue
@@ -281,6 +282,12 @@ class Broker:
                 self.log("info", "client %s: keepalive timeout (%ds x %s)" % (c.name(), c.keepalive, mult))
                 c.reason = "keepalive_timeout"
                 c.close("keepalive_timeout", 0x8D)
+                continue
+            if c.auth_expire_at is not None and wall >= c.auth_expire_at:
+                # JWT disconnect_after_expire: the token's exp ends the connection, as in EMQX.
+                self.log("info", "client %s: credentials expired, disconnecting" % c.name())
+                c.reason = "not_authorized"
+                c.close("not_authorized", 0x87)
                 continue
             ar = c.session.awaiting_rel if c.session else None
             if ar and art is not None:

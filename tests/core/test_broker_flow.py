@@ -186,3 +186,27 @@ def test_takeover_sends_0x8e_to_old_v5_connection():
     assert a.closed
     assert a.expect(codec.DISCONNECT).rc == 0x8E
     assert not b.closed
+
+
+def _hs256(claims, secret):
+    import json
+    from gatemq import jwt, pwhash
+    h = jwt.b64url_encode(b'{"alg":"HS256","typ":"JWT"}').decode()
+    p = jwt.b64url_encode(json.dumps(claims).encode()).decode()
+    s = jwt.b64url_encode(pwhash.hmac_sha256(secret, (h + "." + p).encode())).decode()
+    return (h + "." + p + "." + s).encode()
+
+
+def test_jwt_expiry_disconnects_after_exp():
+    h = Harness('authentication = [{mechanism = jwt, algorithm = hmac-based, secret = "s3"}]')
+    now = 1.7e9 + h.clock.t
+    c = h.client()
+    ack = c.connect("j", version=5, username="u", password=_hs256({"exp": int(now) + 30}, b"s3"))
+    assert ack.rc == 0
+    h.advance(20)
+    assert not c.closed
+    h.advance(15)
+    assert c.closed
+    assert c.expect(codec.DISCONNECT).rc == 0x87
+    bad = h.client()
+    assert bad.connect("k", version=5, username="u", password=_hs256({"exp": int(now) + 30}, b"no")).rc == 0x86
