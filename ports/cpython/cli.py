@@ -89,6 +89,8 @@ def main(argv=None):
             cfg, base = demo_config(args.demo_dir)
         else:
             cfg, base = config.default(), os.getcwd()
+        from gatemq.cpython import dashboard
+        cfg, dash = dashboard.prepare(cfg, base)
     except ConfigError as e:
         print("gatemq: %s" % e, file=sys.stderr)
         return 1
@@ -99,14 +101,20 @@ def main(argv=None):
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     if args.demo and not args.config:
-        _print_demo(base)
+        _print_demo(base, cfg)
     try:
-        return asyncio.run(_serve(cfg, base))
+        return asyncio.run(_serve(cfg, base, dash))
     except KeyboardInterrupt:
         return 0
 
 
-def _print_demo(d):
+def _print_demo(d, cfg):
+    dc = cfg["dashboard"]
+    if dc["enable"] and dc["listeners"]["http"]["enable"]:
+        print("gatemq demo: dashboard on http://%s:%d (user %s, password %s; the password is kept only "
+              "at the first start)" % (dc["listeners"]["http"]["bind"] + (dc["default_username"],
+                                                                        dc["default_password"])),
+              file=sys.stderr, flush=True)
     print("gatemq demo: plain MQTT on 127.0.0.1:1883, mutual TLS on 127.0.0.1:8883 "
           "(username = certificate CN). Try:\n"
           "  mosquitto_sub -h localhost -p 8883 --cafile %(d)s/ca.crt --cert %(d)s/device1.crt "
@@ -114,7 +122,7 @@ def _print_demo(d):
           "  mosquitto_pub -h 127.0.0.1 -p 1883 -t hello -m world" % {"d": d}, file=sys.stderr, flush=True)
 
 
-async def _serve(cfg, base):
+async def _serve(cfg, base, dash=None):
     from gatemq.cpython.server import Server, make_reader
     log_ = logging.getLogger("gatemq")
     levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -125,6 +133,8 @@ async def _serve(cfg, base):
     try:
         srv = Server(cfg, log, make_reader(base))
         await srv.start()
+        if dash is not None:
+            await dash.start(srv)
     except ConfigError as e:
         print("gatemq: %s" % e, file=sys.stderr)
         return 1
@@ -137,6 +147,8 @@ async def _serve(cfg, base):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log("info", "stopping: closing listeners and clients")
+    if dash is not None:
+        await dash.stop()
     await srv.stop()
     log("info", "stopped")
     return 0

@@ -1,0 +1,500 @@
+# The HTTP management API (/api/v5/..., EMQX 5's paths and field names), sans-IO and shared by
+# both ports: login tokens, the administrators' hashed passwords, the login rate limit, and the
+# JSON the endpoints answer with. A port parses HTTP, calls Api.handle() and writes the answer; it
+# also supplies the randomness, the clock and the atomic file writes.
+import binascii
+import hashlib
+import json
+
+from gatemq import __version__, config, pwhash
+from gatemq.connection import CONNECTED
+from gatemq.errors import ConfigError
+
+API = "/api/v5/"
+MAX_BODY = 65536
+# New administrator passwords: PBKDF2-SHA256 with this many rounds (stored beside each hash, so
+# a port may choose fewer on a slow board without breaking the other port's logins).
+ITERATIONS = 4096
+MIN_PASSWORD = 8
+
+
+class HttpError(Exception):
+    def __init__(self, status, code, message, retry=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry = retry
+
+
+# ---- HTTP helpers both ports use ------------------------------------------------------------
+
+def parse_head(head):
+    # b"GET /x?y HTTP/1.1\r\nHost: ...\r\n..." -> (method, target, version, {lower name: value}).
+    try:
+        text = head.decode()
+    except Exception:
+        raise HttpError(400, "BAD_REQUEST", "request head is not UTF-8")
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise HttpError(400, "BAD_REQUEST", "malformed request line")
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        i = line.find(":")
+        if i <= 0:
+            raise HttpError(400, "BAD_REQUEST", "malformed header line")
+        headers[line[:i].strip().lower()] = line[i + 1:].strip()
+    return parts[0], parts[1], parts[2], headers
+
+
+def unquote(s):
+    # Percent-decoding of one URL component (UTF-8), "+" left as is except in query strings.
+    if "%" not in s:
+        return s
+    out = bytearray()
+    i = 0
+    b = s.encode()
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c == 0x25 and i + 2 < n:
+            try:
+                out.append(int(b[i + 1:i + 3].decode(), 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out.append(c)
+        i += 1
+    try:
+        return bytes(out).decode()
+    except Exception:
+        raise HttpError(400, "BAD_REQUEST", "URL is not UTF-8 after percent-decoding")
+
+
+def split_target(target):
+    # "/api/v5/clients?page=2&clientid=a%2Fb" -> ("/api/v5/clients", {"page": "2", "clientid": "a/b"})
+    path, _, qs = target.partition("?")
+    query = {}
+    if qs:
+        for item in qs.split("&"):
+            if item:
+                k, _, v = item.partition("=")
+                query[unquote(k.replace("+", " "))] = unquote(v.replace("+", " "))
+    return path, query
+
+
+REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+           404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+           429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+def response_head(status, ctype, length, extra=(), keep_alive=True):
+    lines = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Status")),
+             "Content-Length: %d" % length,
+             "Cache-Control: no-store",
+             "X-Content-Type-Options: nosniff",
+             "Connection: %s" % ("keep-alive" if keep_alive else "close")]
+    if ctype:
+        lines.append("Content-Type: " + ctype)
+    for k, v in extra:
+        lines.append("%s: %s" % (k, v))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# ---- time ------------------------------------------------------------------------------------
+
+def rfc3339(ms):
+    # Epoch milliseconds -> "2026-11-27T10:40:50.123+00:00", as EMQX writes connected_at.
+    s, ms = divmod(int(ms), 1000)
+    days, s = divmod(s, 86400)
+    # Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    if m <= 2:
+        y += 1
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03d+00:00" % (y, m, d, s // 3600, s // 60 % 60, s % 60, ms)
+
+
+# ---- administrators and tokens --------------------------------------------------------------
+
+def hash_admin(password, salt, iterations):
+    dk = getattr(hashlib, "pbkdf2_hmac", None)
+    pw = password.encode()
+    if dk is not None:
+        out = dk("sha256", pw, salt.encode(), iterations)
+    else:
+        out = pwhash.pbkdf2_sha256(pw, salt.encode(), iterations)
+    return binascii.hexlify(out).decode()
+
+
+class Admins:
+    # {username: {"salt": hex, "iterations": n, "hash": hex}}, kept as JSON in the admins file.
+    def __init__(self, text, urandom, iterations=ITERATIONS):
+        self.urandom = urandom
+        self.iterations = iterations
+        self.users = json.loads(text) if text else {}
+
+    def set(self, username, password):
+        salt = binascii.hexlify(self.urandom(16)).decode()
+        self.users[username] = {"salt": salt, "iterations": self.iterations,
+                                "hash": hash_admin(password, salt, self.iterations)}
+
+    def check(self, username, password):
+        u = self.users.get(username)
+        if u is None:
+            # Hash anyway so a wrong username takes as long as a wrong password.
+            hash_admin(password, "00", self.iterations)
+            return False
+        return pwhash.equal(hash_admin(password, u["salt"], u["iterations"]), u["hash"])
+
+    def dumps(self):
+        return json.dumps(self.users)
+
+
+class Tokens:
+    # A token is hex(username "\n" expiry) "." hex(HMAC-SHA256). The key is random per start, and the
+    # user's stored hash is mixed in, so a restart or a password change ends every session.
+    def __init__(self, urandom, lifetime):
+        self.key = urandom(32)
+        self.lifetime = lifetime
+
+    def _sig(self, payload, stamp):
+        return binascii.hexlify(pwhash.hmac_sha256(self.key, payload + b"\n" + stamp.encode())).decode()
+
+    def issue(self, username, stamp, now):
+        payload = ("%s\n%d" % (username, int(now + self.lifetime))).encode()
+        return binascii.hexlify(payload).decode() + "." + self._sig(payload, stamp)
+
+    def check(self, token, stamps, now):
+        # -> username; HttpError 401 when the token is not ours or has expired.
+        head, _, sig = token.partition(".")
+        try:
+            payload = binascii.unhexlify(head)
+            user, exp = payload.decode().split("\n")
+            exp = int(exp)
+        except Exception:
+            raise HttpError(401, "BAD_TOKEN", "the token is not valid; log in again")
+        stamp = stamps.get(user)
+        if stamp is None or not pwhash.equal(self._sig(payload, stamp["hash"]), sig):
+            raise HttpError(401, "BAD_TOKEN", "the token is not valid; log in again")
+        if now >= exp:
+            raise HttpError(401, "TOKEN_TIME_OUT", "the token has expired; log in again")
+        return user
+
+
+class LoginLimit:
+    # Failed logins per client address: after `tries` failures within `window` seconds that address
+    # waits out the window. A global cap bounds guessing spread over many addresses, and the table
+    # is bounded so a flood of addresses cannot grow it.
+    def __init__(self, tries=5, window=60, global_tries=50, max_entries=256):
+        self.tries = tries
+        self.window = window
+        self.global_tries = global_tries
+        self.max_entries = max_entries
+        self.fails = {}          # ip -> [count, window start]
+        self.total = [0, 0]
+
+    def wait(self, ip, now):
+        # Seconds this address must still wait (0 when it may try).
+        t = self.total
+        if t[0] >= self.global_tries and now - t[1] < self.window:
+            return int(self.window - (now - t[1])) + 1
+        f = self.fails.get(ip)
+        if f is not None and f[0] >= self.tries and now - f[1] < self.window:
+            return int(self.window - (now - f[1])) + 1
+        return 0
+
+    def failed(self, ip, now):
+        t = self.total
+        if now - t[1] >= self.window:
+            t[0], t[1] = 0, now
+        t[0] += 1
+        f = self.fails.get(ip)
+        if f is None or now - f[1] >= self.window:
+            if f is None and len(self.fails) >= self.max_entries:
+                for k in [k for k, v in self.fails.items() if now - v[1] >= self.window]:
+                    del self.fails[k]
+                if len(self.fails) >= self.max_entries:
+                    self.fails.pop(next(iter(self.fails)))
+            self.fails[ip] = [1, now]
+        else:
+            f[0] += 1
+
+    def succeeded(self, ip):
+        self.fails.pop(ip, None)
+
+
+# ---- the JSON shapes -------------------------------------------------------------------------
+
+def client_info(b, c):
+    sess = c.session
+    d = {
+        "clientid": c.clientid, "username": c.username, "ip_address": c.peerhost, "port": c.peerport,
+        "proto_name": c.proto_name, "proto_ver": c.version, "connected": True,
+        "connected_at": rfc3339(c.connected_at), "keepalive": c.keepalive, "clean_start": c.clean_start,
+        "expiry_interval": 0xFFFFFFFF if c.expiry is None else c.expiry,
+        "listener": c.listener, "node": b.node,
+        "subscriptions_cnt": len(sess.subs) if sess else 0,
+        "inflight_cnt": len(sess.inflight) if sess else 0,
+        "mqueue_len": len(sess.queue) if sess else 0,
+    }
+    if c.peer_cert is not None:
+        d["cn"] = c.cert_cn
+        d["dn"] = c.cert_dn
+    return d
+
+
+def live(b):
+    return [c for c in b.conns if c.state == CONNECTED and not c.closing]
+
+
+def stats(b):
+    n = len(live(b))
+    return {"connections.count": b.stats["connections"], "connections.max": b.stats["max_connections"],
+            "live_connections.count": n, "sessions.count": len(b.sessions),
+            "subscriptions.count": b.router.count, "retained.count": len(b.retained)}
+
+
+def metrics(b):
+    s = b.stats
+    return {"messages.received": s["messages.received"], "messages.sent": s["messages.sent"],
+            "messages.dropped": s["messages.dropped"]}
+
+
+def _int_arg(query, name, default, lo, hi):
+    v = query.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        n = None
+    if n is None or n < lo or n > hi:
+        raise HttpError(400, "BAD_REQUEST", "%s: expected an integer %d..%d, got %r" % (name, lo, hi, v))
+    return n
+
+
+def _body(body):
+    try:
+        v = json.loads(body) if body else None
+    except Exception:
+        raise HttpError(400, "BAD_REQUEST", "body: expected JSON")
+    if type(v) is not dict:
+        raise HttpError(400, "BAD_REQUEST", "body: expected a JSON object")
+    return v
+
+
+class Api:
+    # broker: the running Broker. base_mqtt: the mqtt section of the config file without the
+    # overlay, so the overlay holds exactly what the API changed. save_overlay(text) and
+    # save_admins(text) write a file atomically (raise OSError on failure). listeners() returns
+    # [(id, kind, name, lcfg, (host, port))] of the running MQTT listeners.
+    def __init__(self, broker, dcfg, base_mqtt, admins_text, save_overlay, save_admins, urandom,
+                 listeners, iterations=ITERATIONS):
+        self.b = broker
+        self.base_mqtt = base_mqtt
+        self.save_overlay = save_overlay
+        self.save_admins = save_admins
+        self.listeners = listeners
+        self.tokens = Tokens(urandom, dcfg["token_expired_time"])
+        self.limit = LoginLimit()
+        self.admins = Admins(admins_text, urandom, iterations)
+        self.sample = None       # (time, received, sent, dropped) for the per-second rates
+        self.rates = (0, 0, 0)
+        self.created_admin = False
+        if not self.admins.users:
+            # The first administrator, from the config; later config changes do not reset it.
+            self.admins.set(dcfg["default_username"], dcfg["default_password"])
+            self.created_admin = True
+            save_admins(self.admins.dumps())
+
+    def handle(self, method, path, query, headers, body, peer_ip, now):
+        # -> (status, JSON-able value or None, [(header, value)])
+        try:
+            return self._route(method, path, query, headers, body, peer_ip, now)
+        except HttpError as e:
+            extra = []
+            if e.retry is not None:
+                extra.append(("Retry-After", "%d" % e.retry))
+            if e.status == 401:
+                extra.append(("WWW-Authenticate", 'Bearer realm="gatemq"'))
+            return e.status, {"code": e.code, "message": e.message}, extra
+
+    def _route(self, method, path, query, headers, body, peer_ip, now):
+        if not path.startswith(API):
+            raise HttpError(404, "NOT_FOUND", "no such API path: %s" % path)
+        parts = [unquote(p) for p in path[len(API):].split("/")]
+        if parts == ["login"]:
+            if method != "POST":
+                raise HttpError(405, "METHOD_NOT_ALLOWED", "use POST /api/v5/login")
+            return self.login(_body(body), peer_ip, now)
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise HttpError(401, "BAD_TOKEN", "log in with POST /api/v5/login and send "
+                                              "Authorization: Bearer <token>")
+        user = self.tokens.check(auth[7:].strip(), self.admins.users, now)
+        head = parts[0]
+        n = len(parts)
+        if head == "configs" and n == 2 and parts[1] == "mqtt":
+            if method == "GET":
+                return 200, config.show("mqtt", self.b.mqtt), []
+            if method == "PUT":
+                return self.put_mqtt(_body(body))
+        elif head == "clients" and n == 1 and method == "GET":
+            return 200, self.clients(query), []
+        elif head == "clients" and n == 2:
+            c = self.find(parts[1])
+            if method == "GET":
+                return 200, client_info(self.b, c), []
+            if method == "DELETE":
+                self.b.log("info", "dashboard: %s kicked client %s" % (user, c.name()))
+                c.reason = "kicked"
+                c.close("kicked", 0x98)
+                return 204, None, []
+        elif n == 1 and method == "GET" and head in ("stats", "metrics"):
+            v = stats(self.b) if head == "stats" else metrics(self.b)
+            if query.get("aggregate") == "true":
+                return 200, v, []
+            v["node"] = self.b.node
+            return 200, [v], []
+        elif head == "listeners" and n == 1 and method == "GET":
+            return 200, self.listener_list(), []
+        elif head == "monitor_current" and n == 1 and method == "GET":
+            return 200, self.monitor(now), []
+        elif head == "users" and n == 3 and parts[2] == "change_pwd" and method == "POST":
+            return self.change_pwd(user, parts[1], _body(body))
+        else:
+            raise HttpError(404, "NOT_FOUND", "no such API path: %s %s" % (method, path))
+        raise HttpError(405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s" % (method, path))
+
+    # ---- endpoints ----
+
+    def login(self, body, ip, now):
+        wait = self.limit.wait(ip, now)
+        if wait:
+            raise HttpError(429, "TOO_MANY_REQUESTS", "too many failed logins; try again in %ds" % wait, wait)
+        user = body.get("username")
+        pw = body.get("password")
+        if type(user) is not str or type(pw) is not str or not self.admins.check(user, pw):
+            self.limit.failed(ip, now)
+            self.b.log("warning", "dashboard: failed login for %r from %s" % (user, ip))
+            raise HttpError(401, "BAD_USERNAME_OR_PWD", "wrong username or password")
+        self.limit.succeeded(ip)
+        self.b.log("info", "dashboard: %s logged in from %s" % (user, ip))
+        return 200, {"token": self.tokens.issue(user, self.admins.users[user]["hash"], now),
+                     "version": __version__, "role": "administrator"}, []
+
+    def change_pwd(self, user, target, body):
+        if target != user:
+            raise HttpError(400, "BAD_REQUEST", "an administrator changes only their own password")
+        old, new = body.get("old_pwd"), body.get("new_pwd")
+        if type(old) is not str or not self.admins.check(user, old):
+            raise HttpError(400, "BAD_REQUEST", "old_pwd: wrong password")
+        if type(new) is not str or len(new) < MIN_PASSWORD:
+            raise HttpError(400, "BAD_REQUEST", "new_pwd: expected at least %d characters" % MIN_PASSWORD)
+        saved = dict(self.admins.users[user])
+        self.admins.set(user, new)
+        try:
+            self.save_admins(self.admins.dumps())
+        except OSError as e:
+            self.admins.users[user] = saved
+            raise HttpError(500, "INTERNAL_ERROR", "could not save the password: %s" % (e,))
+        return 204, None, []
+
+    def put_mqtt(self, body):
+        try:
+            new = config.check("mqtt", body, self.b.mqtt)
+        except ConfigError as e:
+            path = getattr(e, "path", None)
+            if path is None:
+                raise HttpError(400, "BAD_REQUEST", str(e))
+            raise HttpError(400, "BAD_REQUEST", "%s: %s" % (path, e.reason))
+        # The overlay holds what differs from the config file, so editing the file still counts
+        # for every key the API has left alone.
+        diff = {}
+        for k, v in new.items():
+            if self.base_mqtt.get(k) != v:
+                diff[k] = v
+        try:
+            self.save_overlay(config.dumps("mqtt", diff))
+        except OSError as e:
+            raise HttpError(500, "INTERNAL_ERROR", "could not save the overlay file: %s" % (e,))
+        self.b.reconfigure_mqtt(new)
+        changed = [k for k in body if k in new]
+        self.b.log("info", "dashboard: mqtt settings changed (%s); they apply to new connections"
+                   % ", ".join(changed))
+        return 200, config.show("mqtt", new), []
+
+    def find(self, clientid):
+        s = self.b.sessions.get(clientid)
+        c = s.conn if s is not None else None
+        if c is None or c.state != CONNECTED or c.closing:
+            raise HttpError(404, "CLIENTID_NOT_FOUND", "no connected client with client id %r" % clientid)
+        return c
+
+    def clients(self, query):
+        page = _int_arg(query, "page", 1, 1, 1 << 30)
+        limit = _int_arg(query, "limit", 100, 1, 10000)
+        cid, user = query.get("clientid"), query.get("username")
+        like_c, like_u = query.get("like_clientid"), query.get("like_username")
+        rows = []
+        for c in live(self.b):
+            if cid is not None and c.clientid != cid:
+                continue
+            if user is not None and c.username != user:
+                continue
+            if like_c and like_c not in c.clientid:
+                continue
+            if like_u and (c.username is None or like_u not in c.username):
+                continue
+            rows.append(c)
+        rows.sort(key=lambda c: (c.connected_at, c.clientid))
+        start = (page - 1) * limit
+        data = [client_info(self.b, c) for c in rows[start:start + limit]]
+        return {"data": data, "meta": {"page": page, "limit": limit, "count": len(rows),
+                                       "hasnext": start + limit < len(rows)}}
+
+    def listener_list(self):
+        per = self.b.per_listener
+        out = []
+        for lid, kind, name, lc, bound in self.listeners():
+            n = per.get(lid, 0)
+            host, port = bound
+            d = {"id": lid, "type": kind, "name": name, "enable": True, "running": True,
+                 "bind": ("[%s]:%d" if ":" in host else "%s:%d") % (host, port),
+                 "max_connections": lc.get("max_connections") or "infinity",
+                 "current_connections": n,
+                 "status": {"running": True, "current_connections": n}}
+            if kind == "ssl":
+                d["verify"] = lc["ssl_options"].get("verify")
+            out.append(d)
+        return out
+
+    def monitor(self, now):
+        # EMQX's monitor_current: gauges now, message rates per second since the last sample.
+        s = self.b.stats
+        cur = (now, s["messages.received"], s["messages.sent"], s["messages.dropped"])
+        p = self.sample
+        if p is None:
+            self.sample = cur
+        elif now - p[0] >= 1:
+            dt = now - p[0]
+            self.rates = tuple(round((cur[i] - p[i]) / dt, 1) for i in (1, 2, 3))
+            self.sample = cur
+        st = stats(self.b)
+        return {"connections": st["connections.count"], "live_connections": st["live_connections.count"],
+                "sessions": st["sessions.count"], "subscriptions": st["subscriptions.count"],
+                "retained_msg_count": st["retained.count"], "received_msg_rate": self.rates[0],
+                "sent_msg_rate": self.rates[1], "dropped_msg_rate": self.rates[2],
+                "node": self.b.node}

@@ -1,0 +1,221 @@
+# The dashboard and the HTTP management API on the CPython port: a small HTTP/1.1 server on
+# asyncio streams (standard library only) in front of gatemq.admin.Api, plus the static page
+# (dashboard_static/: plain HTML, JS and CSS, no build step).
+#
+# The API's changes to the mqtt section go to dashboard.overlay_file, which prepare() applies on
+# top of the config at start-up; the administrators' hashed passwords live beside it in
+# admins.json.
+import asyncio
+import json
+import os
+import ssl
+import time
+
+from gatemq import admin, config
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_static")
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
+          "/index.html": ("index.html", "text/html; charset=utf-8"),
+          "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/style.css": ("style.css", "text/css; charset=utf-8")}
+PAGE_HEADERS = [("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
+                ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer")]
+MAX_HEAD = 8192
+IDLE = 30  # seconds an idle keep-alive connection stays open
+
+
+def _resolve(base, path):
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def prepare(cfg, base):
+    # -> (cfg with the overlay file applied, Dashboard or None). base: the folder relative paths
+    # in the config are taken from (the config file's, or the current one).
+    d = cfg["dashboard"]
+    overlay = _resolve(base, d["overlay_file"])
+    base_mqtt = cfg["mqtt"]
+    if os.path.exists(overlay):
+        with open(overlay, encoding="utf-8") as f:
+            cfg = config.merge(cfg, f.read(), overlay)
+    if not d["enable"]:
+        return cfg, None
+    return cfg, Dashboard(cfg, base, base_mqtt, overlay)
+
+
+def write_atomic(path, text, mode=0o644):
+    # Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one.
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _ssl_context(o):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(o["certfile"], o["keyfile"], o.get("password"))
+    if o.get("cacertfile"):
+        ctx.load_verify_locations(o["cacertfile"])
+    if o.get("verify") == "verify_peer":
+        ctx.verify_mode = ssl.CERT_REQUIRED if o.get("fail_if_no_peer_cert") else ssl.CERT_OPTIONAL
+    return ctx
+
+
+class Dashboard:
+    def __init__(self, cfg, base, base_mqtt, overlay):
+        self.cfg = cfg
+        self.dcfg = cfg["dashboard"]
+        self.base = base
+        self.base_mqtt = base_mqtt
+        self.overlay = overlay
+        self.admins_path = os.path.join(os.path.dirname(overlay), "admins.json")
+        self.srv = None
+        self.api = None
+        self.servers = []
+        self.static = {}
+        self.conns = set()
+
+    def _save_admins(self, text):
+        write_atomic(self.admins_path, text, 0o600)
+
+    def _listeners(self):
+        # The server's listeners in the order Server.start() opened them, with the bound address.
+        out = []
+        socks = iter(self.srv.servers)
+        for kind in ("tcp", "ssl"):
+            for name, lc in self.cfg["listeners"][kind].items():
+                if not lc.get("enable", True):
+                    continue
+                s = next(socks, None)
+                bound = s.sockets[0].getsockname()[:2] if s is not None and s.sockets else lc["bind"]
+                out.append(("%s:%s" % (kind, name), kind, name, lc, bound))
+        return out
+
+    async def start(self, srv):
+        self.srv = srv
+        log = srv.log
+        text = None
+        if os.path.exists(self.admins_path):
+            with open(self.admins_path, encoding="utf-8") as f:
+                text = f.read()
+        try:
+            self.api = admin.Api(srv.broker, self.dcfg, self.base_mqtt, text, self._save, self._save_admins,
+                                 os.urandom, self._listeners)
+        except OSError as e:
+            log("error", "dashboard: cannot write %s (%s); the dashboard is off" % (self.admins_path, e))
+            return
+        if self.api.created_admin:
+            log("info", "dashboard: administrator %r created from dashboard.default_username; "
+                        "its hashed password is in %s" % (self.dcfg["default_username"], self.admins_path))
+        for name, ctype in set(STATIC.values()):
+            with open(os.path.join(STATIC_DIR, name), "rb") as f:
+                self.static[name] = f.read()
+        ls = self.dcfg["listeners"]
+        for kind in ("http", "https"):
+            lc = ls.get(kind) or {}
+            if not lc.get("enable"):
+                continue
+            host, port = lc["bind"]
+            try:
+                ctx = _ssl_context(lc["ssl_options"]) if kind == "https" else None
+                s = await asyncio.start_server(self._client, host or None, port, ssl=ctx, reuse_address=True)
+            except (OSError, ssl.SSLError) as e:
+                # The broker's job is MQTT: a dashboard that cannot listen must not stop it.
+                log("error", "listener %s:dashboard: cannot listen on %s:%d: %s" % (kind, host, port, e))
+                continue
+            self.servers.append(s)
+            for sock in s.sockets:
+                a = sock.getsockname()
+                log("info", "listener %s:dashboard listening on %s:%d" % (kind, a[0], a[1]))
+
+    def _save(self, text):
+        write_atomic(self.overlay, text)
+
+    async def stop(self):
+        for s in self.servers:
+            s.close()
+        for w in list(self.conns):
+            w.close()
+        for s in self.servers:
+            try:
+                await asyncio.wait_for(s.wait_closed(), 1.0)
+            except Exception:
+                pass
+
+    async def _client(self, reader, writer):
+        self.conns.add(writer)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE)
+                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    return
+                except asyncio.LimitOverrunError:
+                    await self._send(writer, 400, {"code": "BAD_REQUEST", "message": "request head too large"},
+                                     [], False)
+                    return
+                if len(head) > MAX_HEAD:
+                    await self._send(writer, 400, {"code": "BAD_REQUEST", "message": "request head too large"},
+                                     [], False)
+                    return
+                if not await self._request(reader, writer, head[:-4], peer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.conns.discard(writer)
+            writer.close()
+
+    async def _request(self, reader, writer, head, peer):
+        # -> whether to keep the connection open for another request.
+        try:
+            method, target, version, headers = admin.parse_head(head)
+            n = headers.get("content-length", "0")
+            if not n.isdigit():
+                raise admin.HttpError(400, "BAD_REQUEST", "Content-Length: expected a number")
+            n = int(n)
+            if n > admin.MAX_BODY:
+                raise admin.HttpError(413, "PAYLOAD_TOO_LARGE", "body over %d bytes" % admin.MAX_BODY)
+            if "chunked" in headers.get("transfer-encoding", ""):
+                raise admin.HttpError(400, "BAD_REQUEST", "send the body with Content-Length")
+        except admin.HttpError as e:
+            await self._send(writer, e.status, {"code": e.code, "message": e.message}, [], False)
+            return False
+        body = await asyncio.wait_for(reader.readexactly(n), IDLE) if n else b""
+        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        path, query = admin.split_target(target)
+        if path.startswith("/api/"):
+            status, value, extra = self.api.handle(method, path, query, headers, body, peer[0], time.time())
+            # A kick queues a DISCONNECT: write it now.
+            self.srv.flush()
+            await self._send(writer, status, value, extra, keep)
+            return keep
+        page = STATIC.get(path)
+        if page is None or method not in ("GET", "HEAD"):
+            await self._send(writer, 404, {"code": "NOT_FOUND", "message": "no such page: %s" % path}, [], keep)
+            return keep
+        data = self.static[page[0]]
+        writer.write(admin.response_head(200, page[1], len(data), PAGE_HEADERS, keep))
+        if method == "GET":
+            writer.write(data)
+        await writer.drain()
+        return keep
+
+    async def _send(self, writer, status, value, extra, keep):
+        data = b"" if value is None else json.dumps(value).encode()
+        writer.write(admin.response_head(status, "application/json" if data else None, len(data), extra, keep))
+        writer.write(data)
+        await writer.drain()
