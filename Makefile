@@ -35,6 +35,32 @@ $(MPY_LIB)/gatemq/%.mpy: core/%.py
 run-micropython: firmware-files
 	MICROPYPATH=$(MPY_LIB) $(MP) -m gatemq.micropython --demo
 
+# Copy the broker to a board over USB (mpremote, installed into the venv on first use):
+#   make deploy PORT=/dev/ttyUSB0 [CONF=firmware/gatemq.conf] [PKI=demo] [WIFI=wifi.json]
+# .mpy files to /lib/gatemq, CONF to /gatemq.conf, server certificate, key and CA as DER to
+# /certs, boot.py and main.py, WIFI (when it exists) to /wifi.json; then it sets the board's
+# clock from this machine (certificate validity needs it) and resets the board.
+PORT ?= /dev/ttyUSB0
+CONF ?= firmware/gatemq.conf
+PKI ?= demo
+WIFI ?= wifi.json
+MPREMOTE := $(VENV)/bin/mpremote
+deploy: firmware-files
+	@test -x $(MPREMOTE) || $(PY) -m pip install -q mpremote
+	@for f in $(PKI)/server.crt.der $(PKI)/server.key.der $(PKI)/ca.crt.der; do \
+	  test -f $$f || { echo "deploy: $$f is missing (make the PKI with gatemq-certs, or PKI=dir)"; exit 1; }; done
+	-@$(MPREMOTE) connect $(PORT) fs mkdir :/lib 2>/dev/null
+	-@$(MPREMOTE) connect $(PORT) fs mkdir :/certs 2>/dev/null
+	$(MPREMOTE) connect $(PORT) fs cp -r $(MPY_LIB)/gatemq :/lib/ + \
+	  fs cp $(CONF) :/gatemq.conf + \
+	  fs cp $(PKI)/server.crt.der :/certs/server.crt.der + \
+	  fs cp $(PKI)/server.key.der :/certs/server.key.der + \
+	  fs cp $(PKI)/ca.crt.der :/certs/ca.crt.der + \
+	  fs cp firmware/boot.py :/boot.py + fs cp firmware/main.py :/main.py
+	@if [ -f $(WIFI) ]; then $(MPREMOTE) connect $(PORT) fs cp $(WIFI) :/wifi.json; \
+	  else echo "deploy: no $(WIFI); the board serves on the interfaces it already has"; fi
+	$(MPREMOTE) connect $(PORT) rtc --set + reset
+
 # The test tools the suite drives: mosquitto_pub/sub from Debian when they are missing.
 test-tools:
 	@command -v mosquitto_pub >/dev/null 2>&1 || { \

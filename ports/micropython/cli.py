@@ -82,7 +82,9 @@ def unload(*names):
     gc.collect()
 
 
-def main(argv):
+def main(argv, on_tick=None):
+    # on_tick: called each timer round of the running broker (firmware/main.py feeds its
+    # watchdog there). Returns the exit status: 0, 1 (cannot start), 2 (config error).
     path = None
     level = None
     check = False
@@ -119,7 +121,7 @@ def main(argv):
         if check:
             server.Server(cfg, log, file_reader(base), file_reader(base, True))
             return 0
-        server.run(cfg, log, file_reader(base), file_reader(base, True), heap)
+        server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick)
     except ConfigError as e:
         sys.stderr.write("gatemq: config error: %s\n" % e)
         return 2

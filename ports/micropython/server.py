@@ -17,7 +17,9 @@ from .link import Link, readable
 # on rp2, from the system heap elsewhere.
 RESERVE = 10 * 1024
 TLS_RESERVE = 34 * 1024 if sys.platform == "rp2" else 3 * 1024
-# Client sockets the board's network stack gives by default (lwIP); config "infinity" means this.
+# Client sockets the board's network stack gives by default (lwIP sockets minus the listening ones
+# and one spare for DNS/NTP): the cap on all connections together while every listener's
+# max_connections is "infinity". Setting max_connections on a listener replaces this default.
 BOARD_SOCKETS = {"esp32": 8, "rp2": 4}
 # Seconds a closing connection may take to write its last bytes.
 LINGER = 5
@@ -60,14 +62,14 @@ def make_log(level):
 
 
 class Listener:
-    def __init__(self, kind, name, lc, limit):
+    def __init__(self, kind, name, lc):
         self.kind = kind
         self.name = name
         self.id = "%s:%s" % (kind, name)  # the broker's name for it
         self.label = "listener " + self.id
         self.lc = lc
         self.bind = lc["bind"]
-        self.max = lc["max_connections"] or limit or 1 << 30
+        self.max = lc["max_connections"] or 1 << 30
         self.binder = None
         self.links = 0
         self.sock = None
@@ -105,7 +107,7 @@ def _bind_free(s, host, family):
 
 
 class Server:
-    def __init__(self, cfg, log, read, read_text=None, broker_cls=None, heap_report=0):
+    def __init__(self, cfg, log, read, read_text=None, broker_cls=None, heap_report=0, on_tick=None):
         if broker_cls is None:
             from gatemq.broker import Broker as broker_cls
         self.cfg = cfg
@@ -114,6 +116,7 @@ class Server:
         self.links = []
         self.heap_report = heap_report  # seconds between heap lines on the log, 0 for none
         self.min_free = None
+        self.on_tick = on_tick  # called each timer round: boards feed their watchdog there
         mps = cfg["mqtt"]["max_packet_size"]
         # Output one client may leave unread before it is dropped: bounded, yet above one packet.
         self.out_limit = max(16384, mps + 4096) if mps else 65536
@@ -125,7 +128,9 @@ class Server:
                 lc = ls[kind][name]
                 if not lc.get("enable", True):
                     continue
-                lst = Listener(kind, name, lc, limit)
+                lst = Listener(kind, name, lc)
+                if lc["max_connections"] is not None:
+                    limit = None
                 if kind == "ssl":
                     from . import tlsbind
                     o = lc["ssl_options"]
@@ -135,6 +140,7 @@ class Server:
                 self.listeners.append(lst)
         if not self.listeners:
             raise ConfigError("listeners: every listener is disabled; enable one")
+        self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
 
     def start(self):
@@ -230,6 +236,11 @@ class Server:
             self.log("warning", "%s: refused %s:%d: max_connections (%d) reached"
                      % (lst.label, peer[0], peer[1], lst.max))
             return
+        if self.max_total is not None and len(self.links) >= self.max_total:
+            s.close()
+            self.log("warning", "%s: refused %s:%d: the board's %d client sockets are in use "
+                     "(set max_connections to change this)" % (lst.label, peer[0], peer[1], self.max_total))
+            return
         need = RESERVE + (TLS_RESERVE if lst.binder else 2048)
         if gc.mem_free() < need:
             gc.collect()
@@ -259,6 +270,8 @@ class Server:
                 wait = self.broker.tick()
                 self.pump()
                 self.reap()
+                if self.on_tick is not None:
+                    self.on_tick()
                 if self.heap_report:
                     gc.collect()
                     free = gc.mem_free()
@@ -297,8 +310,8 @@ class Server:
                 pass
 
 
-def run(cfg, log, read, read_text=None, heap_report=0):
-    srv = Server(cfg, log, read, read_text, heap_report=heap_report)
+def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None):
+    srv = Server(cfg, log, read, read_text, heap_report=heap_report, on_tick=on_tick)
     srv.start()
     try:
         asyncio.run(srv.main())
