@@ -174,6 +174,25 @@ class BrokerProcess:
                                          % (substrings, timeout, "\n".join(self.log_lines[-60:])))
                 self._cond.wait(min(left, 0.2))
 
+    def wait_log_about(self, who, keywords, timeout=3.0, start=0):
+        """A log line naming `who` and any one of `keywords`, ignoring case."""
+        who = who.lower()
+        keywords = [k.lower() for k in keywords]
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.log_lines):
+                    low = self.log_lines[i].lower()
+                    if who in low and any(k in low for k in keywords):
+                        return self.log_lines[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError("no log line naming %r with any of %r in %.1fs; log:\n%s"
+                                         % (who, keywords, timeout, "\n".join(self.log_lines[-60:])))
+                self._cond.wait(min(left, 0.2))
+
     def mark(self):
         """Index of the next log line, to search only what comes after an action."""
         with self._cond:

@@ -152,3 +152,17 @@ def test_takeover_311_closes_old_connection(mod_broker, uid):
         assert new.connect(uid).rc == 0
         assert old.until_closed() == []
         assert new.is_open()
+
+
+def test_takeover_resuming_the_session_cancels_a_delayed_will(mod_broker, client, uid):
+    from clients import props
+    watcher = client(mod_broker.port, uid + "-w")
+    watcher.subscribe(uid + "/will", 1)
+    old = client(mod_broker.port, uid, V5, clean=False,
+                 will={"topic": uid + "/will", "payload": b"gone", "qos": 1,
+                       "props": props("WILLMESSAGE", WillDelayInterval=1)},
+                 connect_props=props("CONNECT", SessionExpiryInterval=30))
+    new = client(mod_broker.port, uid, V5, clean=False, connect_props=props("CONNECT", SessionExpiryInterval=30))
+    assert new.session_present
+    assert old.wait_disconnected() == 0x8E
+    watcher.expect_none(1.8)

@@ -96,6 +96,7 @@ def test_receive_maximum_announced_and_exceeding_it_gets_0x93(make_broker, clien
         seen = c.until_closed()
         assert [p.pid for p in seen if p.type == R.PUBREC] == [1, 2], seen
         assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x93], seen
+    b.wait_log_about(uid, ["receive maximum", "inflight", "0x93"])
     # the broker keeps serving others
     other = client(b.port, uid + "-o")
     other.subscribe(uid + "/ok")
