@@ -330,10 +330,12 @@ def role_conns(a):
             with lock:
                 i = nxt[0]
                 nxt[0] += 1
-            if i >= a.n or stop.is_set():
+            # a broker that stopped answering would otherwise cost a
+            # timeout for each remaining connection
+            if i >= a.n or stop.is_set() or len(errors) >= 10:
                 return
             try:
-                raw = socket.create_connection((HOST, a.port), timeout=15)
+                raw = socket.create_connection((HOST, a.port), timeout=5)
                 # without it Nagle holds CONNECT behind the last TLS flight
                 # until the broker's delayed ACK: 40 ms per connect
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -253,6 +253,7 @@ class Micropython(Broker):
     tls = True
     mp = os.path.join(ROOT, ".venv", "bin", "micropython")
     lib = os.path.join(ROOT, "build", "mpy", "lib")
+    heap = "32M"
 
     def missing(self):
         if not os.path.exists(self.mp):
@@ -263,7 +264,9 @@ class Micropython(Broker):
         return None
 
     def argv(self, cfgfile):
-        return [self.mp, "-m", "gatemq.micropython", "--config", cfgfile]
+        # the unix port's default heap runs out near 300 idle connections;
+        # this one holds the 1000 the scenarios open
+        return [self.mp, "-X", "heapsize=%s" % self.heap, "-m", "gatemq.micropython", "--config", cfgfile]
 
     def env(self):
         return dict(os.environ, MICROPYPATH=self.lib)
