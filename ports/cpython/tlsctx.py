@@ -162,7 +162,8 @@ class ListenerTLS:
             self._ciphers(ctx, o["ciphers"])
         depth = o.get("depth", 10)
         if depth is not None and not set_verify_depth(ctx, depth):
-            if not hasattr(ssl.SSLObject, "get_verified_chain") and not hasattr(ssl.SSLObject, "_sslobj"):
+            import _ssl
+            if not hasattr(ssl.SSLObject, "get_verified_chain") and not hasattr(_ssl._SSLSocket, "get_verified_chain"):
                 raise self._fail("depth", "this Python cannot limit the chain depth")
             self.depth_after = depth
         return ctx

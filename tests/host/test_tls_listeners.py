@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -13,7 +14,7 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 import rawmqtt
-from brokers import BrokerProcess
+from brokers import PYTHON, BrokerProcess
 from conftest import require_gatemq
 from tlsutil import PKI, Events, client_context, now, raw_tls, ssl_port, tls_client
 
@@ -74,7 +75,7 @@ def broker(pki, tmp_path_factory):
             + listener("c12", pki.server, pki.root,
                        'verify = verify_peer\n  versions = ["tlsv1.2"]\n  ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"')
             + listener("c13", pki.server, pki.root, 'verify = verify_peer\n  ciphers = ["TLS_CHACHA20_POLY1305_SHA256"]')
-            + "mqtt.peer_cert_as_clientid = cn\nmqtt.peer_cert_as_username = md5\n")
+            + "mqtt.peer_cert_as_clientid = cn\nmqtt.peer_cert_as_username = md5\ndashboard.enable = false\n")
     b = BrokerProcess(text, tmp_path=tmp_path_factory.mktemp("broker"))
     yield b
     b.stop()
@@ -242,7 +243,7 @@ def test_simultaneous_handshakes_keep_their_own_identity(broker, pki):
 def test_encrypted_key_with_password(pki, make_broker, tmp_path):
     key = pki.server.encrypted_key("s3cret", str(tmp_path / "server-enc.key"))
     text = listener("pw", pki.server, pki.root, 'verify = verify_peer\n  password = "s3cret"').replace(
-        pki.server.key, key)
+        pki.server.key, key) + "dashboard.enable = false\n"
     b = make_broker(text)
     r = raw_tls(b, pki.root, pki.par[3], name="pw")
     assert r.connect("").rc == 0
@@ -250,3 +251,44 @@ def test_encrypted_key_with_password(pki, make_broker, tmp_path):
     with pytest.raises(RuntimeError) as err:
         make_broker(text.replace("s3cret", "wrong"))
     assert "password" in str(err.value)
+
+
+def test_depth_without_openssl_call_is_checked_on_the_verified_chain(pki, tmp_path):
+    # When SSL_CTX_set_verify_depth cannot be reached (another libssl layout), the broker checks the
+    # verified chain after the handshake instead: the same refusal and the same log line.
+    conf = tmp_path / "gatemq.conf"
+    conf.write_text(listener("strict", pki.server, pki.root, "verify = verify_peer\n  depth = 1")
+                    + "dashboard.enable = false\n")
+    code = ("import sys; from gatemq.cpython import tlsctx, cli; tlsctx.set_verify_depth = lambda c, d: False; "
+            "sys.exit(cli.main(['--config', %r, '--log-level', 'info']))" % str(conf))
+    proc = subprocess.Popen([PYTHON, "-c", code], stderr=subprocess.PIPE, text=True)
+    lines = []
+    threading.Thread(target=lambda: [lines.append(x) for x in proc.stderr], daemon=True).start()
+
+    def wait_line(text):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for x in list(lines):
+                if text in x:
+                    return x
+            time.sleep(0.02)
+        raise AssertionError("no log line with %r:\n%s" % (text, "".join(lines)))
+
+    try:
+        port = int(wait_line("listener ssl:strict listening on").rsplit(":", 1)[1])
+        ok = client_context(pki.root.crt, pki.good.chain, pki.good.key).wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="127.0.0.1")
+        ok.sendall(rawmqtt.connect("x", version=4))
+        assert ok.recv(4) == b"\x20\x02\x00\x00"  # CONNACK accepted
+        ok.close()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        cport = raw.getsockname()[1]
+        s = client_context(pki.root.crt, pki.deep.chain, pki.deep.key).wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(rawmqtt.connect("x", version=4))
+        assert s.recv(4) == b""
+        s.close()
+        line = wait_line("rejected")
+        assert "127.0.0.1:%d rejected: chain_too_long (2 intermediate CAs, ssl_options.depth = 1)" % cport in line
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -229,6 +229,8 @@ listeners.ssl.%(name)s.ssl_options {
   fail_if_no_peer_cert = true
   %(ssl_extra)s
 }
+# The dashboard's fixed port would collide between brokers running side by side.
+dashboard.enable = false
 %(extra)s
 """ % {"name": name, "crt": server.crt, "key": server.key, "ca": ca.crt, "ssl_extra": ssl_extra,
        "extra": extra}
