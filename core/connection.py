@@ -51,6 +51,7 @@ class Connection:
         self.alias_in = {}
         self.alias_out = None
         self.recv_max = broker.mqtt["max_inflight"]
+        self.mqtt = broker.mqtt
         self.connected_at = 0
         self.reason = None           # why the connection ended, for $SYS and logs
         self.peer_cert = None
@@ -183,7 +184,8 @@ class Connection:
 
     def _on_connect(self, p):
         b = self.broker
-        m = b.mqtt
+        # The settings at CONNECT stay this connection's (the API may change broker.mqtt).
+        m = self.mqtt = b.mqtt
         v = p.version
         self.version = v
         self.proto_name = p.proto_name
@@ -286,7 +288,7 @@ class Connection:
         if self.state != CONNECTED:
             raise ProtocolError("PUBLISH before CONNECT")
         b = self.broker
-        m = b.mqtt
+        m = self.mqtt
         v5 = self.version == 5
         t = p.topic
         props = p.props
@@ -429,7 +431,7 @@ class Connection:
     def _on_subscribe(self, p):
         sess = self._sess()
         b = self.broker
-        m = b.mqtt
+        m = self.mqtt
         v5 = self.version == 5
         subid = None
         if v5 and p.props and P_SUBSCRIPTION_ID in p.props:
@@ -501,7 +503,7 @@ class Connection:
                 new = p.props[P_SESSION_EXPIRY]
                 if self.expiry == 0 and new != 0:
                     raise ProtocolError("session expiry set on DISCONNECT after CONNECT had 0")
-                cap = self.broker.mqtt["session_expiry_interval"]
+                cap = self.mqtt["session_expiry_interval"]
                 new = None if new == 0xFFFFFFFF else new
                 if cap is not None and (new is None or new > cap):
                     new = cap
