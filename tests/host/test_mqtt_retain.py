@@ -128,10 +128,10 @@ def test_without_no_local_own_messages_come_back(mod_broker, client, uid):
 
 
 def test_retained_flag_set_on_raw_retained_delivery(mod_broker, client, uid):
-    client(mod_broker.port, uid + "-p").publish(uid + "/raw", b"z", qos=0, retain=True)
+    client(mod_broker.port, uid + "-p").publish(uid + "/raw", b"z", qos=1, retain=True)
     with R.RawClient(mod_broker.port) as c:
         assert c.connect(uid).rc == 0
         c.send(R.subscribe(1, [(uid + "/raw", 0)]))
         c.expect(R.SUBACK)
         p = c.expect(R.PUBLISH)
-        assert (p.retain, p.payload, p.qos) == (True, b"z", 0)
+        assert (p.retain, p.payload, p.qos) == (True, b"z", 0)  # granted QoS 0
