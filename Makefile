@@ -61,13 +61,18 @@ deploy: firmware-files
 	  else echo "deploy: no $(WIFI); the board serves on the interfaces it already has"; fi
 	$(MPREMOTE) connect $(PORT) rtc --set + reset
 
-# The test tools the suite drives: mosquitto_pub/sub from Debian when they are missing.
+# The test tools the suite drives: mosquitto_pub/sub, chromium and chromedriver from Debian when missing.
 test-tools:
 	@command -v mosquitto_pub >/dev/null 2>&1 || { \
 	  echo "installing mosquitto-clients"; \
 	  (apt-get update -qq && apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
 	  (sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
 	  echo "warning: could not install mosquitto-clients"; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (the dashboard's browser test)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
+	  echo "warning: could not install chromium"; }
 
 # The core's unit tests under the MicroPython unix port, importing the shipped .mpy files.
 test-core-mp: firmware-files

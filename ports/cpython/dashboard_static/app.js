@@ -188,6 +188,7 @@ for (const id of ["peer_cert_as_username", "peer_cert_as_clientid"]) {
 }
 
 async function loadMqtt() {
+  setMsg($("save-msg"), "");
   try {
     const m = await api("GET", "configs/mqtt");
     $("peer_cert_as_username").value = m.peer_cert_as_username;
