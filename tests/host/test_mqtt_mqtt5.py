@@ -181,3 +181,11 @@ def test_client_disconnect_reason_codes_accepted(mod_broker, uid, code):
         c.connect(uid, version=5)
         c.send(R.disconnect(code, version=5))
         assert c.until_closed() == []
+
+
+def test_refused_connack_carries_a_reason_string(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.send(R.connect(uid, version=5, props={"auth_method": "GS2-KRB5"}))
+        seen = c.until_closed()
+        assert seen and seen[0].type == R.CONNACK and seen[0].rc == 0x8C
+        assert seen[0].props.get("reason_string"), seen
