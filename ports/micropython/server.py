@@ -21,6 +21,8 @@ TLS_RESERVE = 34 * 1024 if sys.platform == "rp2" else 3 * 1024
 # and one spare for DNS/NTP): the cap on all connections together while every listener's
 # max_connections is "infinity". Setting max_connections on a listener replaces this default.
 BOARD_SOCKETS = {"esp32": 8, "rp2": 4}
+# A block this big must still be free to accept a connection (see Server.memory_for).
+PROBE = 3072
 # Seconds a closing connection may take to write its last bytes.
 LINGER = 5
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -149,8 +151,26 @@ class Server:
             self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
             if lst.kind == "ssl" and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
+        self.warm_up()
         if self.heap_report:
             self.heap_line("start")
+
+    def warm_up(self):
+        # The core builds its certificate-name escape tables on first use: build them now, while
+        # the heap is still in one piece. Built later, between connections, their 2 KB arrays may
+        # find no contiguous block in a fragmented board heap, and that connection would fail.
+        for lst in self.listeners:
+            if lst.binder is not None and lst.binder.verify:
+                from gatemq import peercert
+                der = lst.binder.server_cert
+                try:
+                    peercert.identity(der, "dn")
+                    if self.cfg["mqtt"].get("use_subject_as_username"):
+                        peercert.subject_rfc2253(der)
+                except Exception as e:
+                    self.log("debug", "warm-up with the server certificate: %r" % (e,))
+                break
+        gc.collect()
 
     def heap_line(self, what):
         # Free heap after a collection (what the next allocation can count on) and the lowest
@@ -241,14 +261,11 @@ class Server:
             self.log("warning", "%s: refused %s:%d: the board's %d client sockets are in use "
                      "(set max_connections to change this)" % (lst.label, peer[0], peer[1], self.max_total))
             return
-        need = RESERVE + (TLS_RESERVE if lst.binder else 2048)
-        if gc.mem_free() < need:
-            gc.collect()
-            if gc.mem_free() < need:
-                s.close()
-                self.log("warning", "%s: refused %s:%d: low memory (%d bytes free)"
-                         % (lst.label, peer[0], peer[1], gc.mem_free()))
-                return
+        if not self.memory_for(lst):
+            s.close()
+            self.log("warning", "%s: refused %s:%d: low memory (%d bytes free)"
+                     % (lst.label, peer[0], peer[1], gc.mem_free()))
+            return
         s.setblocking(False)
         link = Link(self, lst, s, peer)
         if lst.binder is not None:
@@ -261,6 +278,22 @@ class Server:
             self.links.remove(link)
             lst.links -= 1
             raise
+
+    def memory_for(self, lst):
+        # Enough free heap for one more connection, and in pieces big enough: a fragmented heap
+        # can have plenty free and still fail a 1 KB allocation, so probe for a block.
+        need = RESERVE + (TLS_RESERVE if lst.binder else 2048)
+        for attempt in (0, 1):
+            if gc.mem_free() >= need:
+                try:
+                    probe = bytearray(PROBE)
+                    del probe
+                    return True
+                except MemoryError:
+                    pass
+            if not attempt:
+                gc.collect()
+        return False
 
     async def ticker(self):
         next_report = 0

@@ -4,6 +4,7 @@
 # leak of failed handshakes, and the configs this port refuses.
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -257,3 +258,124 @@ def test_tls13_only_is_a_config_error(tmp_path, pki):
     p = _refused_config(tmp_path, pki, 'versions = ["tlsv1.3"]')
     assert p.returncode == 2
     assert "TLS 1.2 only" in p.stderr
+
+
+# ---- memory on a board budget ----------------------------------------------------------------
+
+class HeapBroker:
+    """The MicroPython broker with a given heap and heap reports on stderr."""
+
+    def __init__(self, tmp_path, text, heap):
+        path = tmp_path / ("heap-%s.conf" % heap)
+        path.write_text(text)
+        env = dict(os.environ, MICROPYPATH=MPY_LIB)
+        self.proc = subprocess.Popen([MP, "-X", "heapsize=%s" % heap, "-m", "gatemq.micropython",
+                                      "--config", str(path), "--heap-report", "0.5"],
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
+        self.lines = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ports = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(self.ports) < text.count(".bind"):
+            for line in list(self.lines):
+                if " listening on " in line:
+                    kind = line.split("listener ")[1].split(" ")[0]
+                    self.ports[kind] = int(line.rsplit(":", 1)[1])
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert len(self.ports) == text.count(".bind"), "\n".join(self.lines)
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def heap(self):
+        """(free, lowest_free, used) from the latest heap report."""
+        time.sleep(1.1)
+        line = [x for x in self.lines if " heap " in x][-1]
+        f = dict(re.findall(r"(\w+)=(\d+)", line))
+        return int(f["free"]), int(f["lowest_free"]), int(f["used"])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _code_heap(tmp_path, text):
+    # What the loaded .mpy bytecode and the started broker take before any client: on a board the
+    # frozen bytecode stays in flash, so the board's heap is this plus the budget under test.
+    b = HeapBroker(tmp_path, text, "2M")
+    try:
+        return b.heap()[2]
+    finally:
+        b.stop()
+
+
+def test_board_budget_16_plain_and_4_tls_clients_with_qos1(tmp_path, pki):
+    text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n' + tls_config(pki)
+    budget = 128 * 1024
+    heap = (_code_heap(tmp_path, text) + budget) // 1024 + 1
+    b = HeapBroker(tmp_path, text, "%dK" % heap)
+    clients = []
+    try:
+        for i in range(16):
+            c = Client(b.ports["tcp:default"], "plain%d" % i, V311)
+            c.connect()
+            clients.append(c)
+        for i in range(4):
+            c = tls_client(b.ports["ssl:default"], pki, DEVICES[i], "tls%d" % i)
+            c.connect(timeout=10)
+            clients.append(c)
+        for i, c in enumerate(clients):
+            c.subscribe("ring/%d" % i, qos=1)
+        n = len(clients)
+        for r in range(10):
+            for i, c in enumerate(clients):
+                c.publish("ring/%d" % ((i + 1) % n), b"%d:%d" % (r, i) + b"x" * 100, qos=1)
+        for i, c in enumerate(clients):
+            got = c.expect_n(10, timeout=10)
+            assert sorted(m.payload[:8].split(b"x")[0] for m in got) == sorted(
+                b"%d:%d" % (r, (i - 1) % n) for r in range(10))
+        free, lowest, used = b.heap()
+        assert lowest >= 8 * 1024, (lowest, b.lines[-5:])
+        assert b.proc.poll() is None
+    finally:
+        for c in clients:
+            c.disconnect()
+        b.stop()
+
+
+def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
+    text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n'
+    heap = (_code_heap(tmp_path, text) + 80 * 1024) // 1024
+    b = HeapBroker(tmp_path, text, "%dK" % heap)
+    port = b.ports["tcp:default"]
+    kept = []
+    try:
+        first = Client(port, "first", V311)
+        first.connect()
+        first.subscribe("keep/#", qos=1)
+        refused = 0
+        for i in range(60):
+            c = Client(port, "c%d" % i, V311)
+            try:
+                c.connect(timeout=3)
+                kept.append(c)
+            except Exception:
+                refused += 1
+                c.c.loop_stop()
+                if refused >= 3:
+                    break
+        assert refused, "no connection was refused in a %dK heap" % heap
+        # Refused at accept ("low memory"), or closed when its CONNECT found no memory: logged.
+        assert any("memory" in x and "warning" in x for x in b.lines), [
+            x for x in b.lines if "heap report" not in x][-15:]
+        assert b.proc.poll() is None
+        other = kept[0] if kept else first
+        other.publish("keep/x", b"still served", qos=1)
+        assert first.expect(timeout=5).payload == b"still served"
+    finally:
+        for c in kept:
+            c.disconnect()
+        b.stop()

@@ -1,0 +1,208 @@
+# The management API on MicroPython: the JSON endpoints of gatemq.admin (login, configs/mqtt,
+# clients, stats, metrics, listeners) over a small asyncio HTTP/1.0-style handler, one request per
+# connection, so a headless gateway can be reconfigured over the network. No web page: the page is
+# the CPython port's (or any EMQX API client).
+#
+# Wiring, from the port (ports/micropython):
+#     from . import dashboard
+#     cfg, base_mqtt = dashboard.prepare(cfg, base, read_text)   # after config.load
+#     ... srv = server.Server(cfg, ...); srv.start()
+#     if cfg["dashboard"]["enable"]:
+#         dash = dashboard.Dashboard(srv, cfg, base, base_mqtt)  # inside the running loop:
+#         dash.start()                                          # binds, then serves in a task
+import asyncio
+import gc
+import json
+import os
+import socket
+
+from gatemq import admin
+
+from . import addr
+from .link import readable
+
+MAX_HEAD = 4096
+TIMEOUT = 10  # seconds a client has to send its request
+MAX_CLIENTS = 2  # requests served at once; more wait in the backlog
+# PBKDF2 rounds for a new admin password: pure-Python HMAC on a board is slow (a login hashes once).
+ITERATIONS = 1024
+
+
+def _join(base, path):
+    if not path or path[:1] == "/" or not base:
+        return path
+    return base + "/" + path
+
+
+def _dirname(path):
+    i = path.rfind("/")
+    return path[:i] if i > 0 else ("/" if i == 0 else "")
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def prepare(cfg, base, read_text):
+    # -> (cfg with the overlay file applied, the mqtt section of the file alone).
+    from gatemq import config
+    base_mqtt = cfg["mqtt"]
+    path = _join(base, cfg["dashboard"]["overlay_file"])
+    if _exists(path):
+        cfg = config.merge(cfg, read_text(path), path)
+    return cfg, base_mqtt
+
+
+def write_atomic(path, text):
+    # Temp file then rename, so a reset mid-write leaves the old file or the new one.
+    d = _dirname(path)
+    if d and not _exists(d):
+        os.mkdir(d)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # Some filesystems refuse to rename over a file.
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+class Dashboard:
+    def __init__(self, srv, cfg, base, base_mqtt, iterations=ITERATIONS):
+        self.srv = srv
+        self.dcfg = cfg["dashboard"]
+        self.overlay = _join(base, self.dcfg["overlay_file"])
+        d = _dirname(self.overlay)
+        self.admins_path = (d + "/" if d else "") + "admins.json"
+        self.base_mqtt = base_mqtt
+        self.iterations = iterations
+        self.api = None
+        self.sock = None
+        self.busy = 0
+
+    def _listeners(self):
+        return [(l.id, l.kind, l.name, l.lc, (l.bind[0], l.port)) for l in self.srv.listeners]
+
+    def start(self):
+        log = self.srv.log
+        lc = self.dcfg["listeners"]["http"]
+        if not lc["enable"]:
+            log("warning", "dashboard: listeners.http is disabled and https is CPython-only; the API is off")
+            return False
+        text = None
+        if _exists(self.admins_path):
+            with open(self.admins_path) as f:
+                text = f.read()
+        try:
+            self.api = admin.Api(self.srv.broker, self.dcfg, self.base_mqtt, text,
+                                 lambda t: write_atomic(self.overlay, t),
+                                 lambda t: write_atomic(self.admins_path, t),
+                                 os.urandom, self._listeners, self.iterations)
+        except OSError as e:
+            log("error", "dashboard: cannot write %s (%s); the API is off" % (self.admins_path, e))
+            return False
+        host, port = lc["bind"]
+        try:
+            port = self._listen(host, port)
+        except OSError as e:
+            log("error", "listener http:dashboard: cannot listen on %s: %s" % (addr.show(host, port), e))
+            return False
+        log("info", "listener http:dashboard listening on %s" % addr.show(host, port))
+        asyncio.create_task(self._accept())
+        return True
+
+    def _listen(self, host, port):
+        family, sa = addr.resolve(host, port or 1)
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if port:
+            s.bind(sa)
+        else:
+            # No getsockname() on MicroPython: pick a free port here so it can be reported.
+            for _ in range(200):
+                r = os.urandom(2)
+                port = 20000 + ((r[0] << 8) | r[1]) % 12000
+                try:
+                    s.bind(addr.resolve(host, port)[1])
+                    break
+                except OSError:
+                    port = 0
+            if not port:
+                raise OSError("no free port")
+        s.listen(2)
+        s.setblocking(False)
+        self.sock = s
+        return port
+
+    async def _accept(self):
+        ls = self.sock
+        while True:
+            await readable(ls)
+            if self.busy >= MAX_CLIENTS:
+                await asyncio.sleep_ms(20)
+                continue
+            try:
+                s, sa = ls.accept()
+            except OSError:
+                await asyncio.sleep_ms(50)
+                continue
+            s.setblocking(False)
+            self.busy += 1
+            asyncio.create_task(self._serve(s, addr.peer(sa)))
+
+    async def _serve(self, s, peer):
+        st = asyncio.Stream(s)
+        try:
+            try:
+                status, value, extra = await asyncio.wait_for(self._request(st, peer), TIMEOUT)
+            except admin.HttpError as e:
+                status, value, extra = e.status, {"code": e.code, "message": e.message}, []
+            data = b"" if value is None else json.dumps(value).encode()
+            st.write(admin.response_head(status, "application/json" if data else None, len(data), extra, False))
+            if data:
+                st.write(data)
+            await st.drain()
+        except Exception as e:
+            # Timeouts, resets, out of memory: drop this request, keep serving.
+            self.srv.log("debug", "dashboard: %s:%d: %r" % (peer[0], peer[1], e))
+        finally:
+            self.busy -= 1
+            try:
+                st.close()
+                await st.wait_closed()
+            except Exception:
+                pass
+            gc.collect()
+
+    async def _request(self, st, peer):
+        head = b""
+        while True:
+            line = await st.readline()
+            if not line:
+                raise OSError("closed before the request ended")
+            if line == b"\r\n" or line == b"\n":
+                break
+            head += line
+            if len(head) > MAX_HEAD:
+                raise admin.HttpError(400, "BAD_REQUEST", "request head too large")
+        method, target, _, headers = admin.parse_head(head.rstrip(b"\r\n"))
+        n = headers.get("content-length", "0")
+        try:
+            n = int(n)
+        except ValueError:
+            raise admin.HttpError(400, "BAD_REQUEST", "Content-Length: expected a number")
+        if n > admin.MAX_BODY:
+            raise admin.HttpError(413, "PAYLOAD_TOO_LARGE", "body over %d bytes" % admin.MAX_BODY)
+        body = await st.readexactly(n) if n > 0 else b""
+        path, query = admin.split_target(target)
+        from .server import wallclock
+        r = self.api.handle(method, path, query, headers, body, peer[0], wallclock())
+        # A kick queues a DISCONNECT: hand it to the socket now.
+        self.srv.pump()
+        return r
