@@ -379,3 +379,137 @@ def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
         for c in kept:
             c.disconnect()
         b.stop()
+
+
+# ---- firmware/ ----------------------------------------------------------------------------
+
+FIRMWARE = os.path.join(ROOT, "firmware")
+
+
+def test_mip_package_lists_every_module_in_the_device_layout():
+    with open(os.path.join(FIRMWARE, "package.json")) as f:
+        urls = dict(json.load(f)["urls"])
+    want = {}
+    for src, dst in (("core", "gatemq"), ("ports/micropython", "gatemq/micropython")):
+        for name in os.listdir(os.path.join(ROOT, src)):
+            if name.endswith(".py"):
+                want[dst + "/" + name] = src + "/" + name
+    assert urls == want
+
+
+def test_freeze_manifest_stages_the_package_and_freezes_it(tmp_path, monkeypatch):
+    calls = []
+    g = {"include": lambda p: calls.append(("include", p)),
+         "package": lambda p, base_path=".": calls.append(("package", p, base_path))}
+    monkeypatch.chdir(FIRMWARE)  # the firmware build runs a manifest from its own folder
+    with open("manifest.py") as f:
+        exec(compile(f.read(), "manifest.py", "exec"), g)
+    assert calls[0] == ("include", "$(BOARD_DIR)/manifest.py")
+    kind, name, base = calls[-1]
+    assert (kind, name) == ("package", "gatemq")
+    staged = os.path.join(base, "gatemq")
+    assert sorted(os.listdir(staged)) == sorted(
+        [n for n in os.listdir(os.path.join(ROOT, "core")) if n.endswith(".py")] + ["micropython"])
+    assert sorted(os.listdir(os.path.join(staged, "micropython"))) == sorted(
+        n for n in os.listdir(os.path.join(ROOT, "ports", "micropython")) if n.endswith(".py"))
+
+
+# Stand-ins for the board modules main.py uses, as MicroPython source: they log what the board
+# would do on stdout.
+FAKE_BOARD = {
+    "machine.py": """
+class WDT:
+    def __init__(self, timeout):
+        print("WDT armed", timeout)
+        self.n = 0
+    def feed(self):
+        self.n += 1
+        if self.n == 3:
+            print("WDT fed")
+def reset():
+    print("RESET")
+    raise SystemExit(0)
+""",
+    "network.py": """
+STA_IF = 0
+def country(c):
+    print("country", c)
+def hostname(h):
+    print("hostname", h)
+class WLAN:
+    def __init__(self, i):
+        self.up = False
+    def active(self, a):
+        pass
+    def isconnected(self):
+        return self.up
+    def connect(self, ssid, pw):
+        print("join", ssid, pw)
+        self.up = True
+    def status(self):
+        return 3
+    def ifconfig(self):
+        return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
+""",
+    "ntptime.py": """
+def settime():
+    print("ntp")
+""",
+}
+
+
+def _board(tmp_path, conf_text, wifi=True):
+    for name, src in FAKE_BOARD.items():
+        (tmp_path / name).write_text(src)
+    (tmp_path / "gatemq.conf").write_text(conf_text)
+    if wifi:
+        (tmp_path / "wifi.json").write_text(json.dumps({"ssid": "lab", "password": "pw", "country": "DE"}))
+    with open(os.path.join(FIRMWARE, "main.py")) as f:
+        src = f.read()
+    src = (src.replace('"/gatemq.conf"', repr(str(tmp_path / "gatemq.conf")))
+              .replace('"/wifi.json"', repr(str(tmp_path / "wifi.json")))
+              .replace("RESTART_PAUSE_S = 10", "RESTART_PAUSE_S = 0"))
+    (tmp_path / "board_main.py").write_text(src)
+    env = dict(os.environ, MICROPYPATH="%s:%s:.frozen" % (tmp_path, MPY_LIB))
+    return subprocess.Popen([MP, str(tmp_path / "board_main.py")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+
+
+def test_board_main_joins_wifi_serves_and_feeds_the_watchdog(tmp_path):
+    p = _board(tmp_path, 'listeners.tcp.default.bind = "127.0.0.1:0"\n')
+    out = []
+    deadline = time.monotonic() + 20
+    try:
+        for line in p.stdout:
+            out.append(line)
+            if "WDT fed" in line or time.monotonic() > deadline:
+                break
+    finally:
+        p.kill()
+        p.wait()
+    text = "".join(out)
+    assert "join lab pw" in text and "ntp" in text
+    assert "listener tcp:default listening on 127.0.0.1:" in text
+    assert "WDT armed 30000" in text and "WDT fed" in text
+
+
+def test_board_main_restarts_after_an_unexpected_error_but_not_after_a_config_error(tmp_path):
+    # Its port is taken: the broker cannot start -> restart the board.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        p = _board(bad, 'listeners.tcp.default.bind = "127.0.0.1:%d"\n' % taken.getsockname()[1])
+        out, _ = p.communicate(timeout=30)
+    finally:
+        taken.close()
+    assert "cannot start" in out and "restarting" in out and "RESET" in out, out
+    # A config error would only fail again: no restart, a message to fix the file.
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    p = _board(cfg, "mqtt.max_qos_allowed = 7\n")
+    out, _ = p.communicate(timeout=30)
+    assert "config error" in out and "max_qos_allowed" in out, out
+    assert "RESET" not in out and "fix " in out, out

@@ -1,0 +1,23 @@
+# Writes firmware/package.json, the file list `mip install github:<owner>/gatemq` reads: every
+# module of core/ and ports/micropython/ at its place in the device's /lib (gatemq/...), with
+# URLs relative to the repository root. Run it after adding or removing a module:
+#   python firmware/mkpackage.py
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = (("core", "gatemq"), ("ports/micropython", "gatemq/micropython"))
+
+
+def package():
+    urls = []
+    for src, dst in SOURCES:
+        for name in sorted(os.listdir(os.path.join(ROOT, src))):
+            if name.endswith(".py"):
+                urls.append([dst + "/" + name, src + "/" + name])
+    return {"urls": urls, "deps": [], "version": "0.1.0"}
+
+
+if __name__ == "__main__":
+    with open(os.path.join(ROOT, "firmware", "package.json"), "w") as f:
+        f.write(json.dumps(package(), indent=2) + "\n")
