@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ BENCH_VENV = os.path.join(ROOT, "build", "bench-venv")
 LOADGEN = os.path.join(HERE, "loadgen.py")
 sys.path.insert(0, HERE)
 
+HEAP_LINE = re.compile(r"heap \w+: free=\d+ used=(\d+) lowest_free=\d+ links=(\d+)")
 BROKERS = ("gatemq", "mosquitto", "amqtt", "micropython")
 
 # Every process this run starts, so that nothing outlives it.
@@ -153,7 +155,7 @@ class Broker:
         """None when it can run here, else a note saying why not."""
         return None
 
-    def argv(self, cfgfile):
+    def argv(self, cfgfile, heap=False):
         raise NotImplementedError
 
     def config(self, port, tls_port, certdir):
@@ -162,7 +164,7 @@ class Broker:
     def env(self):
         return None
 
-    def start(self, workdir, tls=False, certdir=None):
+    def start(self, workdir, tls=False, certdir=None, heap=False):
         port = free_port()
         tls_port = free_port() if tls else None
         cfgfile = os.path.join(workdir, "%s.conf" % self.name)
@@ -170,7 +172,7 @@ class Broker:
             f.write(self.config(port, tls_port, certdir))
         logpath = os.path.join(workdir, "%s.log" % self.name)
         logf = open(logpath, "ab")
-        p = spawn(self.argv(cfgfile), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+        p = spawn(self.argv(cfgfile, heap), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                   cwd=workdir, env=self.env())
         logf.close()
         run = Running(self, p, port, tls_port, logpath)
@@ -198,6 +200,25 @@ class Running:
         if self.proc.poll() is not None:
             raise BenchError("%s died (code %s): %s" % (self.broker.name, self.proc.returncode, self.log_tail()))
         return rss_kb(self.proc.pid)
+
+    def heap(self, links=None, wait=3.0):
+        """(used heap bytes, links) from the newest heap line on the MicroPython port's log,
+        waiting for one that counts `links` connections; None for other brokers."""
+        if not (isinstance(self.broker, Micropython) and self.broker.heap_reports()):
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            got = None
+            with open(self.logpath, errors="replace") as f:
+                for line in f:
+                    m = HEAP_LINE.search(line)
+                    if m:
+                        got = (int(m.group(1)), int(m.group(2)))
+            if got and (links is None or got[1] >= links):
+                return got
+            if time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
 
     def log_tail(self, n=3):
         try:
@@ -242,7 +263,7 @@ class Gatemq(Broker):
             return "the CPython port (gatemq.cpython) has not landed yet"
         return None
 
-    def argv(self, cfgfile):
+    def argv(self, cfgfile, heap=False):
         return [VENV_PY, "-m", "gatemq.cpython", "--config", cfgfile]
 
     config = staticmethod(_gatemq_config)
@@ -263,10 +284,22 @@ class Micropython(Broker):
             return "the MicroPython port (build/mpy/lib/gatemq/micropython/__main__.mpy) is not built"
         return None
 
-    def argv(self, cfgfile):
+    def argv(self, cfgfile, heap=False):
         # the unix port's default heap runs out near 300 idle connections;
         # this one holds the 1000 the scenarios open
-        return [self.mp, "-X", "heapsize=%s" % self.heap, "-m", "gatemq.micropython", "--config", cfgfile]
+        argv = [self.mp, "-X", "heapsize=%s" % self.heap, "-m", "gatemq.micropython", "--config", cfgfile]
+        if heap and self.heap_reports():
+            # heap lines on the log give Python heap bytes per connection, not just RSS;
+            # only where wanted, since each line costs a full collection
+            argv += ["--heap-report", "0.2"]
+        return argv
+
+    def heap_reports(self):
+        try:
+            with open(os.path.join(ROOT, "ports", "micropython", "cli.py")) as f:
+                return "--heap-report" in f.read()
+        except OSError:
+            return False
 
     def env(self):
         return dict(os.environ, MICROPYPATH=self.lib)
@@ -284,7 +317,7 @@ class Mosquitto(Broker):
     def missing(self):
         return None if self.exe() else "mosquitto is not installed (apt-get install mosquitto)"
 
-    def argv(self, cfgfile):
+    def argv(self, cfgfile, heap=False):
         return [self.exe(), "-c", cfgfile]
 
     def config(self, port, tls_port, certdir):
@@ -337,7 +370,7 @@ class Amqtt(Broker):
             return "amqtt could not be installed: " + " ".join(detail)
         return None if os.path.exists(self.exe) else "amqtt installed no 'amqtt' script"
 
-    def argv(self, cfgfile):
+    def argv(self, cfgfile, heap=False):
         return [self.exe, "-c", cfgfile]
 
     def config(self, port, tls_port, certdir):
@@ -385,7 +418,8 @@ def flow(run, o, qos, subs):
 
 
 def conns(run, o, tls, certdir):
-    """(time for N connects, connects/s, RSS bytes per idle connection)."""
+    """(time for N connects, connects/s, RSS bytes per idle connection, note,
+    MicroPython heap bytes per idle connection or None)."""
     n = o.tls_n if tls else o.idle_n
     port = run.tls_port if tls else run.port
     if tls:
@@ -393,6 +427,7 @@ def conns(run, o, tls, certdir):
         mqtt_ping(port, client_ctx(certdir))
     time.sleep(0.3)
     before = run.rss_kb()
+    heap0 = run.heap()
     args = ["conns", "--port", port, "--n", n, "--parallel", o.parallel, "--deadline", 120]
     if tls:
         args += ["--certdir", certdir]
@@ -401,14 +436,18 @@ def conns(run, o, tls, certdir):
         res = c.result(120)
         time.sleep(0.5)
         after = run.rss_kb()
+        heap1 = run.heap(links=res["ok"]) if heap0 else None
     finally:
         c.stop()
+    heap = None
+    if heap0 and heap1 and heap1[1] > heap0[1]:
+        heap = (heap1[0] - heap0[0]) / float(heap1[1] - heap0[1])
     note = None
     if res["ok"] < n:
         note = "%d of %d connects failed (%s)" % (n - res["ok"], n, res.get("first_error", "?"))
     per = (after - before) * 1024.0 / res["ok"] if res["ok"] else None
     secs = res["seconds"] if res["ok"] == n else None
-    return secs, res["rate"], per, note
+    return secs, res["rate"], per, note, heap
 
 
 def client_ctx(certdir):
@@ -439,13 +478,19 @@ def _flow_group(key, qos, subs):
 
 
 def _plain_conns(run, o, certdir):
-    secs, _, per, note = conns(run, o, False, None)
-    return {"idle_rss": per / 1024 if per is not None else None, "connect_1000": secs}, note
+    secs, _, per, note, heap = conns(run, o, False, None)
+    out = {"idle_rss": per / 1024 if per is not None else None, "connect_1000": secs}
+    if heap is not None:
+        out["heap_idle"] = heap / 1024
+    return out, note
 
 
 def _tls_conns(run, o, certdir):
-    _, rate, per, note = conns(run, o, True, certdir)
-    return {"tls_rate": rate, "tls_rss": per / 1024 if per is not None else None}, note
+    _, rate, per, note, heap = conns(run, o, True, certdir)
+    out = {"tls_rate": rate, "tls_rss": per / 1024 if per is not None else None}
+    if heap is not None:
+        out["heap_tls"] = heap / 1024
+    return out, note
 
 
 # (scenario keys, needs the TLS listener, runner); each runs on a fresh broker
@@ -463,7 +508,7 @@ def run_group(b, o, workdir, certdir, keys, tls, fn):
     run = None
     notes = []
     try:
-        run = b.start(workdir, tls=tls, certdir=certdir)
+        run = b.start(workdir, tls=tls, certdir=certdir, heap=keys[0] in ("idle_rss", "tls_rate"))
         vals, note = fn(run, o, certdir)
         if note:
             notes.append("%s: %s" % ("/".join(keys), note))
@@ -483,7 +528,7 @@ def best(key, values):
     values = [v for v in values if v is not None]
     if not values:
         return None
-    higher = [r[3] for r in ROWS if r[0] == key][0]
+    higher = ([r[3] for r in ROWS if r[0] == key] or [False])[0]
     return max(values) if higher else min(values)
 
 
@@ -590,8 +635,14 @@ def report(res, keys, o, tls_n):
             mp, g = res["micropython"].get(key), res.get("gatemq", {}).get(key)
             r = ratio(mp, g)
             rows.append([label, unit, fmt(mp, unit), fmt(g, unit), "%.2fx" % r if r is not None else "-"])
+        for key, label, target in (("heap_idle", "heap/idle conn", "<=2 KB"), ("heap_tls", "heap/idle TLS conn", "")):
+            v = res["micropython"].get(key)
+            if v is not None:
+                met = ("ok" if v <= 2 else "MISS") if target else ""
+                rows.append([label, "KB", fmt(v, "KB"), "", "", target, met])
         out += ["", "MicroPython port against the CPython port (RSS is the process's, heap included):",
-                table(rows, ["scenario", "unit", "micropython", "gatemq", "mp/gatemq"])]
+                table([r + [""] * (7 - len(r)) for r in rows],
+                      ["scenario", "unit", "micropython", "gatemq", "mp/gatemq", "target", "met"])]
     out.append("")
     out.append("msg/s are counted at the subscribers over %.1f s (1->50: summed over the 50); "
                "RSS/idle conn over %d connections, TLS over %d, %d connectors in parallel; "
