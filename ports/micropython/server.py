@@ -26,6 +26,8 @@ PROBE = 3072
 # Seconds a closing connection may take to write its last bytes.
 LINGER = 5
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+IPPROTO_TCP = getattr(socket, "IPPROTO_TCP", 6)
+TCP_NODELAY = getattr(socket, "TCP_NODELAY", 1)
 
 
 class Clock:
@@ -266,6 +268,12 @@ class Server:
             self.log("warning", "%s: refused %s:%d: low memory (%d bytes free)"
                      % (lst.label, peer[0], peer[1], gc.mem_free()))
             return
+        try:
+            # TCP_NODELAY: MQTT packets and TLS handshake records are small; with Nagle and the
+            # peer's delayed ACK each handshake flight would wait ~40 ms.
+            s.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         s.setblocking(False)
         link = Link(self, lst, s, peer)
         if lst.binder is not None:
