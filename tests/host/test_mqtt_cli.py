@@ -189,3 +189,34 @@ def test_mosquitto_clients_v5_properties(mod_broker, uid):
     _pub(mod_broker.port, uid + "/p", "hello", "-V", "5", "-D", "publish", "user-property", "site", "north")
     out, err = sub.communicate(timeout=15)
     assert out.strip() == "%s/p hello site:north" % uid, (out, err)
+
+
+def test_without_config_serves_the_embedded_default_on_1883(tmp_path):
+    proc = subprocess.Popen([GATEMQ, "--log-level", "info"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "listener tcp:default listening on" in line:
+                break
+        text = "".join(lines)
+        if proc.poll() is not None or "listening on" not in text:
+            # another process holds 1883 on this machine: the broker must say so and exit non-zero
+            proc.wait(10)
+            text += proc.stderr.read()
+            assert proc.returncode != 0 and "1883" in text, text
+            return
+        assert "listener tcp:default listening on 127.0.0.1:1883" in text
+        with R.RawClient(1883) as c:
+            assert c.connect("embedded-default").rc == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
