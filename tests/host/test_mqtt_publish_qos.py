@@ -179,3 +179,49 @@ def test_qos2_pubrel_resent_on_resume(mod_broker, client, uid):
         c2.send(R.ack(R.PUBCOMP, p.pid))
         with pytest.raises(TimeoutError):
             c2.recv(0.3)  # the message itself is not sent again
+
+
+def test_many_qos1_messages_arrive_complete_and_in_order(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s", connect_props=None)
+    sub.subscribe(uid + "/seq", 1)
+    pub = client(mod_broker.port, uid + "-p")
+    infos = [pub.publish(uid + "/seq", b"%d" % i, qos=1, wait=False) for i in range(500)]
+    for info in infos:
+        info.wait_for_publish(10)
+    got = [int(m.payload) for m in sub.expect_n(500, timeout=20)]
+    assert got == list(range(500))
+
+
+def test_fan_out_to_many_subscribers(mod_broker, client, uid):
+    subs = [client(mod_broker.port, "%s-%d" % (uid, i)) for i in range(30)]
+    for s in subs:
+        s.subscribe(uid + "/fan", 1)
+    client(mod_broker.port, uid + "-p").publish(uid + "/fan", b"all", qos=1)
+    for s in subs:
+        assert s.expect().payload == b"all"
+
+
+def test_large_payload_passes_intact(mod_broker, client, uid):
+    body = bytes(range(256)) * 2048  # 512 KB, under the default max_packet_size of 1MB
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/big", 1)
+    client(mod_broker.port, uid + "-p").publish(uid + "/big", body, qos=1, timeout=20)
+    assert sub.expect(20).payload == body
+
+
+def test_resubscribe_replaces_the_granted_qos(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/q", 2)
+    sub.subscribe(uid + "/q", 0)
+    client(mod_broker.port, uid + "-p").publish(uid + "/q", b"x", qos=2)
+    m = sub.expect()
+    assert m.qos == 0
+    sub.expect_none(0.3)
+
+
+def test_keepalive_zero_means_no_timeout(mod_broker, uid):
+    with R.RawClient(mod_broker.port) as c:
+        assert c.connect(uid, keepalive=0).rc == 0
+        import time
+        time.sleep(2)
+        assert c.is_open()

@@ -167,3 +167,48 @@ def test_unsubscribe_stops_delivery(mod_broker, client, uid):
     pub = client(mod_broker.port, uid + "-p")
     pub.publish(uid + "/u", b"x", qos=1)
     sub.expect_none(0.4)
+
+
+def test_shared_group_keeps_delivering_when_a_member_leaves(mod_broker, client, uid):
+    a = client(mod_broker.port, uid + "-a")
+    b = client(mod_broker.port, uid + "-b")
+    for c in (a, b):
+        c.subscribe("$share/g/%s/t" % uid, 1)
+    b.disconnect()
+    pub = client(mod_broker.port, uid + "-p")
+    for i in range(4):
+        pub.publish(uid + "/t", b"%d" % i, qos=1)
+    assert [m.payload for m in a.expect_n(4)] == [b"0", b"1", b"2", b"3"]
+
+
+def test_no_local_on_a_shared_subscription_is_a_protocol_error(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.subscribe(1, [("$share/g/%s/t" % uid, 0x05)], version=5))  # QoS 1 + No Local
+        try:
+            p = c.recv()
+        except R.Closed:
+            p = None
+        assert p is not None, "closed without a reason code"
+        if p.type == R.SUBACK:
+            assert p.codes[0] >= 0x80, p
+        else:
+            assert p.type == R.DISCONNECT and p.rc == 0x82, p
+
+
+def test_unsuback_reason_codes_v5(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.subscribe(1, [(uid + "/a", 0)], version=5))
+        c.expect(R.SUBACK)
+        c.send(R.unsubscribe(2, [uid + "/a", uid + "/never"], version=5))
+        u = c.expect(R.UNSUBACK)
+        assert (u.pid, u.codes) == (2, [0x00, 0x11])
+
+
+def test_subscription_identifier_zero_is_a_protocol_error(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.subscribe(1, [(uid + "/a", 0)], props={"subscription_id": 0}, version=5))
+        seen = c.until_closed()
+        assert [(p.type, p.rc) for p in seen] in ([(R.DISCONNECT, 0x82)], [(R.DISCONNECT, 0x81)]), seen
