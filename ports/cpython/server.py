@@ -47,11 +47,12 @@ class TLSClient(Client):
     # An ssl listener's connection: accepted as TCP, paused so no ClientHello byte is read by
     # anyone but the TLS layer, and upgraded by ListenerTLS.handshake in a task, which logs every
     # refusal. Only after the handshake and the broker's certificate checks does it reach the broker.
-    __slots__ = ("early",)
+    __slots__ = ("early", "gone")
 
     def __init__(self, srv, listener):
         Client.__init__(self, srv, listener)
         self.early = None
+        self.gone = False
 
     def connection_made(self, transport):
         if self.early is not None or self.conn is not None:
@@ -69,6 +70,10 @@ class TLSClient(Client):
             return
         tr, der = got
         self.transport = tr
+        if self.gone:
+            # The client hung up between the handshake and this task's turn.
+            self.early = None
+            return
         self.conn = srv.broker.open(self, (peer[0], peer[1]), self.listener, der)
         early, self.early = self.early, None
         if self.conn is None:
@@ -85,6 +90,10 @@ class TLSClient(Client):
             self.early.append(data)
             return
         Client.data_received(self, data)
+
+    def connection_lost(self, exc):
+        self.gone = True
+        Client.connection_lost(self, exc)
 
 
 class Server:

@@ -292,3 +292,19 @@ def test_depth_without_openssl_call_is_checked_on_the_verified_chain(pki, tmp_pa
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_clients_that_hang_up_after_the_handshake_free_their_slot(pki, make_broker):
+    b = make_broker(listener("small", pki.server, pki.root, "verify = verify_peer\n  fail_if_no_peer_cert = true")
+                    .replace('listeners.ssl.small.bind = "127.0.0.1:0"',
+                             'listeners.ssl.small.bind = "127.0.0.1:0"\nlisteners.ssl.small.max_connections = 3')
+                    + "dashboard.enable = false\n")
+    ctx = client_context(pki.root.crt, pki.good.chain, pki.good.key)
+    for _ in range(20):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", ssl_port(b, "small")), timeout=5),
+                            server_hostname="127.0.0.1")
+        s.close()
+    time.sleep(0.3)
+    r = raw_tls(b, pki.root, pki.good, name="small")
+    assert r.connect("still-room").rc == 0
+    r.close()
