@@ -7,6 +7,7 @@
 #   uid                    a unique prefix for topics and client ids of one test.
 #   client                 factory for connected paho clients, disconnected after the test.
 import itertools
+import re
 import os
 import sys
 
@@ -64,7 +65,8 @@ def mod_broker(request, tmp_path_factory):
 @pytest.fixture
 def uid(request):
     # fixed-width counter first, so no id is a substring of another (log lines are searched for ids)
-    name = request.node.name.replace("test_", "", 1).replace("[", "-").replace("]", "").replace("/", "_")
+    # and only [A-Za-z0-9_-]: parameters such as "a/+/b" must not leak wildcards into topics
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name.replace("test_", "", 1).replace("[", "-"))
     return "t%05d-%s" % (next(_counter), name[:36])
 
 

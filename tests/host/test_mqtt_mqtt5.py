@@ -189,3 +189,58 @@ def test_refused_connack_carries_a_reason_string(mod_broker, uid):
         seen = c.until_closed()
         assert seen and seen[0].type == R.CONNACK and seen[0].rc == 0x8C
         assert seen[0].props.get("reason_string"), seen
+
+
+def test_broker_assigned_aliases_do_not_survive_a_reconnect(mod_broker, client, uid):
+    props_ = {"topic_alias_maximum": 2, "session_expiry": 60}
+    c = R.RawClient(mod_broker.port, version=5)
+    assert c.connect(uid, version=5, clean=False, props=props_).rc == 0
+    c.send(R.subscribe(1, [(uid + "/a", 0)], version=5))
+    c.expect(R.SUBACK)
+    pub = client(mod_broker.port, uid + "-p")
+    for _ in range(3):
+        pub.publish(uid + "/a", b"x", qos=1)
+    _resolve([c.expect(R.PUBLISH) for _ in range(3)], 2)
+    c.close()
+    with R.RawClient(mod_broker.port, version=5) as c2:
+        assert c2.connect(uid, version=5, clean=False, props=props_).session_present
+        pub.publish(uid + "/a", b"y", qos=1)
+        p = c2.expect(R.PUBLISH)
+        assert p.topic == uid + "/a", "first message on a new connection used an alias from the old one: %r" % p
+
+
+def test_client_aliases_do_not_survive_a_reconnect(mod_broker, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.publish(uid + "/t", b"1", props={"topic_alias": 1}, version=5))
+        assert c.is_open()
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.publish("", b"2", props={"topic_alias": 1}, version=5))
+        seen = c.until_closed()
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x82], seen
+
+
+def test_retained_message_over_the_clients_maximum_packet_size_is_not_sent(mod_broker, client, uid):
+    pub = client(mod_broker.port, uid + "-p")
+    pub.publish(uid + "/r/big", b"B" * 1000, qos=1, retain=True)
+    pub.publish(uid + "/r/small", b"s", qos=1, retain=True)
+    c, _ = _raw_sub(mod_broker.port, uid, uid + "/r/+", maximum_packet_size=200)
+    with c:
+        p = c.expect(R.PUBLISH)
+        assert (p.topic, p.payload) == (uid + "/r/small", b"s")
+        c.send(R.ack(R.PUBACK, p.pid, version=5))
+        with pytest.raises(TimeoutError):
+            c.recv(0.4)
+
+
+def test_qos1_publish_with_topic_alias_is_acknowledged(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/q", 1)
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.publish(uid + "/q", b"1", qos=1, pid=1, props={"topic_alias": 3}, version=5))
+        assert c.expect(R.PUBACK).pid == 1
+        c.send(R.publish("", b"2", qos=1, pid=2, props={"topic_alias": 3}, version=5))
+        assert c.expect(R.PUBACK).pid == 2
+    assert [(m.topic, m.payload) for m in sub.expect_n(2)] == [(uid + "/q", b"1"), (uid + "/q", b"2")]

@@ -151,3 +151,43 @@ def test_message_expiry_forwarded_on_live_delivery(mod_broker, client, uid):
     sub.subscribe(uid + "/t", 1)
     client(mod_broker.port, uid + "-p").publish(uid + "/t", b"x", qos=1, properties=props(MessageExpiryInterval=50))
     assert 48 <= sub.expect().properties.MessageExpiryInterval <= 50
+
+
+def test_resumed_session_keeps_its_subscriptions(mod_broker, client, uid):
+    c = _persistent(client, mod_broker.port, uid)
+    assert c.session_present is False
+    c.subscribe(uid + "/keep", 1)
+    c.disconnect()
+    c2 = _persistent(client, mod_broker.port, uid)
+    assert c2.session_present is True
+    client(mod_broker.port, uid + "-p").publish(uid + "/keep", b"live", qos=1)
+    assert c2.expect().payload == b"live"
+
+
+def test_queued_qos2_message_delivered_on_resume(mod_broker, client, uid):
+    c = _persistent(client, mod_broker.port, uid, V311)
+    c.subscribe(uid + "/t", 2)
+    c.disconnect()
+    client(mod_broker.port, uid + "-p").publish(uid + "/t", b"two", qos=2)
+    c2 = _persistent(client, mod_broker.port, uid, V311)
+    m = c2.expect()
+    assert (m.payload, m.qos) == (b"two", 2)
+
+
+def test_clean_start_takeover_of_a_connected_session_is_not_present(mod_broker, client, uid):
+    old = _persistent(client, mod_broker.port, uid)
+    old.subscribe(uid + "/t", 1)
+    new = client(mod_broker.port, uid, V5, clean=True)
+    assert new.session_present is False
+    assert old.wait_disconnected() == 0x8E
+    client(mod_broker.port, uid + "-p").publish(uid + "/t", b"x", qos=1)
+    new.expect_none(0.4)
+
+
+def test_disconnect_setting_expiry_after_connect_with_zero_is_a_protocol_error(mod_broker, uid):
+    import rawmqtt as R
+    with R.RawClient(mod_broker.port, version=5) as c:
+        assert c.connect(uid, version=5).rc == 0  # Session Expiry Interval absent: 0
+        c.send(R.disconnect(0, {"session_expiry": 60}, version=5))
+        seen = c.until_closed()
+        assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x82)], seen

@@ -212,3 +212,15 @@ def test_subscription_identifier_zero_is_a_protocol_error(mod_broker, uid):
         c.send(R.subscribe(1, [(uid + "/a", 0)], props={"subscription_id": 0}, version=5))
         seen = c.until_closed()
         assert [(p.type, p.rc) for p in seen] in ([(R.DISCONNECT, 0x82)], [(R.DISCONNECT, 0x81)]), seen
+
+
+@pytest.mark.parametrize("bad", ["a/#/b", "a+"])
+def test_invalid_topic_filter_refused_v311(mod_broker, uid, bad):
+    with R.RawClient(mod_broker.port) as c:
+        c.connect(uid)
+        c.send(R.subscribe(4, [(uid + "/ok", 1), (bad, 1)]))
+        try:
+            p = c.recv()
+        except R.Closed:
+            return  # 3.1.1 allows closing on a malformed SUBSCRIBE
+        assert p.type == R.SUBACK and p.codes == [1, 0x80], p
