@@ -225,3 +225,70 @@ def test_keepalive_zero_means_no_timeout(mod_broker, uid):
         import time
         time.sleep(2)
         assert c.is_open()
+
+
+def test_resume_redelivers_unacked_in_order_before_queued(mod_broker, client, uid):
+    c = R.RawClient(mod_broker.port)
+    assert c.connect(uid, clean=False).rc == 0
+    c.send(R.subscribe(1, [(uid + "/o", 1)]))
+    c.expect(R.SUBACK)
+    pub = client(mod_broker.port, uid + "-p")
+    for i in range(3):
+        pub.publish(uid + "/o", b"%d" % i, qos=1)
+    first = [c.expect(R.PUBLISH) for _ in range(3)]
+    assert len({p.pid for p in first}) == 3, "packet ids reused while unacknowledged"
+    c.close()
+    for i in range(3, 5):
+        pub.publish(uid + "/o", b"%d" % i, qos=1)
+    with R.RawClient(mod_broker.port) as c2:
+        assert c2.connect(uid, clean=False).session_present
+        got = []
+        for _ in range(5):
+            p = c2.expect(R.PUBLISH)
+            got.append((p.payload, p.dup))
+            c2.send(R.ack(R.PUBACK, p.pid))
+        assert got == [(b"0", True), (b"1", True), (b"2", True), (b"3", False), (b"4", False)]
+
+
+def test_inbound_qos2_state_survives_a_reconnect(mod_broker, client, uid):
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/x", 2)
+    props5 = {"session_expiry": 60}
+    c = R.RawClient(mod_broker.port, version=5)
+    assert c.connect(uid, version=5, clean=False, props=props5).rc == 0
+    c.send(R.publish(uid + "/x", b"exactly-once", qos=2, pid=5, version=5))
+    assert c.expect(R.PUBREC).pid == 5
+    c.close()
+    with R.RawClient(mod_broker.port, version=5) as c2:
+        assert c2.connect(uid, version=5, clean=False, props=props5).session_present
+        # the client resends the PUBLISH with DUP, then PUBREL: still one delivery
+        c2.send(R.publish(uid + "/x", b"exactly-once", qos=2, pid=5, dup=True, version=5))
+        assert c2.expect(R.PUBREC).pid == 5
+        c2.send(R.ack(R.PUBREL, 5, version=5))
+        comp = c2.expect(R.PUBCOMP)
+        assert (comp.pid, comp.rc) == (5, 0)
+    assert sub.expect().payload == b"exactly-once"
+    sub.expect_none(0.4)
+
+
+def test_outbound_packet_ids_unique_among_inflight(mod_broker, client, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5, props={"receive_maximum": 50})
+        c.send(R.subscribe(1, [(uid + "/u", 2)], version=5))
+        c.expect(R.SUBACK)
+        pub = client(mod_broker.port, uid + "-p")
+        for i in range(30):
+            pub.publish(uid + "/u", b"%d" % i, qos=1 + i % 2, wait=False)
+        got = [c.expect(R.PUBLISH) for _ in range(30)]
+        assert sorted(int(p.payload) for p in got) == list(range(30))
+        assert len({p.pid for p in got}) == 30
+        assert all(p.pid != 0 for p in got)
+
+
+def test_utf8_topics_and_payloads_round_trip(mod_broker, client, uid):
+    topic = uid + "/données/温度/🌡"
+    sub = client(mod_broker.port, uid + "-s")
+    sub.subscribe(uid + "/données/+/#", 1)
+    client(mod_broker.port, uid + "-p").publish(topic, "23 °C".encode(), qos=1)
+    m = sub.expect()
+    assert (m.topic, m.payload.decode()) == (topic, "23 °C")
