@@ -214,3 +214,26 @@ def test_idle_timeout_default_keeps_a_slow_connect_alive_for_a_while(mod_broker,
     with R.RawClient(mod_broker.port) as c:
         time.sleep(1.2)
         assert c.connect(uid).rc == 0
+
+
+def test_will_above_limits_refused_at_connect(make_broker, uid):
+    b = make_broker("mqtt { max_qos_allowed = 1, retain_available = false }")
+    with R.RawClient(b.port, version=5) as c:
+        c.send(R.connect(uid + "-q", version=5, will={"topic": uid + "/w", "payload": b"x", "qos": 2}))
+        assert [(p.type, p.rc) for p in c.until_closed()] == [(R.CONNACK, 0x9B)]
+    with R.RawClient(b.port, version=5) as c:
+        c.send(R.connect(uid + "-r", version=5, will={"topic": uid + "/w", "payload": b"x", "retain": True}))
+        assert [(p.type, p.rc) for p in c.until_closed()] == [(R.CONNACK, 0x9A)]
+
+
+def test_limits_close_311_connections(make_broker, client, uid):
+    b = make_broker("mqtt { max_qos_allowed = 1, retain_available = false }")
+    watch = client(b.port, uid + "-w")
+    watch.subscribe(uid + "/#", 1)
+    for name, pkt in (("q", R.publish(uid + "/q", b"x", qos=2, pid=1)),
+                      ("r", R.publish(uid + "/r", b"x", qos=0, retain=True))):
+        with R.RawClient(b.port) as c:
+            assert c.connect("%s-%s" % (uid, name)).rc == 0
+            c.send(pkt)
+            assert c.until_closed() == []
+    watch.expect_none(0.3)
