@@ -157,7 +157,7 @@ class Dashboard:
             asyncio.create_task(self._serve(s, addr.peer(sa)))
 
     async def _serve(self, s, peer):
-        st = asyncio.Stream(s)
+        st = asyncio.StreamReader(s)  # MicroPython: one Stream class reads and writes
         try:
             try:
                 status, value, extra = await asyncio.wait_for(self._request(st, peer), TIMEOUT)
