@@ -85,6 +85,9 @@ class Link:
         except MemoryError:
             gc.collect()
             srv.log("warning", "%s: %s: out of memory, connection closed" % (self.lst.label, self.name()))
+        except Exception as e:
+            # A bug must cost one connection, never the broker.
+            srv.log("error", "%s: %s: internal error %r, connection closed" % (self.lst.label, self.name(), e))
         finally:
             self._close()
 
@@ -107,10 +110,10 @@ class Link:
                 await readable(self.sock)
                 try:
                     data = self.sock.read(READ_SIZE)
-                except OSError as e:
-                    srv.log("info", "%s: %s: TLS handshake failed: %s%s" % (
-                        self.lst.label, self.name(), _tls_error(e),
-                        " (%s)" % self.refusal if self.refusal else ""))
+                except (OSError, ValueError) as e:
+                    from . import tlsbind
+                    reason, detail = tlsbind.describe(e, self.refusal)
+                    b.refuse(self.peer, reason, detail)
                     return None
                 if data is None:
                     continue
@@ -234,10 +237,3 @@ class Link:
             except Exception:
                 pass
         srv.forget(self)
-
-
-def _tls_error(e):
-    a = e.args
-    if len(a) > 1 and isinstance(a[1], str):
-        return a[1]
-    return str(e)

@@ -216,9 +216,12 @@ class Server:
                 link.deadline = None
                 if link.done:
                     self.log("info", "%s: %s: output not taken in %ds; closed" % (link.lst.label, link.name(), LINGER))
+                elif c is None:
+                    link.lst.binder.refuse(link.peer, "handshake_timeout", "no TLS handshake within %ss"
+                                           % link.lst.handshake_timeout)
                 else:
-                    self.log("info", "%s: %s: TLS handshake and CONNECT not done within %ss; closed"
-                             % (link.lst.label, link.name(), link.lst.handshake_timeout))
+                    self.log("info", "%s: %s: no CONNECT within handshake_timeout (%ss) of the "
+                             "connection; closed" % (link.lst.label, link.name(), link.lst.handshake_timeout))
                 link.abort()
 
     # -- tasks ------------------------------------------------------------------------------

@@ -140,36 +140,83 @@ class Binder:
 
     def _callback(self, cert, depth):
         # Runs inside mbedTLS: never raise (an exception resets the connection), refuse with REFUSE.
+        # mbedTLS calls it from the trust anchor down to the leaf (depth 0); it does not pass its
+        # own verdict, so the reasons a refusal is logged with come from the checks made here.
         try:
             link = self.pending.get(asyncio.current_task())
             if link is None:
                 return REFUSE  # a handshake we cannot attribute is a handshake we do not accept
             if depth > self.max_depth:
-                link.refusal = "certificate chain deeper than depth = %d" % (self.max_depth - 1)
+                link.refusal = ("chain_too_long", "%d intermediate CAs, ssl_options.depth = %d"
+                                % (depth - 1, self.max_depth - 1))
                 return REFUSE
             if depth:
                 return 0
             leaf = bytes(cert)  # the memoryview is valid only during this call
-            reason = self._check_leaf(leaf)
-            if reason:
-                link.refusal = reason
+            refusal = self._check_leaf(leaf)
+            if refusal:
+                link.refusal = refusal
                 link.cert = None
                 return REFUSE
             link.cert = leaf
             return 0
         except BaseException as e:  # MemoryError included: refuse rather than reset
             try:
-                link.refusal = "certificate check failed: %r" % (e,)
+                link.refusal = ("certificate_rejected", "certificate check failed: %r" % (e,))
             except Exception:
                 pass
             return REFUSE
 
     def _check_leaf(self, leaf):
-        # Revocation and extended key usage, which mbedTLS here does not enforce -> reason or None.
-        if not self.crls and not self.eku:
-            return None
+        # Validity against the wall clock, revocation and extended key usage (the last two
+        # mbedTLS here does not enforce) -> (reason, detail) or None.
         try:
-            x509.check_client(leaf, crls=self.crls, ext_key_usage=self.eku)
+            x509.check_client(leaf, crls=self.crls, ext_key_usage=self.eku, now=self.wallclock())
+        except DerError as e:
+            return ("bad_certificate", str(e))
         except Exception as e:
-            return str(e) or repr(e)
+            return (getattr(e, "reason", "certificate_rejected"), str(e) or repr(e))
         return None
+
+    def refuse(self, peer, reason, detail):
+        self.log("warning", "listener ssl:%s: TLS client %s:%s rejected: %s (%s)"
+                 % (self.name, peer[0], peer[1], reason, detail))
+
+
+# mbedTLS error codes a failed handshake raises (as OSError(code, name)) -> the reason words the
+# CPython port logs too.
+_ERRORS = {
+    -0x7480: ("no_peer_cert", "the client sent no certificate and ssl_options.fail_if_no_peer_cert = true"),
+    -0x2700: ("unknown_ca", "the chain does not lead to a CA of cacertfile, or a signature does not verify"),
+}
+
+
+# mbedTLS's verify messages (MicroPython raises them as ValueError) -> reason words.
+_VERIFY = (
+    ("expired", "expired"), ("in the future", "not_yet_valid"), ("revoked", "revoked"),
+    ("extendedkeyusage", "ext_key_usage"), ("signed by the trusted ca", "unknown_ca"),
+    ("not trusted", "unknown_ca"), ("chain", "chain_too_long"),
+)
+
+
+def describe(e, refusal):
+    # A failed handshake (OSError with an mbedTLS code, or ValueError with mbedTLS's verify
+    # message) -> (reason, detail). A refusal made in the verify callback explains it best.
+    if refusal:
+        return refusal
+    if isinstance(e, ValueError):
+        text = " ".join(str(e).split())
+        low = text.lower()
+        for key, reason in _VERIFY:
+            if key in low:
+                return (reason, text)
+        return ("certificate_rejected", text)
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    if code in _ERRORS:
+        return _ERRORS[code]
+    name = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], str) else str(e)
+    if code in (104, 32, 107) or "CONN_EOF" in name or "PEER_CLOSE" in name:
+        return ("connection_lost", name)
+    if "VERSION" in name:
+        return ("protocol_version", name)
+    return ("tls_error", name)

@@ -190,8 +190,11 @@ def test_refused_client_certificates(make_broker, pki):
     assert handshake(port, pki, "dev01")
     assert not handshake(port, pki)  # no certificate
     assert not handshake(port, pki, "impostor", os.path.join(pki, "other"))  # unknown CA
-    assert not handshake(port, pki, "revoked")  # in the CRL
-    b.wait_log("revoked")
+    for dev, ca_dir, reason in ((None, None, "no_peer_cert"), ("impostor", "other", "unknown_ca"),
+                                ("revoked", None, "revoked")):
+        mark = b.mark()
+        assert not handshake(port, pki, dev, ca_dir and os.path.join(pki, ca_dir))
+        b.wait_log_all(["listener ssl:default", "rejected: " + reason], start=mark)
     assert b.alive()
 
 
@@ -217,7 +220,7 @@ def test_silent_client_is_closed_after_handshake_timeout(make_broker, pki):
     t0 = time.monotonic()
     assert s.recv(10) == b""  # the broker closed it: no ClientHello within handshake_timeout
     assert 1.5 < time.monotonic() - t0 < 5
-    b.wait_log("not done within")
+    b.wait_log("rejected: handshake_timeout")
     s.close()
 
 
@@ -513,3 +516,89 @@ def test_board_main_restarts_after_an_unexpected_error_but_not_after_a_config_er
     out, _ = p.communicate(timeout=30)
     assert "config error" in out and "max_qos_allowed" in out, out
     assert "RESET" not in out and "fix " in out, out
+
+
+# ---- the TLS rejection matrix on this port ------------------------------------------------------
+# The same cases and reason words as test_tls_listeners.py, whose module broker also has
+# listeners this port refuses by design (optional client certificates, TLS 1.3 only).
+
+@pytest.fixture(scope="module")
+def mpki(tmp_path_factory):
+    import datetime
+    from tlsutil import PKI, now
+    DAY = datetime.timedelta(days=1)
+    p = PKI(str(tmp_path_factory.mktemp("mpki")))
+    p.root = p.ca("root")
+    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p.int1 = p.ca("int1", parent=p.root)
+    p.int2 = p.ca("int2", parent=p.int1)
+    cn = lambda v: [(NameOID.ORGANIZATION_NAME, "acme"), (NameOID.COMMON_NAME, v)]  # noqa: E731
+    p.good = p.leaf(p.int1, "good", cn("good"))
+    p.deep = p.leaf(p.int2, "deep", cn("deep"))
+    p.other_root = p.ca("other-root")
+    p.stranger = p.leaf(p.other_root, "stranger", cn("stranger"))
+    p.expired = p.leaf(p.root, "expired", cn("expired"), not_before=now() - 10 * DAY, not_after=now() - DAY)
+    p.future = p.leaf(p.root, "future", cn("future"), not_before=now() + DAY, not_after=now() + 10 * DAY)
+    p.revoked = p.leaf(p.root, "revoked", cn("revoked"))
+    p.noeku = p.leaf(p.root, "noeku", cn("noeku"), eku=None)
+    p.servereku = p.leaf(p.root, "servereku", cn("servereku"), server=True)
+    p.crl = p.crl(p.root, [p.revoked], p.folder + "/crl.pem")
+    return p
+
+
+@pytest.fixture(scope="module")
+def matrix_broker(mpki, tmp_path_factory):
+    from brokers import BrokerProcess
+    from tlsutil import ssl_config
+    strict = ('depth = 1\n  handshake_timeout = 1s\n  enable_crl_check = true\n  crlfile = "%s"\n'
+              '  verify_peer_ext_key_usage = "clientAuth"' % mpki.crl)
+    text = (ssl_config(mpki.server, mpki.root, strict, name="strict")
+            + ssl_config(mpki.server, mpki.root, "", name="deep")
+            + "mqtt.peer_cert_as_clientid = cn\n")
+    b = BrokerProcess(text, runtime="micropython", tmp_path=tmp_path_factory.mktemp("matrix"))
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("none", "no_peer_cert"),
+    ("stranger", "unknown_ca"),
+    ("expired", "expired"),
+    ("future", "not_yet_valid"),
+    ("revoked", "revoked"),
+    ("deep", "chain_too_long"),
+    ("noeku", "ext_key_usage"),
+    ("servereku", "ext_key_usage"),
+])
+def test_rejection_matrix_on_micropython(matrix_broker, mpki, case, reason):
+    from tlsutil import client_context, ssl_port
+    dev = None if case == "none" else getattr(mpki, case)
+    mark = matrix_broker.mark()
+    raw = socket.create_connection(("127.0.0.1", ssl_port(matrix_broker, "strict")), timeout=5)
+    port = raw.getsockname()[1]
+    ctx = client_context(mpki.root.crt, dev.chain if dev else None, dev.key if dev else None)
+    data = b""
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+        data = s.recv(100)
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        raw.close()
+    assert data == b"", "the broker answered a refused client: %r" % data
+    line = matrix_broker.wait_log_all(["ssl:strict", "rejected: " + reason, "127.0.0.1:%d" % port],
+                                      start=mark)
+    assert "rejected: %s" % reason in line
+
+
+def test_valid_chains_within_depth_connect_on_micropython(matrix_broker, mpki):
+    from tlsutil import Events, tls_client
+    ev = Events(matrix_broker)
+    c = tls_client(matrix_broker, mpki.root, mpki.good, client_id="", name="strict")
+    assert ev.connected()["clientid"] == "good"
+    c.disconnect()
+    d = tls_client(matrix_broker, mpki.root, mpki.deep, client_id="", name="deep")  # default depth 10
+    assert ev.connected()["clientid"] == "deep"
+    d.disconnect()
+    ev.close()
