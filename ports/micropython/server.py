@@ -53,12 +53,15 @@ def wallclock():
 
 
 def make_log(level):
+    # Lines as the CPython port writes them: "2026-01-31 12:00:00 INFO message".
     floor = LEVELS.get(level, 1)
 
     def log(lvl, msg):
         if LEVELS.get(lvl, 1) >= floor:
             try:
-                sys.stderr.write("gatemq %s: %s\n" % (lvl, msg))
+                t = time.localtime()
+                sys.stderr.write("%04d-%02d-%02d %02d:%02d:%02d %s %s\n"
+                                 % (t[0], t[1], t[2], t[3], t[4], t[5], lvl.upper(), msg))
             except Exception:
                 pass
 
