@@ -434,3 +434,26 @@ def test_micropython_port_serves_the_same_api(tmp_path):
     api = Http(b).login("admin", "board-pw")
     m = api.call("GET", "/api/v5/configs/mqtt")[1]
     assert m["peer_cert_as_username"] == "dn" and m["max_inflight"] == 8
+
+
+def test_https_listener_with_the_demo_certificates(make_broker, pki):
+    import ssl
+    text = """
+dashboard.listeners.http.enable = false
+dashboard.listeners.https {
+  enable = true
+  bind = "127.0.0.1:0"
+  ssl_options { certfile = "%s", keyfile = "%s" }
+}
+""" % (pki["server"]["crt"], pki["server"]["key"])
+    b = start(make_broker, text, listeners=[("tcp", "default"), ("https", "dashboard")])
+    assert ("http", "dashboard") not in b.ports
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    conn = http.client.HTTPSConnection("localhost", b.ports[("https", "dashboard")], context=ctx, timeout=10)
+    conn.request("POST", "/api/v5/login", json.dumps({"username": "admin", "password": "public"}))
+    r = conn.getresponse()
+    token = json.loads(r.read())["token"]
+    assert r.status == 200
+    conn.request("GET", "/api/v5/stats?aggregate=true", headers={"Authorization": "Bearer " + token})
+    r = conn.getresponse()
+    assert r.status == 200 and "connections.count" in json.loads(r.read())
