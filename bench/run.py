@@ -235,7 +235,9 @@ class Running:
 def _gatemq_config(port, tls_port, certdir):
     lines = ['listeners.tcp.default.bind = "127.0.0.1:%d"' % port,
              "mqtt.max_inflight = 32",
-             "mqtt.max_mqueue_len = 1000"]
+             "mqtt.max_mqueue_len = 1000",
+             # the bench measures the broker; its HTTP dashboard's fixed port may be taken
+             "dashboard.enable = false"]
     if tls_port:
         c = lambda n: os.path.join(certdir, n)
         lines += ["listeners.ssl.default {",
