@@ -81,6 +81,23 @@ def client_row(d, clientid):
     return None
 
 
+def cell_text(d, clientid, sel):
+    # Read in one go: the live refresh may replace the row between two lookups.
+    return d.execute_script(
+        "for (const tr of document.querySelectorAll('#clients tbody tr'))"
+        "  if (tr.dataset.clientid === arguments[0]) return tr.querySelector(arguments[1]).textContent;"
+        "return null;", clientid, sel)
+
+
+def click_kick(d, clientid):
+    from selenium.common.exceptions import StaleElementReferenceException
+    try:
+        client_row(d, clientid).find_element("css selector", "button.kick").click()
+        return True
+    except (StaleElementReferenceException, AttributeError):
+        return False
+
+
 def test_dashboard_in_chromium(make_broker, pki, browser):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -135,9 +152,9 @@ def test_dashboard_in_chromium(make_broker, pki, browser):  # noqa: F811
     try:
         # 4. Its DN is its username on the Clients page, which refreshes by itself.
         d.find_element(By.CSS_SELECTOR, "#nav a[data-page=clients]").click()
-        row = wait_for(lambda: client_row(d, "gw-browser"), what="the client's row")
-        assert row.find_element(By.CSS_SELECTOR, "td.username").text == DN
-        assert row.find_element(By.CSS_SELECTOR, "td.cn").text == "device1"
+        wait_for(lambda: client_row(d, "gw-browser"), what="the client's row")
+        assert cell_text(d, "gw-browser", "td.username") == DN
+        assert cell_text(d, "gw-browser", "td.cn") == "device1"
         shot(d, "4-clients")
 
         # The page fits a phone: no sideways scrolling.
@@ -147,13 +164,13 @@ def test_dashboard_in_chromium(make_broker, pki, browser):  # noqa: F811
         shot(d, "5-clients-phone")
 
         # 5. Kick it: the page asks first; dismissing keeps the client.
-        client_row(d, "gw-browser").find_element(By.CSS_SELECTOR, "button.kick").click()
+        wait_for(lambda: click_kick(d, "gw-browser"), what="the Kick button")
         alert = wait_for(lambda: d.switch_to.alert, what="the confirmation")
         assert "gw-browser" in alert.text
         alert.dismiss()
         time.sleep(0.5)
         assert dev.c.is_connected() and client_row(d, "gw-browser") is not None
-        client_row(d, "gw-browser").find_element(By.CSS_SELECTOR, "button.kick").click()
+        wait_for(lambda: click_kick(d, "gw-browser"), what="the Kick button")
         wait_for(lambda: d.switch_to.alert, what="the confirmation").accept()
         assert dev.wait_disconnected() == 0x98
         wait_for(lambda: client_row(d, "gw-browser") is None, what="the row to go")

@@ -14,6 +14,7 @@ const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("gatemq.token");
 let user = sessionStorage.getItem("gatemq.user") || "";
 let timer = null;
+let lastClients = null;
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -50,6 +51,7 @@ function setMsg(el, text, kind) {
 
 function logout(why) {
   token = null;
+  lastClients = null;
   sessionStorage.removeItem("gatemq.token");
   clearInterval(timer);
   timer = null;
@@ -136,6 +138,11 @@ async function refreshClients() {
     const seen = new Set(rows.map((c) => c.clientid));
     rows = rows.concat(byUser.data.filter((c) => !seen.has(c.clientid)));
   }
+  $("clients-updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  // Rebuild only on a change, so a row is not replaced under a finger about to tap Kick.
+  const sig = JSON.stringify(rows);
+  if (sig === lastClients) return;
+  lastClients = sig;
   const tb = $("clients").tBodies[0];
   tb.replaceChildren();
   for (const c of rows) {
@@ -160,7 +167,6 @@ async function refreshClients() {
   }
   show($("clients-empty"), rows.length === 0);
   show($("clients"), rows.length > 0);
-  $("clients-updated").textContent = "Updated " + new Date().toLocaleTimeString();
 }
 
 async function kick(clientid) {
@@ -224,10 +230,15 @@ function start() {
   show($("login"), false);
   show($("app"), true);
   $("who").textContent = user;
-  window.addEventListener("hashchange", route);
   route();
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);
 }
 
+window.addEventListener("hashchange", () => { if (token) route(); });
+// The Management menu closes when a tap lands anywhere else.
+document.addEventListener("click", (ev) => {
+  const m = $("nav-management");
+  if (m.open && !m.contains(ev.target)) m.open = false;
+});
 if (token) start(); else logout("");
