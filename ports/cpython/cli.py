@@ -111,10 +111,9 @@ def main(argv=None):
 def _print_demo(d, cfg):
     dc = cfg["dashboard"]
     if dc["enable"] and dc["listeners"]["http"]["enable"]:
-        print("gatemq demo: dashboard on http://%s:%d (user %s, password %s; the password is kept only "
-              "at the first start)" % (dc["listeners"]["http"]["bind"] + (dc["default_username"],
-                                                                        dc["default_password"])),
-              file=sys.stderr, flush=True)
+        print("gatemq demo: dashboard on http://%s:%d, log in as %s / %s (set at the first start; "
+              "docs/dashboard.md says how to change it)" % (dc["listeners"]["http"]["bind"] + (
+                  dc["default_username"], dc["default_password"])), file=sys.stderr, flush=True)
     print("gatemq demo: plain MQTT on 127.0.0.1:1883, mutual TLS on 127.0.0.1:8883 "
           "(username = certificate CN). Try:\n"
           "  mosquitto_sub -h localhost -p 8883 --cafile %(d)s/ca.crt --cert %(d)s/device1.crt "
