@@ -23,7 +23,7 @@ class Link:
     # Per-connection state is kept small (an idle connection should cost well under 2 KB of heap):
     # only what differs per connection lives in the instance, the rest are class defaults that
     # an instance shadows when it changes them.
-    raw = None  # TLS: the accepted socket, closed by us even when the TLS layer fails to
+    raw = None  # TLS: the accepted socket under the TLS one; closing TLS after a failed handshake leaves it open
     conn = None
     cert = None  # the leaf certificate, filed by the TLS verify callback
     refusal = None  # why the verify callback refused, for the log
@@ -61,6 +61,8 @@ class Link:
             if first:
                 self._feed(first)
                 first = None
+            # Read until the socket is dry before waiting on it: mbedTLS may hold decrypted records
+            # that poll() cannot see. Yield to other connections every BURST reads.
             sock = self.sock
             n = 0
             while not self.done:
@@ -74,8 +76,6 @@ class Link:
                 self._feed(data)
                 n += 1
                 if n >= BURST:
-                    # After a read that returned data, read again before waiting: mbedTLS may
-                    # hold decrypted records that poll() cannot see. Yield now and then.
                     n = 0
                     await asyncio.sleep_ms(0)
         except asyncio.CancelledError:

@@ -31,16 +31,18 @@ TCP_NODELAY = getattr(socket, "TCP_NODELAY", 1)
 
 
 class Clock:
-    # Monotonic seconds from ticks_ms, carried past the ticks wrap-around.
+    # Monotonic seconds from ticks_ms, carried past the ticks wrap-around. The sum is kept in
+    # integer milliseconds: boards have single-precision floats, where adding a few ms to a
+    # large float total would be rounded away and the clock would stall.
     def __init__(self):
         self.last = time.ticks_ms()
-        self.t = 0.0
+        self.ms = 0
 
     def __call__(self):
         now = time.ticks_ms()
-        self.t += time.ticks_diff(now, self.last) / 1000
+        self.ms += time.ticks_diff(now, self.last)
         self.last = now
-        return self.t
+        return self.ms / 1000
 
 
 _EPOCH_2000 = time.gmtime(0)[0] == 2000
