@@ -94,6 +94,9 @@ class Binder:
                 except (OSError, ValueError) as e:
                     raise ConfigError("listeners.ssl.%s.ssl_options.cacertfile %s: refused by mbedTLS "
                                       "(%s)" % (name, o["cacertfile"], e))
+        if o.get("ciphers"):
+            log("warning", "listener ssl:%s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
+                "uses the suites compiled into the firmware)" % name)
         if self.verify:
             ctx.verify_mode = tls.CERT_REQUIRED
             ctx.verify_callback = self._callback

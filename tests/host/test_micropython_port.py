@@ -602,3 +602,13 @@ def test_valid_chains_within_depth_connect_on_micropython(matrix_broker, mpki):
     assert ev.connected()["clientid"] == "deep"
     d.disconnect()
     ev.close()
+
+
+def test_cacertfile_with_several_cas_trusts_each(make_broker, pki, tmp_path):
+    bundle = tmp_path / "cas.pem"
+    with open(os.path.join(pki, "ca.crt")) as a, open(os.path.join(pki, "other", "ca.crt")) as b:
+        bundle.write_text(a.read() + b.read())
+    b = mp_broker(make_broker, tls_config(pki).replace("%s/ca.crt" % pki, str(bundle)))
+    port = b.ports[("ssl", "default")]
+    assert handshake(port, pki, "dev05")
+    assert handshake(port, pki, "impostor", os.path.join(pki, "other"))
