@@ -244,3 +244,50 @@ def test_qos1_publish_with_topic_alias_is_acknowledged(mod_broker, client, uid):
         c.send(R.publish("", b"2", qos=1, pid=2, props={"topic_alias": 3}, version=5))
         assert c.expect(R.PUBACK).pid == 2
     assert [(m.topic, m.payload) for m in sub.expect_n(2)] == [(uid + "/q", b"1"), (uid + "/q", b"2")]
+
+
+def test_redelivered_messages_carry_topic_names_not_old_aliases(mod_broker, client, uid):
+    props_ = {"topic_alias_maximum": 4, "session_expiry": 60}
+    c = R.RawClient(mod_broker.port, version=5)
+    assert c.connect(uid, version=5, clean=False, props=props_).rc == 0
+    c.send(R.subscribe(1, [(uid + "/a", 1)], version=5))
+    c.expect(R.SUBACK)
+    pub = client(mod_broker.port, uid + "-p")
+    for i in range(3):
+        pub.publish(uid + "/a", b"%d" % i, qos=1)
+    _resolve([c.expect(R.PUBLISH) for _ in range(3)], 4)
+    c.close()  # nothing acknowledged
+    with R.RawClient(mod_broker.port, version=5) as c2:
+        assert c2.connect(uid, version=5, clean=False, props=props_).session_present
+        again = [c2.expect(R.PUBLISH) for _ in range(3)]
+        resolved, _ = _resolve(again, 4)
+        assert resolved == [uid + "/a"] * 3
+        assert [p.payload for p in again] == [b"0", b"1", b"2"] and all(p.dup for p in again)
+
+
+def test_retained_message_sent_on_subscribe_carries_the_subscription_identifier(mod_broker, client, uid):
+    client(mod_broker.port, uid + "-p").publish(uid + "/r", b"kept", qos=1, retain=True)
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5)
+        c.send(R.subscribe(1, [(uid + "/r", 1)], props={"subscription_id": 42}, version=5))
+        c.expect(R.SUBACK)
+        p = c.expect(R.PUBLISH)
+        assert p.retain and p.props.get("subscription_id") == [42], p
+
+
+def test_message_expiring_while_waiting_for_the_window_is_not_sent(mod_broker, client, uid):
+    with R.RawClient(mod_broker.port, version=5) as c:
+        c.connect(uid, version=5, props={"receive_maximum": 1})
+        c.send(R.subscribe(1, [(uid + "/w", 1)], version=5))
+        c.expect(R.SUBACK)
+        pub = client(mod_broker.port, uid + "-p")
+        pub.publish(uid + "/w", b"first", qos=1)
+        pub.publish(uid + "/w", b"short-lived", qos=1, properties=props(MessageExpiryInterval=1))
+        pub.publish(uid + "/w", b"last", qos=1)
+        first = c.expect(R.PUBLISH)
+        assert first.payload == b"first"
+        import time
+        time.sleep(2.1)
+        c.send(R.ack(R.PUBACK, first.pid, version=5))
+        p = c.expect(R.PUBLISH)
+        assert p.payload == b"last", "an expired message was delivered: %r" % p
