@@ -1,6 +1,6 @@
-# Writes firmware/package.json, the file list `mip install github:<owner>/gatemq` reads: every
+# Writes package.json at the repository root, the file list `mip install github:<owner>/gatemq` reads: every
 # module of core/ and ports/micropython/ at its place in the device's /lib (gatemq/...), with
-# URLs relative to the repository root. Run it after adding or removing a module:
+# URLs relative to the repository root, where mip looks for package.json. Run it after adding or removing a module:
 #   python firmware/mkpackage.py
 import json
 import os
@@ -19,5 +19,5 @@ def package():
 
 
 if __name__ == "__main__":
-    with open(os.path.join(ROOT, "firmware", "package.json"), "w") as f:
+    with open(os.path.join(ROOT, "package.json"), "w") as f:
         f.write(json.dumps(package(), indent=2) + "\n")
