@@ -93,8 +93,15 @@ def test_no_aliases_towards_a_client_without_topic_alias_maximum(mod_broker, cli
             assert p.topic == uid + "/same" and "topic_alias" not in p.props
 
 
-def test_message_over_the_clients_maximum_packet_size_is_dropped_for_that_client(mod_broker, client, uid):
-    c, _ = _raw_sub(mod_broker.port, uid, uid + "/big", maximum_packet_size=300)
+# with and without properties the broker adds per subscriber (alias, subscription identifier)
+@pytest.mark.parametrize("extra", [{}, {"topic_alias_maximum": 5}, {"subid": 7}])
+def test_message_over_the_clients_maximum_packet_size_is_dropped_for_that_client(mod_broker, client, uid, extra):
+    extra = dict(extra)
+    subid = extra.pop("subid", None)
+    c = R.RawClient(mod_broker.port, version=5)
+    assert c.connect(uid, version=5, props=dict(maximum_packet_size=300, **extra)).rc == 0
+    c.send(R.subscribe(1, [(uid + "/big", 1)], props={"subscription_id": subid} if subid else None, version=5))
+    c.expect(R.SUBACK)
     with c:
         normal = client(mod_broker.port, uid + "-n")
         normal.subscribe(uid + "/big", 1)
