@@ -17,52 +17,68 @@ _RC3 = {0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5, 0x8C: 5, 0x97: 3}
 
 
 class Connection:
+    # Defaults live on the class: an idle connection on a board then stores only what differs,
+    # which keeps its share of the heap small (a MicroPython instance pays per attribute set).
+    dirty = False
+    closing = False
+    state = NEW
+    version = None
+    proto_name = None
+    session = None
+    clientid = None
+    username = None
+    password = None
+    clean_start = True
+    keepalive = 0
+    will = None
+    will_delay = 0
+    expiry = 0
+    window = 65535          # outgoing QoS>0 window (client's Receive Maximum, capped)
+    max_out = None          # client's Maximum Packet Size
+    alias_max = 0           # client's Topic Alias Maximum
+    alias_in = None
+    alias_out = None
+    connected_at = 0
+    reason = None           # why the connection ended, for $SYS and logs
+    peer_cert = None
+    verify_peer = False
+    cert_cn = None
+    cert_dn = None
+    is_superuser = False
+    acl = None
+    auth_expire_at = None
+    out = ()
+
     def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
         self.broker = broker
         self.handle = handle
-        self.peerhost = peer[0] if peer else ""
-        self.peerport = peer[1] if peer else 0
+        if peer:
+            self.peerhost = peer[0]
+            self.peerport = peer[1]
+        else:
+            self.peerhost = ""
+            self.peerport = 0
         self.listener = listener
-        kind = listener.split(":", 1)[0]
-        self.listener_kind = kind
         self.lcfg = lcfg
-        self.listener_bind_host = lcfg["bind"][0]
-        self.reader = codec.Reader(broker.mqtt["max_packet_size"])
-        self.out = []
-        self.dirty = False
-        self.closing = False
-        self.state = NEW
-        self.version = None
-        self.proto_name = None
-        self.session = None
-        self.clientid = None
-        self.username = None
-        self.password = None
-        self.clean_start = True
-        self.keepalive = 0
+        m = self.mqtt = broker.mqtt
+        self.reader = codec.Reader(m["max_packet_size"])
         self.last_rx = now
-        self.deadline = now + broker.mqtt["idle_timeout"]
-        self.will = None
-        self.will_delay = 0
-        self.expiry = 0
-        self.window = 65535          # outgoing QoS>0 window (client's Receive Maximum, capped)
-        self.max_out = None          # client's Maximum Packet Size
-        self.alias_max = 0           # client's Topic Alias Maximum
-        self.alias_in = {}
-        self.alias_out = None
-        self.recv_max = broker.mqtt["max_inflight"]
-        self.mqtt = broker.mqtt
-        self.connected_at = 0
-        self.reason = None           # why the connection ended, for $SYS and logs
-        self.peer_cert = None
-        self.verify_peer = False
-        self.cert_cn = None
-        self.cert_dn = None
-        self.is_superuser = False
-        self.acl = None
-        self.auth_expire_at = None
+        self.deadline = now + m["idle_timeout"]
         if peer_cert is not None:
             self.set_peer_cert(peer_cert)
+
+    @property
+    def listener_kind(self):
+        return self.listener.split(":", 1)[0]
+
+    @property
+    def listener_bind_host(self):
+        return self.lcfg["bind"][0]
+
+    @property
+    def recv_max(self):
+        # The Receive Maximum this broker announces: incoming QoS 2 messages awaiting PUBREL.
+        return self.mqtt["max_inflight"]
 
     # ---- port-facing API ----
 
@@ -87,6 +103,7 @@ class Connection:
         except MalformedPacket as e:
             self._fault(e)
         except MemoryError:
+            b.log("error", "client %s: out of memory, closing this connection" % self.name())
             self.close("out of memory", 0x97)
         except Exception as e:
             # A bug must cost one connection, never the broker.
@@ -103,13 +120,16 @@ class Connection:
         self.dirty = False
         if not out:
             return b""
-        self.out = []
+        self.out = ()
         return out[0] if len(out) == 1 else b"".join(out)
 
     # ---- output ----
 
     def send(self, data):
-        self.out.append(data)
+        if self.out:
+            self.out.append(data)
+        else:
+            self.out = [data]
         if not self.dirty:
             self.dirty = True
             self.broker.dirty.append(self)
@@ -298,10 +318,13 @@ class Connection:
             a = props[P_TOPIC_ALIAS]
             if a == 0 or a > m["max_topic_alias"]:
                 raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), 0x94)
+            ai = self.alias_in
             if t:
-                self.alias_in[a] = t
+                if ai is None:
+                    ai = self.alias_in = {}
+                ai[a] = t
             else:
-                t = self.alias_in.get(a)
+                t = ai.get(a) if ai else None
                 if t is None:
                     raise ProtocolError("topic alias %d used before it was set" % a)
                 p.topic = t

@@ -16,6 +16,16 @@ import warnings
 from gatemq import x509
 from gatemq.errors import ConfigError, DerError
 
+# asyncio's SSLProtocol gives every TLS connection a 256 KB read buffer, which glibc memsets once
+# its mmap threshold has grown: an idle TLS client then costs ~260 KB of RSS. One TLS record holds
+# at most 16 KB of plaintext, so a record-sized buffer reads the same data in the same number of calls.
+try:
+    import asyncio.sslproto as _sslproto
+    if getattr(_sslproto.SSLProtocol, "max_size", 0) > 17 * 1024:
+        _sslproto.SSLProtocol.max_size = 17 * 1024
+except ImportError:
+    pass
+
 _VERSIONS = [("tlsv1", ssl.TLSVersion.TLSv1, "OP_NO_TLSv1"),
              ("tlsv1.1", ssl.TLSVersion.TLSv1_1, "OP_NO_TLSv1_1"),
              ("tlsv1.2", ssl.TLSVersion.TLSv1_2, "OP_NO_TLSv1_2"),
