@@ -457,3 +457,13 @@ dashboard.listeners.https {
     conn.request("GET", "/api/v5/stats?aggregate=true", headers={"Authorization": "Bearer " + token})
     r = conn.getresponse()
     assert r.status == 200 and "connections.count" in json.loads(r.read())
+
+
+def test_a_broken_overlay_file_stops_start_up_with_its_line(tmp_path):
+    require_gatemq()
+    os.makedirs(os.path.join(tmp_path, "data"))
+    with open(os.path.join(tmp_path, "data", "overlay.conf"), "w") as f:
+        f.write("mqtt {\n  max_inflight = 0\n}\n")
+    with pytest.raises(RuntimeError) as e:
+        BrokerProcess(DASH, tmp_path=tmp_path, listeners=LISTEN)
+    assert "overlay.conf:2:18: mqtt.max_inflight: expected an integer 1..65535, got 0" in str(e.value)
