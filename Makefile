@@ -10,7 +10,7 @@ MPPORT_SRC := $(wildcard ports/micropython/*.py)
 CORE_MPY := $(patsubst core/%.py,$(MPY_LIB)/gatemq/%.mpy,$(CORE_SRC))
 MPPORT_MPY := $(patsubst ports/micropython/%.py,$(MPY_LIB)/gatemq/micropython/%.mpy,$(MPPORT_SRC))
 
-.PHONY: run run-micropython test test-core-mp test-py venv firmware-files bench deploy clean
+.PHONY: run run-micropython test test-core-mp test-py test-py-mp test-tools venv firmware-files bench deploy clean
 
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml
@@ -81,7 +81,12 @@ test-core-mp: firmware-files
 test-py: venv test-tools firmware-files
 	$(PY) -m pytest -q tests
 
-test: test-core-mp test-py
+# The same behavioural suite, real clients against the broker running under the MicroPython unix port.
+PORT_SUITE := tests/host/test_mqtt_*.py tests/host/test_tls_*.py tests/host/test_auth_e2e.py tests/host/test_broker_fuzz.py
+test-py-mp: venv test-tools firmware-files
+	GATEMQ_TEST_RUNTIME=micropython $(PY) -m pytest -q $(PORT_SUITE)
+
+test: test-core-mp test-py test-py-mp
 
 bench: venv firmware-files
 	$(PY) bench/run.py
