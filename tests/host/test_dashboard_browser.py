@@ -122,6 +122,8 @@ def test_dashboard_in_chromium(make_broker, pki, browser):  # noqa: F811
 
     # 2. Management -> MQTT Settings -> General: peer_cert_as_username = dn, Save Changes.
     d.find_element(By.CSS_SELECTOR, "#nav-management summary").click()
+    wait_for(lambda: by_id(d, "nav-mqtt").is_displayed(), what="the Management menu")
+    shot(d, "1b-management-menu")
     by_id(d, "nav-mqtt").click()
     wait_for(lambda: by_id(d, "page-mqtt").is_displayed(), what="the MQTT settings page")
     assert by_id(d, "tab-general").text == "General"

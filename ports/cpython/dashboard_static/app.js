@@ -86,6 +86,7 @@ function route() {
   for (const p of ["overview", "clients", "mqtt"]) show($("page-" + p), p === page);
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
   $("nav-management").open = false;
+  $("nav-management").querySelector("summary").classList.toggle("active", page === "mqtt");
   if (page === "mqtt") loadMqtt();
   refresh();
 }
