@@ -22,48 +22,32 @@ import json
 import os
 import socket
 import ssl
-import struct
 import sys
 import threading
 import time
+
+from gatemq import codec
 
 HOST = "127.0.0.1"
 
 
 # --- packets (MQTT 3.1.1) -------------------------------------------------
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def _packet(first, body):
-    return bytes([first]) + _varint(len(body)) + body
-
-
+# Packets are encoded once per role with gatemq's own codec (its encoders are tested against the
+# MQTT spec in tests/core/test_codec.py), so every broker gets byte-identical load.
 def connect_packet(client_id, keepalive=0):
     # clean session, no will, no credentials: the identity comes from the
     # certificate on TLS listeners
-    return _packet(0x10, _str("MQTT") + b"\x04\x02" + struct.pack("!H", keepalive) + _str(client_id))
+    return codec.encode_connect(client_id, codec.MQTT311, keepalive=keepalive)
 
 
 def subscribe_packet(pid, topic, qos):
-    return _packet(0x82, struct.pack("!H", pid) + _str(topic) + bytes([qos]))
+    return codec.encode_subscribe(pid, [(topic, qos)], None, codec.MQTT311)
 
 
 def publish_packet(topic, payload, qos=0, pid=0):
-    body = _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload
-    return _packet(0x30 | (qos << 1), body)
+    return bytes(codec.encode_publish(topic.encode(), payload, qos, False, False, pid if qos else None,
+                                      b"", codec.MQTT311))
 
 
 DISCONNECT = b"\xe0\x00"
