@@ -263,6 +263,41 @@ def test_tls13_only_is_a_config_error(tmp_path, pki):
     assert "TLS 1.2 only" in p.stderr
 
 
+def test_encrypted_key_is_a_config_error(tmp_path, pki):
+    from cryptography.hazmat.primitives import serialization
+    with open(os.path.join(pki, "server.key"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    enc = tmp_path / "server-enc.key"
+    enc.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.BestAvailableEncryption(b"s3cret")))
+    text = tls_config(pki, ssl_extra='password = "s3cret"').replace("%s/server.key" % pki, str(enc))
+    path = tmp_path / "gatemq.conf"
+    path.write_text(text)
+    env = dict(os.environ, MICROPYPATH=MPY_LIB)
+    p = subprocess.run([MP, "-m", "gatemq.micropython", "--config", str(path)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p.stderr
+    # The message says which key and how to store it so this port can load it.
+    assert "ssl_options.password" in p.stderr and "unencrypted" in p.stderr, p.stderr
+
+
+def test_ciphers_are_ignored_with_a_warning(make_broker, pki):
+    # mbedTLS offers the suites built into the firmware: a listener restricted to one suite still
+    # serves a client that offers only another, and the log says the setting has no effect.
+    b = mp_broker(make_broker, tls_config(pki, ssl_extra='ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384"'))
+    b.wait_log_all(["listener ssl:default", "ciphers is ignored on MicroPython", "WARNING"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(os.path.join(pki, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(pki, "dev02.crt"), os.path.join(pki, "dev02.key"))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", b.ports[("ssl", "default")]), timeout=5),
+                         server_hostname="localhost") as t:
+        assert t.cipher()[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+        t.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")  # CONNECT, 3.1.1
+        assert t.recv(4) == b"\x20\x02\x00\x00"  # CONNACK, accepted
+
+
 # ---- memory on a board budget ----------------------------------------------------------------
 
 class HeapBroker:
