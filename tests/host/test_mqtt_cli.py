@@ -12,7 +12,7 @@ import time
 import pytest
 
 import rawmqtt as R
-from brokers import PYTHON, VENV_BIN, BrokerProcess
+from brokers import DEFAULT_RUNTIME, PYTHON, VENV_BIN, BrokerProcess
 from clients import Client
 from conftest import require_gatemq
 
@@ -112,6 +112,9 @@ def test_log_level_flag(make_broker):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_and_v5_clients_get_0x8b(tmp_path, sig):
+    if sig == signal.SIGTERM and DEFAULT_RUNTIME == "micropython":
+        pytest.skip("the MicroPython unix port has neither a signal nor an ffi module to catch SIGTERM, which "
+                    "ends it at once (firmware/gatemq.service stops it with KillSignal=SIGINT, tested here)")
     b = BrokerProcess("", tmp_path=tmp_path)
     try:
         v5 = Client(b.port, "shutdown-v5").connect()
