@@ -7,6 +7,7 @@ except ImportError:  # a very small MicroPython build
     re = None
 
 from gatemq.errors import ConfigError, AuthError
+from gatemq.policy import NoMatch, strip_share  # noqa: F401  (strip_share re-exported)
 
 PLACEHOLDERS = ("username", "clientid", "cert_common_name", "cert_subject")
 
@@ -232,16 +233,6 @@ def _filter_covers(rule_levels, levels, subscribe):
 
 def topic_matches(rule_filter, topic, subscribe):
     return _filter_covers(rule_filter.split("/"), topic.split("/"), subscribe)
-
-
-def strip_share(topic_filter):
-    # Shared subscriptions are authorized on the real filter, as EMQX does.
-    if topic_filter.startswith("$share/"):
-        parts = topic_filter.split("/", 2)
-        return parts[2] if len(parts) == 3 else topic_filter
-    if topic_filter.startswith("$queue/"):
-        return topic_filter[7:]
-    return topic_filter
 
 
 def _placeholders(text):
@@ -569,19 +560,13 @@ def _first_match(rules, client, action, topic, qos, retain):
     return None
 
 
-class Authorizer:
-    # authz_cfg: {no_match, deny_action, sources: [{type: "file", path, enable}]}.
+class Authorizer(NoMatch):
+    # authz_cfg: {no_match, deny_action, sources: [{type: "file", path, enable}]}; rules from a
+    # JWT acl claim (client.acl) come first, then the files in order, then no_match.
     def __init__(self, authz_cfg, read_file, log=None):
-        authz_cfg = authz_cfg or {}
-        self.log = log or (lambda level, msg: None)
-        self.no_match = authz_cfg.get("no_match", "allow")
-        if self.no_match not in ("allow", "deny"):
-            raise ConfigError("authorization.no_match: expected allow|deny, got %r" % (self.no_match,))
-        self._deny_action = authz_cfg.get("deny_action", "ignore")
-        if self._deny_action not in ("ignore", "disconnect"):
-            raise ConfigError("authorization.deny_action: expected ignore|disconnect, got %r" % (self._deny_action,))
+        NoMatch.__init__(self, authz_cfg, log)
         self.sources = []
-        for i, src in enumerate(authz_cfg.get("sources", [])):
+        for i, src in enumerate((authz_cfg or {}).get("sources", [])):
             if not src.get("enable", True):
                 continue
             if src.get("type") != "file":
@@ -596,17 +581,7 @@ class Authorizer:
                 raise ConfigError("authorization.sources[%d].path: cannot read %r: %s" % (i, path, e))
             self.sources.append(parse(text, path))
 
-    @property
-    def deny_action(self):
-        return self._deny_action
-
-    def check(self, client, action, topic, qos=0, retain=False):
-        if action not in ("publish", "subscribe"):
-            raise ValueError("action must be publish or subscribe")
-        if getattr(client, "is_superuser", False):
-            return True
-        if action == "subscribe":
-            topic = strip_share(topic)
+    def _rules(self, client, action, topic, qos, retain):
         claim = getattr(client, "acl", None)
         if claim is not None:
             rules, old_format = claim
@@ -614,16 +589,9 @@ class Authorizer:
             if verdict is None and old_format:
                 verdict = "deny"
             if verdict is not None:
-                return self._verdict(verdict, client, action, topic, "JWT acl claim")
+                return verdict, "JWT acl claim"
         for rules in self.sources:
             verdict = _first_match(rules, client, action, topic, qos, retain)
             if verdict is not None:
-                return self._verdict(verdict, client, action, topic, "acl file")
-        return self._verdict(self.no_match, client, action, topic, "no_match")
-
-    def _verdict(self, verdict, client, action, topic, where):
-        if verdict == "deny":
-            self.log("info", "authorization: %s of %r by client %r denied (%s)"
-                     % (action, topic, getattr(client, "clientid", None), where))
-            return False
-        return True
+                return verdict, "acl file"
+        return None, None

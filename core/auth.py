@@ -3,27 +3,17 @@
 # ignore, allow or deny; the first allow or deny wins; when every one ignores, the client is
 # refused. Listener defaults are secure like Mosquitto 2.0 (see docs/auth.md for every case).
 # Passwords and tokens are never logged.
+# The listener defaults and the empty chain are gatemq.policy's; pwhash, jwt and acl are imported
+# where an authenticator needs them, so a config without JWT never loads them.
 import json
 
 from gatemq.errors import AuthError, ConfigError
-from gatemq import pwhash
-from gatemq import jwt
-from gatemq import acl
+from gatemq.policy import OK, NOT_AUTHORIZED, Gate, is_loopback  # noqa: F401  (is_loopback re-exported)
 
-OK = 0x00
 BAD_CREDENTIALS = 0x86
-NOT_AUTHORIZED = 0x87
 BAD_METHOD = 0x8C
 
 IGNORE = ("ignore",)
-
-
-def is_loopback(host):
-    if host is None:
-        return False
-    host = host.strip("[]").lower()
-    return host.startswith("127.") or host in ("::1", "localhost", "0:0:0:0:0:0:0:1") \
-        or host.startswith("::ffff:127.")
 
 
 def _text(v):
@@ -35,10 +25,6 @@ def _text(v):
     return v
 
 
-def _who(client):
-    return "client %r (username %r)" % (getattr(client, "clientid", None), getattr(client, "username", None))
-
-
 # --- password_based / built_in_database ----------------------------------------------------------
 
 def parse_users(data, source="users"):
@@ -46,6 +32,7 @@ def parse_users(data, source="users"):
     # or a JSON array of the same objects, as EMQX exports them. Fields: user_id, password_hash,
     # salt (default ""), is_superuser (default false), algorithm (optional: overrides the
     # authenticator's password_hash_algorithm for this user, so gatemq-passwd can pick one).
+    from gatemq import pwhash
     if isinstance(data, (bytes, bytearray)):
         data = bytes(data).decode()
     stripped = data.strip()
@@ -100,6 +87,7 @@ class PasswordDb:
         if self.user_id_type not in ("username", "clientid"):
             raise ConfigError("authentication.user_id_type: expected username|clientid, got %r"
                               % (self.user_id_type,))
+        from gatemq import pwhash
         self.algo = pwhash.normalise(cfg.get("password_hash_algorithm"))
         # user_file is gatemq's key (the config schema requires it); bootstrap_file is EMQX's
         # name for a file of initial users and is accepted too.
@@ -124,6 +112,7 @@ class PasswordDb:
             return IGNORE  # EMQX: an unknown user passes to the next authenticator
         stored, salt, superuser, algo = self.users[uid]
         password = getattr(client, "password", None)
+        from gatemq import pwhash
         if password is None:
             return ("deny", BAD_CREDENTIALS, "%s: user %r sent no password" % (self.name, uid))
         if not pwhash.check_password(algo or self.algo, salt, password, stored):
@@ -155,6 +144,7 @@ class JwtAuth:
         self.source = cfg.get("from", "password")
         if self.source not in ("password", "username"):
             raise ConfigError("authentication.from: expected password|username, got %r" % (self.source,))
+        from gatemq import jwt
         self.verifier = jwt.Verifier(cfg, read_file)
         self.leeway = cfg.get("leeway", 0)
         self.verify_claims = cfg.get("verify_claims", {}) or {}
@@ -168,6 +158,7 @@ class JwtAuth:
         token = getattr(client, self.source, None)
         if not token:
             return IGNORE  # EMQX: no token, no opinion
+        from gatemq import jwt, acl
         try:
             claims = self.verifier.verify(token)
             exp = jwt.check_times(claims, now, self.leeway)
@@ -203,10 +194,9 @@ def _build(cfg, i):
     raise ConfigError("authentication[%d].mechanism: expected password_based|jwt, got %r" % (i, mech))
 
 
-class Authenticator:
+class Authenticator(Gate):
     def __init__(self, authn_list_cfg, read_file, wallclock, log):
-        self.wallclock = wallclock
-        self.log = log
+        Gate.__init__(self, wallclock, log)
         self.chain = []
         for i, cfg in enumerate(authn_list_cfg or []):
             cls = _build(cfg, i)
@@ -220,30 +210,7 @@ class Authenticator:
             if isinstance(a, PasswordDb):
                 a.reload()
 
-    def authenticate(self, client, listener_cfg):
-        client.is_superuser = False
-        client.acl = None
-        client.auth_expire_at = None
-        rc, reason = self._decide(client, listener_cfg or {})
-        if rc:
-            self.log("warning", "authentication refused %s: %s" % (_who(client), reason))
-        else:
-            self.log("debug", "authentication allowed %s: %s" % (_who(client), reason))
-        return rc, reason
-
-    def _decide(self, client, listener_cfg):
-        mode = listener_cfg.get("enable_authn", True)
-        if mode is False:
-            return OK, "enable_authn = false on listener %r" % (getattr(client, "listener", None),)
-        if mode == "quick_deny_anonymous" and not getattr(client, "username", None):
-            return NOT_AUTHORIZED, "anonymous client (no username) on a quick_deny_anonymous listener"
-        if not self.chain:
-            if is_loopback(getattr(client, "listener_bind_host", None)):
-                return OK, "no authenticators; listener is bound to loopback"
-            if getattr(client, "verify_peer", False) and getattr(client, "peer_cert", None):
-                return OK, "no authenticators; client presented a verified certificate"
-            return NOT_AUTHORIZED, ("no authenticators configured and the listener is neither loopback "
-                                    "nor verify_peer TLS; configure `authentication` or enable_authn")
+    def _run_chain(self, client):
         now = self.wallclock()
         for a in self.chain:
             res = a.authenticate(client, now)
