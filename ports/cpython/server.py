@@ -9,6 +9,9 @@ import time
 from gatemq.broker import Broker
 from gatemq.cpython import tlsctx
 
+# The most plaintext one TLS record holds.
+_RECORD = 16384
+
 
 class Client(asyncio.Protocol):
     __slots__ = ("srv", "listener", "transport", "conn")
@@ -44,55 +47,143 @@ class Client(asyncio.Protocol):
 
 
 class TLSClient(Client):
-    # An ssl listener's connection: accepted as TCP, paused so no ClientHello byte is read by
-    # anyone but the TLS layer, and upgraded by ListenerTLS.handshake in a task, which logs every
-    # refusal. Only after the handshake and the broker's certificate checks does it reach the broker.
-    __slots__ = ("early", "gone")
+    # An ssl listener's connection, with our own TLS layer: an SSLObject over two memory BIOs,
+    # driven from data_received. asyncio's start_tls/SSLProtocol would add a task, a second
+    # transport and a 17-256 KB read buffer to every connection, and its server-side TLS drops
+    # failed handshakes silently; here every refusal is logged with its reason and the peer. The
+    # broker hears of the connection only after the handshake and the broker's certificate checks,
+    # so no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
+    # this object: write() encrypts into the raw TCP transport.
+    __slots__ = ("raw", "sslobj", "inc", "out", "timer", "peer")
 
     def __init__(self, srv, listener):
         Client.__init__(self, srv, listener)
-        self.early = None
-        self.gone = False
+        self.raw = self.sslobj = self.inc = self.out = self.timer = self.peer = None
 
-    def connection_made(self, transport):
-        if self.early is not None or self.conn is not None:
-            return
-        transport.pause_reading()
-        self.early = []
-        self.srv.spawn(self._upgrade(transport))
+    # A property rather than a slot holding self: no reference cycle, so a closed connection is
+    # freed at once rather than by the cyclic collector.
+    @property
+    def transport(self):
+        return self
 
-    async def _upgrade(self, raw):
-        srv = self.srv
-        peer = raw.get_extra_info("peername") or ("", 0)
-        got = await srv.tls[self.listener].handshake(asyncio.get_running_loop(), raw, self, peer)
-        if got is None:
-            self.early = None
-            return
-        tr, der = got
-        self.transport = tr
-        if self.gone:
-            # The client hung up between the handshake and this task's turn.
-            self.early = None
-            return
-        self.conn = srv.broker.open(self, (peer[0], peer[1]), self.listener, der)
-        early, self.early = self.early, None
-        if self.conn is None:
-            tr.abort()
-            return
-        # sslproto delivers the first application bytes before this task resumes.
-        for data in early:
-            self.conn.feed(data)
-        if early:
-            srv.flush()
+    @transport.setter
+    def transport(self, value):
+        pass
+
+    def connection_made(self, raw):
+        lt = self.srv.tls[self.listener]
+        self.raw = raw
+        self.peer = raw.get_extra_info("peername") or ("", 0)
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.sslobj = lt.context.wrap_bio(self.inc, self.out, server_side=True)
+        self.timer = asyncio.get_running_loop().call_later(lt.timeout, self._timed_out)
+
+    def _refuse(self, reason, detail):
+        self.srv.tls[self.listener].refuse(self.peer, reason, detail)
+        self._drop()
+
+    def _drop(self):
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.sslobj = self.inc = self.out = None
+        self.raw.abort()
+
+    def _timed_out(self):
+        self.timer = None
+        if self.sslobj is not None:
+            self._refuse("handshake_timeout", "no TLS handshake within %gs" % self.srv.tls[self.listener].timeout)
+
+    def _send(self):
+        out = self.out
+        if out is not None and out.pending:
+            self.raw.write(out.read())
 
     def data_received(self, data):
-        if self.early is not None:
-            self.early.append(data)
+        s = self.sslobj
+        if s is None:
             return
-        Client.data_received(self, data)
+        self.inc.write(data)
+        if self.timer is not None:
+            try:
+                s.do_handshake()
+            except ssl.SSLWantReadError:
+                self._send()
+                return
+            except Exception as e:
+                # The alert OpenSSL queued tells the client why.
+                self._send()
+                self._refuse(*tlsctx.describe(e))
+                return
+            self._send()
+            if not self._accept():
+                return
+        self._read()
+
+    def _accept(self):
+        # The handshake is done: the broker's own checks on the leaf, then the broker.
+        self.timer.cancel()
+        self.timer = None
+        lt = self.srv.tls[self.listener]
+        der = self.sslobj.getpeercert(True)
+        why = lt.check_leaf(der, self.sslobj)
+        if why:
+            self._refuse(*why)
+            return False
+        peer, self.peer = self.peer, None
+        self.conn = self.srv.broker.open(self, (peer[0], peer[1]), self.listener, der)
+        if self.conn is None:
+            self._drop()
+            return False
+        return True
+
+    def _read(self):
+        s = self.sslobj
+        c = self.conn
+        try:
+            while True:
+                data = s.read(_RECORD)
+                if not data:
+                    break
+                if c is not None:
+                    c.feed(data)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            # The client's close_notify: the same as a TCP FIN.
+            self.raw.close()
+        except ssl.SSLError as e:
+            peer = self.raw.get_extra_info("peername") or ("", 0)
+            self.srv.log("warning", "TLS with %s:%s failed: %s (%s)" % ((peer[0], peer[1]) + tlsctx.describe(e)))
+            self._drop()
+        self._send()
+        self.srv.flush()
+
+    # The transport interface Server.flush uses.
+    def write(self, data):
+        s = self.sslobj
+        if s is not None:
+            s.write(data)
+            self._send()
+
+    def close(self):
+        s = self.sslobj
+        if s is not None:
+            try:
+                s.unwrap()          # queues our close_notify
+            except (ssl.SSLError, ValueError):
+                pass
+            self._send()
+            self.sslobj = self.inc = self.out = None
+        self.raw.close()
+
+    def abort(self):
+        self._drop()
 
     def connection_lost(self, exc):
-        self.gone = True
+        if self.sslobj is not None and self.timer is not None:
+            self._refuse("connection_lost", str(exc) if exc else "closed during the handshake")
+        self.sslobj = self.inc = self.out = None
         Client.connection_lost(self, exc)
 
 

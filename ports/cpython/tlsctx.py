@@ -1,11 +1,7 @@
-# TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, the handshake of each
-# connection (so that every refusal is logged with its reason and the peer), and the checks the
-# broker makes itself on the verified leaf (CRL with gatemq.der, extended key usage).
-#
-# asyncio's own server-side TLS (create_server(ssl=...)) drops failed handshakes silently: the
-# SSLError is an OSError, which sslproto only logs in debug mode, and the application protocol
-# never hears of the connection. So ssl listeners accept plain TCP and upgrade each connection
-# with loop.start_tls from a task (handshake below), which sees the exception.
+# TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, the reason words a
+# refused handshake is logged with, and the checks the broker makes itself on the verified leaf
+# (CRL with gatemq.der, extended key usage). The TLS layer of each connection (an SSLObject over
+# memory BIOs, driven by the connection's protocol) is server.TLSClient.
 import asyncio
 import ctypes
 import os
@@ -15,16 +11,6 @@ import warnings
 
 from gatemq import x509
 from gatemq.errors import ConfigError, DerError
-
-# asyncio's SSLProtocol gives every TLS connection a 256 KB read buffer, which glibc memsets once
-# its mmap threshold has grown: an idle TLS client then costs ~260 KB of RSS. One TLS record holds
-# at most 16 KB of plaintext, so a record-sized buffer reads the same data in the same number of calls.
-try:
-    import asyncio.sslproto as _sslproto
-    if getattr(_sslproto.SSLProtocol, "max_size", 0) > 17 * 1024:
-        _sslproto.SSLProtocol.max_size = 17 * 1024
-except ImportError:
-    pass
 
 _VERSIONS = [("tlsv1", ssl.TLSVersion.TLSv1, "OP_NO_TLSv1"),
              ("tlsv1.1", ssl.TLSVersion.TLSv1_1, "OP_NO_TLSv1_1"),
@@ -140,6 +126,10 @@ class ListenerTLS:
         self._crl_stamp = None
         # None when OpenSSL enforces depth itself; else checked on the verified chain afterwards.
         self.depth_after = None
+        self.timeout = o.get("handshake_timeout") or 15
+        # OpenSSL has checked the chain and its dates; the leaf is parsed again only for the CRL
+        # and extended key usage checks OpenSSL does not make here.
+        self.leaf_checks = bool(o.get("enable_crl_check") and o.get("crlfile")) or bool(o.get("verify_peer_ext_key_usage"))
         self.context = self._context()
         if o.get("enable_crl_check") and o.get("crlfile"):
             self.maybe_reload()
@@ -259,6 +249,8 @@ class ListenerTLS:
             if len(chain) - 2 > self.depth_after:
                 return "chain_too_long", "%d intermediate CAs, ssl_options.depth = %d" % (
                     len(chain) - 2, self.depth_after)
+        if not self.leaf_checks:
+            return None
         self.maybe_reload()
         try:
             x509.check_client(der, crls=self.crls if o.get("enable_crl_check") else (),
@@ -272,34 +264,6 @@ class ListenerTLS:
     def refuse(self, peer, reason, detail):
         self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (
             self.name, peer[0], peer[1], reason, detail))
-
-    async def handshake(self, loop, transport, protocol, peer):
-        # Upgrades an accepted TCP connection. -> (ssl transport, leaf DER or None), or None after
-        # logging the refusal and closing the socket.
-        t0 = loop.time()
-        timeout = self.o.get("handshake_timeout") or 15
-        try:
-            tr = await loop.start_tls(transport, protocol, self.context, server_side=True,
-                                      ssl_handshake_timeout=timeout)
-        except Exception as e:
-            transport.abort()
-            reason, detail = describe(e)
-            if reason == "connection_lost" and loop.time() - t0 >= timeout * 0.95:
-                reason, detail = "handshake_timeout", "no TLS handshake within %gs" % timeout
-            self.refuse(peer, reason, detail)
-            return None
-        if tr is None:
-            transport.abort()
-            self.refuse(peer, "connection_lost", "closed during the handshake")
-            return None
-        sslobj = tr.get_extra_info("ssl_object")
-        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
-        why = self.check_leaf(der, sslobj)
-        if why:
-            tr.abort()
-            self.refuse(peer, why[0], why[1])
-            return None
-        return tr, der
 
 
 def _verified_chain(sslobj):
