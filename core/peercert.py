@@ -18,20 +18,18 @@ MODES = ("cn", "dn", "crt", "pem", "md5")
 
 _CN = _der.oid_bytes("2.5.4.3")
 
-# The names EMQX prints in a dn; every other OID (streetAddress too) is printed dotted.
-_EMQX_NAMES = {}
-for _oid, _nm in (
-    ("2.5.4.3", "CN"), ("2.5.4.4", "SN"), ("2.5.4.5", "SERIALNUMBER"), ("2.5.4.6", "C"),
-    ("2.5.4.7", "L"), ("2.5.4.8", "ST"), ("2.5.4.10", "O"), ("2.5.4.11", "OU"),
-    ("2.5.4.12", "TITLE"), ("2.5.4.42", "GIVENNAME"), ("2.5.4.43", "INITIALS"),
-    ("2.5.4.44", "GENERATIONQUALIFIER"), ("2.5.4.65", "PSEUDONYM"),
-    ("0.9.2342.19200300.100.1.25", "DC"), ("1.2.840.113549.1.9.1", "EMAILADDRESS"),
-    ("0.9.2342.19200300.100.1.1", "UID"),
-):
-    _EMQX_NAMES[_der.oid_bytes(_oid)] = _nm.encode()
+# The names EMQX prints in a dn, as "arc name" pairs under a prefix; every other OID
+# (streetAddress too) is printed dotted.
+_EMQX_SRC = (
+    ("2.5.4.", "3 CN 4 SN 5 SERIALNUMBER 6 C 7 L 8 ST 10 O 11 OU 12 TITLE 42 GIVENNAME 43 INITIALS "
+     "44 GENERATIONQUALIFIER 65 PSEUDONYM"),
+    ("0.9.2342.19200300.100.1.", "25 DC 1 UID"),
+    ("1.2.840.113549.1.9.", "1 EMAILADDRESS"),
+)
 
 # OpenSSL's short names for name attributes (OBJ_nid2sn), as "arc name" pairs under a prefix.
-# Kept as text and expanded on first use so a device that never calls subject_rfc2253 pays nothing.
+# Kept as text and searched per attribute: no table on the heap (a dict of them cost ~20 KB on a
+# board that loads bytecode into RAM), and the mapping runs once per connection.
 _OSSL_SN_SRC = (
     ("2.5.4.", "3 CN 4 SN 5 serialNumber 6 C 7 L 8 ST 9 street 10 O 11 OU 12 title 13 description "
      "14 searchGuide 15 businessCategory 16 postalAddress 17 postalCode 18 postOfficeBox "
@@ -61,19 +59,23 @@ _OSSL_SN_SRC = (
      "21 localKeyID"),
     ("1.3.6.1.4.1.311.60.2.1.", "1 jurisdictionL 2 jurisdictionST 3 jurisdictionC"),
 )
-_ossl_sn = None
 
 
-def _ossl_names():
-    global _ossl_sn
-    if _ossl_sn is None:
-        t = {}
-        for prefix, pairs in _OSSL_SN_SRC:
-            words = pairs.split()
-            for i in range(0, len(words), 2):
-                t[_der.oid_bytes(prefix + words[i])] = words[i + 1].encode()
-        _ossl_sn = t
-    return _ossl_sn
+def _short_name(src, oid):
+    # The name src gives the dotted oid, as bytes, or None. Arcs are digits and names never are,
+    # so an arc matches only at the start of a word.
+    for prefix, pairs in src:
+        if oid.startswith(prefix) and oid.find(".", len(prefix)) < 0:
+            key = oid[len(prefix):] + " "
+            i = pairs.find(key)
+            while i > 0 and pairs[i - 1] != " ":
+                i = pairs.find(key, i + 1)
+            if i < 0:
+                return None
+            i += len(key)
+            j = pairs.find(" ", i)
+            return pairs[i:].encode() if j < 0 else pairs[i:j].encode()
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,49 +147,33 @@ def _hex_tlv(b, ts, ve):
 
 
 # ---------------------------------------------------------------------------------------------
-# Escaping, one table per dialect: entry i is what byte i becomes in the middle of a value.
-
-
-def _table(high):
-    t = []
-    for i in range(256):
-        if i < 0x20 or i >= high:
-            t.append(b"\\%02X" % i)
-        elif i in b'"+,;<>\\':
-            t.append(b"\\" + bytes((i,)))
-        else:
-            t.append(bytes((i,)))
-    return t
-
-
-# Built on first use: 512 small objects are worth sparing on a microcontroller that maps by cn.
-_esc = {}
-
-
-def _esc_table(high):
-    t = _esc.get(high)
-    if t is None:
-        t = _esc[high] = _table(high)
-    return t
-
+# Escaping, per dialect: bytes below 0x20 and from `high` up become \XX, the RFC 4514 specials get
+# a backslash; a leading space or "#" and a trailing space are escaped too.
 
 _EMQX = 0x7E  # EMQX escapes "~" as well
 _OSSL = 0x7F
+_SPECIALS = b'"+,;<>\\'
 
 
-def _escape(v, table, single_first):
+def _escape(v, high, single_first):
     # single_first: whether a one-character value is escaped as a first character (EMQX) or
     # only as a last one (OpenSSL, whose last-character flag replaces the first-character flag).
     n = len(v)
-    if n == 0:
-        return b""
-    out = [table[c] for c in v]
-    c = v[0]
-    if (c == 0x20 or c == 0x23) and (n > 1 or single_first):
-        out[0] = b"\\" + bytes((c,))
-    if v[n - 1] == 0x20:
-        out[n - 1] = b"\\ "
-    return b"".join(out)
+    out = bytearray()
+    if n and (v[0] == 0x20 or v[0] == 0x23) and (n > 1 or single_first):
+        out.append(0x5C)
+        lead = True
+    else:
+        lead = False
+    for i in range(n):
+        c = v[i]
+        if c < 0x20 or c >= high:
+            out += b"\\%02X" % c
+            continue
+        if c in _SPECIALS or (c == 0x20 and i == n - 1 and not (lead and n == 1)):
+            out.append(0x5C)
+        out.append(c)
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,22 +186,19 @@ def _subject(der):
     return b, _der.name_entries(b, s, e)
 
 
-def _oid_name(b, os_, oe, table):
-    nm = table.get(b[os_:oe])
-    if nm is None:
-        nm = _der.oid_str(b, os_, oe).encode()
-    return nm
+def _oid_name(b, os_, oe, src):
+    oid = _der.oid_str(b, os_, oe)
+    return _short_name(src, oid) or oid.encode()
 
 
 def _dn(b, rdns):
-    esc = _esc_table(_EMQX)
     parts = []
     for i in range(len(rdns) - 1, -1, -1):
         attrs = []
         for os_, oe, t, vs, ve, ts in rdns[i]:
             txt = _text(b, t, vs, ve)
-            val = _hex_tlv(b, ts, ve) if txt is None else _escape(txt, esc, True)
-            attrs.append(_oid_name(b, os_, oe, _EMQX_NAMES) + b"=" + val)
+            val = _hex_tlv(b, ts, ve) if txt is None else _escape(txt, _EMQX, True)
+            attrs.append(_oid_name(b, os_, oe, _EMQX_SRC) + b"=" + val)
         parts.append(attrs[0] if len(attrs) == 1 else b"+".join(attrs))
     return b",".join(parts)
 
@@ -255,8 +238,6 @@ def first_cn(der):
 
 def subject_rfc2253(der):
     b, rdns = _subject(der)
-    names = _ossl_names()
-    esc = _esc_table(_OSSL)
     parts = []
     # OpenSSL walks the entries in reverse, multi-valued RDNs included.
     for i in range(len(rdns) - 1, -1, -1):
@@ -264,9 +245,10 @@ def subject_rfc2253(der):
         attrs = []
         for j in range(len(rdn) - 1, -1, -1):
             os_, oe, t, vs, ve, ts = rdn[j]
-            nm = names.get(b[os_:oe])
+            oid = _der.oid_str(b, os_, oe)
+            nm = _short_name(_OSSL_SN_SRC, oid)
             if nm is None:  # unknown fields are dumped whole
-                attrs.append(_der.oid_str(b, os_, oe).encode() + b"=" + _hex_tlv(b, ts, ve))
+                attrs.append(oid.encode() + b"=" + _hex_tlv(b, ts, ve))
                 continue
             if t == _der.UTF8_STRING:
                 txt = b[vs:ve]  # printed byte by byte, not decoded
@@ -274,7 +256,7 @@ def subject_rfc2253(der):
                 txt = _text(b, _der.TELETEX_STRING if t in _OSSL_ONE_BYTE else t, vs, ve)
             else:
                 txt = None
-            attrs.append(nm + b"=" + (_hex_tlv(b, ts, ve) if txt is None else _escape(txt, esc, False)))
+            attrs.append(nm + b"=" + (_hex_tlv(b, ts, ve) if txt is None else _escape(txt, _OSSL, False)))
         parts.append(b"+".join(attrs))
     return b",".join(parts).decode()
 

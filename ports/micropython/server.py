@@ -158,26 +158,9 @@ class Server:
             self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
             if lst.kind == "ssl" and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
-        self.warm_up()
+        gc.collect()
         if self.heap_report:
             self.heap_line("start")
-
-    def warm_up(self):
-        # The core builds its certificate-name escape tables on first use: build them now, while
-        # the heap is still in one piece. Built later, between connections, their 2 KB arrays may
-        # find no contiguous block in a fragmented board heap, and that connection would fail.
-        for lst in self.listeners:
-            if lst.binder is not None and lst.binder.verify:
-                from gatemq import peercert
-                der = lst.binder.server_cert
-                try:
-                    peercert.identity(der, "dn")
-                    if self.cfg["mqtt"].get("use_subject_as_username"):
-                        peercert.subject_rfc2253(der)
-                except Exception as e:
-                    self.log("debug", "warm-up with the server certificate: %r" % (e,))
-                break
-        gc.collect()
 
     def heap_line(self, what):
         # Free heap after a collection (what the next allocation can count on) and the lowest

@@ -79,7 +79,6 @@ class Binder:
             self.maybe_reload(True)
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
         cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
-        self.server_cert = cert
         key = _blobs(read, o["keyfile"], "keyfile", None)[0]
         try:
             ctx.load_cert_chain(cert, key)
