@@ -157,6 +157,9 @@ class ListenerTLS:
             ctx.verify_mode = ssl.CERT_REQUIRED if o.get("fail_if_no_peer_cert") else ssl.CERT_OPTIONAL
         else:
             ctx.verify_mode = ssl.CERT_NONE
+        # No TLS 1.3 session tickets, as in EMQX (Erlang's ssl server default): each one costs a
+        # session encryption per handshake and is sent right before the CONNACK.
+        ctx.num_tickets = 0
         self._versions(ctx, o.get("versions") or ("tlsv1.3", "tlsv1.2"))
         if o.get("ciphers"):
             self._ciphers(ctx, o["ciphers"])
