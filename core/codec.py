@@ -11,7 +11,9 @@
 #       Suback | Unsubscribe | Unsuback | Pingreq | Pingresp | Disconnect | Auth (all with .ptype)
 #   encode_publish, publish_pid_offset, encode_connack, encode_ack, encode_suback, encode_unsuback,
 #   encode_disconnect, encode_auth (server side); encode_connect, encode_subscribe,
-#   encode_unsubscribe (client side); encode(packet, version) for any packet object;
+#   encode_unsubscribe (client side); encode(packet, version) for any packet object. The client
+#   side (Connack, Suback, Unsuback, Pingresp and those encoders) is in gatemq.clientcodec and
+#   reachable here as codec.<name>;
 #   encode_props(dict) -> bytes, varint(n) -> bytes, utf8_ok(bytes) -> bool.
 #   PINGREQ and PINGRESP are packet types (12, 13); their encoded packets are PINGREQ_BYTES and
 #   PINGRESP_BYTES.
@@ -70,13 +72,8 @@ _FLAGS = (-1, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0)
 _PROTOCOLS = (("MQIsdp", MQTT31), ("MQTT", MQTT311), ("MQTT", MQTT5))
 
 # MQTT 5 reason codes each packet type may carry (MQTT 5.0 section 2.4 and the packet sections).
-_RC_CONNACK5 = frozenset((0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A,
-                          0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F))
 _RC_PUBACK = frozenset((0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99))
 _RC_PUBREL = frozenset((0x00, 0x92))
-_RC_SUBACK5 = frozenset((0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2))
-_RC_SUBACK3 = frozenset((0x00, 0x01, 0x02, 0x80))
-_RC_UNSUBACK = frozenset((0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91))
 _RC_DISCONNECT = frozenset((0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F,
                             0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
                             0x9E, 0x9F, 0xA0, 0xA1, 0xA2))
@@ -135,16 +132,6 @@ class Connect(Packet):
         self.props = props
 
 
-class Connack(Packet):
-    __slots__ = ("session_present", "rc", "props")
-    ptype = CONNACK
-
-    def __init__(self, session_present=False, rc=0, props=None):
-        self.session_present = session_present
-        self.rc = rc
-        self.props = props
-
-
 class Publish(Packet):
     __slots__ = ("topic", "payload", "qos", "retain", "dup", "pid", "props")
     ptype = PUBLISH
@@ -182,16 +169,6 @@ class Subscribe(Packet):
         self.props = props
 
 
-class Suback(Packet):
-    __slots__ = ("pid", "codes", "props")
-    ptype = SUBACK
-
-    def __init__(self, pid, codes, props=None):
-        self.pid = pid
-        self.codes = codes
-        self.props = props
-
-
 class Unsubscribe(Packet):
     __slots__ = ("pid", "filters", "props")
     ptype = UNSUBSCRIBE
@@ -202,25 +179,9 @@ class Unsubscribe(Packet):
         self.props = props
 
 
-class Unsuback(Packet):
-    # codes is [] in MQTT 3.x, whose UNSUBACK carries none.
-    __slots__ = ("pid", "codes", "props")
-    ptype = UNSUBACK
-
-    def __init__(self, pid, codes=None, props=None):
-        self.pid = pid
-        self.codes = codes if codes is not None else []
-        self.props = props
-
-
 class Pingreq(Packet):
     __slots__ = ()
     ptype = PINGREQ
-
-
-class Pingresp(Packet):
-    __slots__ = ()
-    ptype = PINGRESP
 
 
 class Disconnect(Packet):
@@ -438,22 +399,6 @@ def _connect(ptype, body, version):
                    name)
 
 
-def _connack(ptype, body, version):
-    flags = body[0]
-    if flags & 0xFE:
-        raise MalformedPacket("CONNACK reserved acknowledge flags 0x%02X set" % flags)
-    rc = body[1]
-    props = None
-    pos = 2
-    if version == MQTT5:
-        _rc(rc, _RC_CONNACK5, "CONNACK")
-        props, pos = decode_props(body, 2, CONNACK)
-    elif rc > 5:
-        raise ProtocolError("CONNACK return code %d is not defined in MQTT 3" % rc)
-    _done(body, pos, "CONNACK")
-    return Connack(flags == 1, rc, props)
-
-
 def _ack(ptype, body, version):
     what = NAMES[ptype]
     pid = _pid(body, 0, what)
@@ -502,22 +447,6 @@ def _subscribe(ptype, body, version):
     return Subscribe(pid, topics, props)
 
 
-def _suback(ptype, body, version):
-    pid = _pid(body, 0, "SUBACK")
-    pos = 2
-    props = None
-    allowed = _RC_SUBACK3
-    if version == MQTT5:
-        props, pos = decode_props(body, 2, SUBACK)
-        allowed = _RC_SUBACK5
-    codes = list(body[pos:])
-    if not codes:
-        raise ProtocolError("SUBACK has no return codes")
-    for c in codes:
-        _rc(c, allowed, "SUBACK")
-    return Suback(pid, codes, props)
-
-
 def _unsubscribe(ptype, body, version):
     pid = _pid(body, 0, "UNSUBSCRIBE")
     pos = 2
@@ -534,23 +463,16 @@ def _unsubscribe(ptype, body, version):
     return Unsubscribe(pid, filters, props)
 
 
-def _unsuback(ptype, body, version):
-    pid = _pid(body, 0, "UNSUBACK")
-    if version != MQTT5:
-        _done(body, 2, "UNSUBACK")
-        return Unsuback(pid, [], None)
-    props, pos = decode_props(body, 2, UNSUBACK)
-    codes = list(body[pos:])
-    if not codes:
-        raise ProtocolError("UNSUBACK has no reason codes")
-    for c in codes:
-        _rc(c, _RC_UNSUBACK, "UNSUBACK")
-    return Unsuback(pid, codes, props)
-
-
 def _ping(ptype, body, version):
-    _done(body, 0, NAMES[ptype])
-    return _PINGREQ if ptype == PINGREQ else _PINGRESP
+    _done(body, 0, "PINGREQ")
+    return _PINGREQ
+
+
+def _client(ptype, body, version):
+    # CONNACK, SUBACK, UNSUBACK and PINGRESP only a client receives: the broker decodes them only
+    # to refuse them, so their code is loaded then (from gatemq.clientcodec), not at start.
+    from gatemq import clientcodec
+    return clientcodec.decode_client(ptype, body, version)
 
 
 def _rc_props(ptype, body, allowed):
@@ -580,9 +502,8 @@ def _auth(ptype, body, version):
 
 
 _PINGREQ = Pingreq()
-_PINGRESP = Pingresp()
-_DECODERS = (None, _connect, _connack, _publish, _ack, _ack, _ack, _ack, _subscribe, _suback,
-             _unsubscribe, _unsuback, _ping, _ping, _disconnect, _auth)
+_DECODERS = (None, _connect, _client, _publish, _ack, _ack, _ack, _ack, _subscribe, _client,
+             _unsubscribe, _client, _ping, _client, _disconnect, _auth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,85 +601,12 @@ def encode_auth(rc=0, props=None):
     return _packet(0xF0, bytes((rc,)) + encode_props(props))
 
 
-def encode_connect(client_id, version, clean_start=True, keepalive=60, username=None,
-                   password=None, will=None, props=None):
-    # will: a Will or None. username str, password bytes or str (None leaves them out).
-    body = bytearray(b"\x00\x06MQIsdp" if version == MQTT31 else b"\x00\x04MQTT")
-    flags = 2 if clean_start else 0
-    if will is not None:
-        flags |= 4 | (will.qos << 3) | (0x20 if will.retain else 0)
-    if username is not None:
-        flags |= 0x80
-    if password is not None:
-        flags |= 0x40
-    body.append(version)
-    body.append(flags)
-    body.append(keepalive >> 8)
-    body.append(keepalive & 0xFF)
-    if version == MQTT5:
-        body += encode_props(props)
-    body += encode_str(client_id)
-    if will is not None:
-        if version == MQTT5:
-            body += encode_props(will.props)
-        body += encode_str(will.topic)
-        body += encode_bin(will.payload)
-    if username is not None:
-        body += encode_str(username)
-    if password is not None:
-        body += encode_bin(password)
-    return _packet(0x10, body)
-
-
-def encode_subscribe(pid, topics, props, version):
-    # topics: list of (filter, options int).
-    body = bytearray((pid >> 8, pid & 0xFF))
-    if version == MQTT5:
-        body += encode_props(props)
-    for f, opts in topics:
-        body += encode_str(f)
-        body.append(opts)
-    return _packet(0x82, body)
-
-
-def encode_unsubscribe(pid, filters, props, version):
-    body = bytearray((pid >> 8, pid & 0xFF))
-    if version == MQTT5:
-        body += encode_props(props)
-    for f in filters:
-        body += encode_str(f)
-    return _packet(0xA2, body)
-
-
-def encode(packet, version):
-    # Any packet object -> bytes, for clients and tests; the broker calls the encoders directly.
-    t = packet.ptype
-    if t == PUBLISH:
-        p = packet
-        return bytes(encode_publish(p.topic.encode(), p.payload, p.qos, p.retain, p.dup, p.pid,
-                                    encode_props(p.props) if version == MQTT5 else b"", version))
-    if t == CONNECT:
-        p = packet
-        return encode_connect(p.client_id, p.version, p.clean_start, p.keepalive, p.username,
-                              p.password, p.will, p.props)
-    if t == CONNACK:
-        return encode_connack(packet.session_present, packet.rc, packet.props, version)
-    if PUBACK <= t <= PUBCOMP:
-        return encode_ack(t, packet.pid, packet.rc, packet.props, version)
-    if t == SUBSCRIBE:
-        return encode_subscribe(packet.pid, packet.topics, packet.props, version)
-    if t == SUBACK:
-        return encode_suback(packet.pid, packet.codes, packet.props, version)
-    if t == UNSUBSCRIBE:
-        return encode_unsubscribe(packet.pid, packet.filters, packet.props, version)
-    if t == UNSUBACK:
-        return encode_unsuback(packet.pid, packet.codes, packet.props, version)
-    if t == PINGREQ:
-        return PINGREQ_BYTES
-    if t == PINGRESP:
-        return PINGRESP_BYTES
-    if t == DISCONNECT:
-        return encode_disconnect(packet.rc, packet.props, version)
-    if t == AUTH:
-        return encode_auth(packet.rc, packet.props)
-    raise ValueError("cannot encode packet type %r" % t)
+def __getattr__(name):
+    # The client side of the codec (Connack, Suback, Unsuback, Pingresp, encode_connect,
+    # encode_subscribe, encode_unsubscribe, encode) lives in gatemq.clientcodec, which the broker
+    # never needs: on boards that load bytecode into RAM it would cost heap. It stays reachable
+    # here for clients and tests.
+    from gatemq import clientcodec
+    if name in clientcodec.PUBLIC:
+        return getattr(clientcodec, name)
+    raise AttributeError(name)
