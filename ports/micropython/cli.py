@@ -112,9 +112,11 @@ def main(argv, on_tick=None):
         else:
             sys.stderr.write("gatemq: unknown argument %r\n%s" % (a, USAGE))
             return 2
-    from . import server
     try:
         cfg = load(path)
+        # The broker's modules only now: while the config modules are loaded (and dropped again)
+        # the heap holds them alone, which keeps the start-up peak ~100 KB lower on a board.
+        from . import server
         log = server.make_log(level or cfg["log"]["level"])
         base = _dirname(path) if path else ""
         resolve_paths(cfg, base)
