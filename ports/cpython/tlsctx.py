@@ -31,6 +31,8 @@ def describe(exc):
     # -> (reason word, detail) for a failed handshake.
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _VERIFY_REASONS.get(exc.verify_code, "certificate_rejected"), exc.verify_message
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "connection_lost", "the client closed the connection"
     if isinstance(exc, ssl.SSLError):
         r = exc.reason or ""
         if r in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
