@@ -1,0 +1,83 @@
+# What the broker decides with no authenticators and no ACL sources (gatemq.policy), and that it
+# then never loads gatemq.auth, gatemq.acl and their crypto: on boards that load .mpy files into
+# RAM those modules would take ~60 KB of the heap.
+import sys
+
+import gatemq
+from gatemq import config, policy
+
+LAZY = ("gatemq.auth", "gatemq.acl", "gatemq.jwt", "gatemq.pubkey", "gatemq.pwhash")
+
+
+class Client:
+    def __init__(self, bind="0.0.0.0", username=None, verify_peer=False, peer_cert=None, superuser=False):
+        self.clientid = "c1"
+        self.username = username
+        self.listener = "tcp:default"
+        self.listener_bind_host = bind
+        self.verify_peer = verify_peer
+        self.peer_cert = peer_cert
+        self.is_superuser = superuser
+
+
+def _loaded_after(authn, sources):
+    # Imports gatemq.broker afresh and builds a broker with the modules above unloaded; returns
+    # those it loaded. The test process's own modules are put back afterwards, so other tests keep
+    # the classes they imported.
+    saved = {}
+    for n in LAZY + ("gatemq.broker",):
+        if n in sys.modules:
+            saved[n] = sys.modules.pop(n)
+        if n.split(".")[1] in gatemq.__dict__:
+            delattr(gatemq, n.split(".")[1])  # `from gatemq import x` would find it there
+    try:
+        from gatemq.broker import Broker
+        cfg = config.default()
+        cfg["authentication"] = authn
+        cfg["authorization"]["sources"] = sources
+        files = {"acl.conf": b"{allow, all}.\n", "users": b""}
+        Broker(cfg, lambda: 0.0, lambda: 1.7e9, lambda level, msg: None, files.__getitem__)
+        return [n for n in LAZY if n in sys.modules]
+    finally:
+        for n in LAZY + ("gatemq.broker",):
+            sys.modules.pop(n, None)
+            short = n.split(".")[1]
+            if n in saved:
+                sys.modules[n] = saved[n]
+                setattr(gatemq, short, saved[n])
+            elif short in gatemq.__dict__:
+                delattr(gatemq, short)
+
+
+def test_a_broker_without_authenticators_or_acl_sources_loads_neither():
+    assert _loaded_after([], []) == []
+
+
+def test_acl_sources_or_authenticators_load_what_they_need():
+    assert _loaded_after([], [{"type": "file", "path": "acl.conf"}]) == ["gatemq.acl"]
+    pwd = [{"mechanism": "password_based", "backend": "built_in_database", "user_file": "users",
+            "password_hash_algorithm": {"name": "sha256", "salt_position": "suffix"}}]
+    got = _loaded_after(pwd, [])
+    assert "gatemq.auth" in got and "gatemq.pwhash" in got and "gatemq.acl" in got
+    assert "gatemq.jwt" not in got  # no JWT authenticator: no JWT code
+
+
+def test_the_default_gate_is_the_secure_default():
+    lines = []
+    g = policy.Gate(lambda: 1.7e9, lambda level, msg: lines.append(msg))
+    assert g.authenticate(Client(bind="127.0.0.1"), {})[0] == 0
+    assert g.authenticate(Client(verify_peer=True, peer_cert=b"\x30\x00"), {})[0] == 0
+    assert g.authenticate(Client(), {})[0] == 0x87
+    assert "neither loopback nor verify_peer" in lines[-1]
+    assert g.authenticate(Client(), {"enable_authn": False})[0] == 0
+    assert g.authenticate(Client(bind="127.0.0.1"), {"enable_authn": "quick_deny_anonymous"})[0] == 0x87
+
+
+def test_no_match_decides_and_logs_the_real_filter_of_a_shared_subscription():
+    lines = []
+    deny = policy.NoMatch({"no_match": "deny", "deny_action": "disconnect"}, lambda level, msg: lines.append(msg))
+    assert deny.deny_action == "disconnect"
+    assert deny.check(Client(), "subscribe", "$share/g/t/1") is False
+    assert "'t/1'" in lines[-1] and "no_match" in lines[-1]
+    assert deny.check(Client(superuser=True), "publish", "t/1") is True
+    assert policy.NoMatch(None).check(Client(), "publish", "t/1") is True
