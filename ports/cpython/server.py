@@ -200,12 +200,14 @@ class TLSClient(Client):
         # The handshake is done: the broker's own checks on the leaf, then the broker.
         self.timer.cancel()
         self.timer = None
+        lt = self.srv.tls[self.listener]
         der = self.tls.getpeercert(True)
-        why = self.srv.tls[self.listener].check_leaf(der, self.tls)
+        why = lt.check_leaf(der, self.tls)
         if why:
             self._refuse(*why)
             return False
         peer, self.peer = self.peer, None
+        lt.drop_sent_chain(self.tls, self.sock)
         self.conn = self.srv.broker.open(self, peer, self.listener, der)
         if self.conn is None:
             self._teardown()

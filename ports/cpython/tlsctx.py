@@ -8,6 +8,7 @@ import os
 import ssl
 import time
 import warnings
+import weakref
 
 from gatemq import x509
 from gatemq.errors import ConfigError, DerError
@@ -77,6 +78,21 @@ class _OpenSSL:
         self.set_ciphersuites = lib.SSL_CTX_set_ciphersuites
         self.set_ciphersuites.restype = ctypes.c_int
         self.set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        try:
+            self.ssl_ctx = self._fn(lib, "SSL_get_SSL_CTX", ctypes.c_void_p, ctypes.c_void_p)
+            self.peer_chain = self._fn(lib, "SSL_get_peer_cert_chain", ctypes.c_void_p, ctypes.c_void_p)
+            self.sk_num = self._fn(lib, "OPENSSL_sk_num", ctypes.c_int, ctypes.c_void_p)
+            self.sk_pop = self._fn(lib, "OPENSSL_sk_pop", ctypes.c_void_p, ctypes.c_void_p)
+            self.x509_free = self._fn(lib, "X509_free", None, ctypes.c_void_p)
+        except AttributeError:
+            self.peer_chain = None
+
+    @staticmethod
+    def _fn(lib, name, restype, *argtypes):
+        f = getattr(lib, name)
+        f.restype = restype
+        f.argtypes = list(argtypes)
+        return f
 
     def ctx_pointer(self, ctx):
         p = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
@@ -84,6 +100,20 @@ class _OpenSSL:
             return None
         want_mode = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}[ctx.verify_mode]
         if self.get_options(p) != int(ctx.options) or self.get_verify_mode(p) != want_mode:
+            return None
+        return p
+
+    def ssl_pointer(self, tls, sock, ctx, ctx_p):
+        # The SSL* of an _ssl._SSLSocket from SSLContext._wrap_socket: the field between its weak
+        # reference to the socket and its context (PySSLSocket in Modules/_ssl.c). Both neighbours
+        # are checked by reading only that object's own memory, then OpenSSL must confirm the SSL
+        # belongs to this listener's SSL_CTX.
+        base = id(tls) + object.__basicsize__
+        field = lambda i: ctypes.c_void_p.from_address(base + i * ctypes.sizeof(ctypes.c_void_p)).value
+        if field(0) != id(weakref.ref(sock)) or field(2) != id(ctx):
+            return None
+        p = field(1)
+        if not p or self.ssl_ctx(p) != ctx_p:
             return None
         return p
 
@@ -133,6 +163,8 @@ class ListenerTLS:
         # and extended key usage checks OpenSSL does not make here.
         self.leaf_checks = bool(o.get("enable_crl_check") and o.get("crlfile")) or bool(o.get("verify_peer_ext_key_usage"))
         self.context = self._context()
+        lib = _native()
+        self._ctx_p = lib.ctx_pointer(self.context) if lib and lib.peer_chain else None
         if o.get("enable_crl_check") and o.get("crlfile"):
             self.maybe_reload()
 
@@ -162,6 +194,9 @@ class ListenerTLS:
         # No TLS 1.3 session tickets, as in EMQX (Erlang's ssl server default): each one costs a
         # session encryption per handshake and is sent right before the CONNACK.
         ctx.num_tickets = 0
+        # The identity is mapped from the first handshake's certificate; a TLS 1.2 renegotiation
+        # could bring another one afterwards (Mosquitto refuses them too).
+        ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
         self._versions(ctx, o.get("versions") or ("tlsv1.3", "tlsv1.2"))
         if o.get("ciphers"):
             self._ciphers(ctx, o["ciphers"])
@@ -265,6 +300,20 @@ class ListenerTLS:
         except Exception as e:
             return getattr(e, "reason", "certificate_rejected"), str(e)
         return None
+
+    def drop_sent_chain(self, tls, sock):
+        # After the checks: frees the copies of the CA certificates the client sent with its own
+        # (OpenSSL clients send their CA along when they have it). The session keeps them for
+        # nothing the broker uses - the leaf and the verified chain are held apart - and each
+        # parsed certificate is ~4.5 KB of every idle TLS connection.
+        lib = _openssl
+        p = self._ctx_p and lib.ssl_pointer(tls, sock, self.context, self._ctx_p)
+        if not p:
+            return
+        sk = lib.peer_chain(p)
+        if sk:
+            while lib.sk_num(sk) > 0:
+                lib.x509_free(lib.sk_pop(sk))
 
     def refuse(self, peer, reason, detail):
         self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (
