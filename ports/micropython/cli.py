@@ -61,12 +61,19 @@ def resolve_paths(cfg, base):
                 o[k] = base + "/" + p
 
 
+def _parse(path):
+    from gatemq import config
+    return config.load(read_text(path), path, read_text) if path else config.default()
+
+
 def load(path):
     # The config modules are dropped once the file is read: their bytecode is some 60 KB of heap
     # on the unix port, where .mpy files load into RAM, and the broker never needs them again.
-    from gatemq import config
+    # They are imported in _parse, whose frame is gone by the time unload() collects: a live
+    # reference here would keep them until some later collection, after the broker's own code
+    # had been loaded above them, leaving their 60 KB as a hole the code cannot use.
     try:
-        return config.load(read_text(path), path, read_text) if path else config.default()
+        return _parse(path)
     finally:
         unload("gatemq.config", "gatemq.hocon")
 

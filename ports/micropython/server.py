@@ -159,6 +159,16 @@ class Server:
             if lst.kind == "ssl" and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
         gc.collect()
+        # Collect each time an eighth of the heap now free has been allocated, not only when the
+        # heap is full: garbage left to fill the whole heap gets mixed with every new long-lived
+        # object (connections, sessions), and the holes it leaves become too small for the next
+        # packet buffer. With 16 plain and 4 TLS clients under QoS 1 traffic this lowers the heap
+        # the unix port needs by some 16 KB; with a large heap the threshold is large and costs
+        # next to nothing.
+        try:
+            gc.threshold(max(4096, gc.mem_free() // 8))
+        except AttributeError:  # a port built without MICROPY_GC_ALLOC_THRESHOLD
+            pass
         if self.heap_report:
             self.heap_line("start")
 
