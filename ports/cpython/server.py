@@ -373,8 +373,8 @@ class Server:
         self._timer = loop.call_later(0.5, self._tick)
 
     def _loop_error(self, loop, ctx):
-        # Handshakes are logged by ListenerTLS.handshake; TLS errors later in a connection may arrive
-        # here. Log them with the peer and the reason, briefly.
+        # TLSClient logs its own refusals and failures; TLS errors of other transports (the https
+        # dashboard's) and anything else a callback lets escape arrive here. Briefly, with the peer.
         exc = ctx.get("exception")
         tr = ctx.get("transport")
         peer = None
