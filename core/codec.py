@@ -605,7 +605,9 @@ def __getattr__(name):
     # The client side of the codec (Connack, Suback, Unsuback, Pingresp, encode_connect,
     # encode_subscribe, encode_unsubscribe, encode) lives in gatemq.clientcodec, which the broker
     # never needs: on boards that load bytecode into RAM it would cost heap. It stays reachable
-    # here for clients and tests.
+    # here for clients and tests. (Dunder names are asked for by the import system itself.)
+    if name[:2] == "__":
+        raise AttributeError(name)
     from gatemq import clientcodec
     if name in clientcodec.PUBLIC:
         return getattr(clientcodec, name)

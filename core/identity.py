@@ -1,7 +1,7 @@
 # Where the certificate becomes the MQTT identity, in EMQX's order (peer-cert-mapping spec,
 # "Where the mapping sits in a connection", steps 2-5 and 7). The mapped values are computed once
-# per connection from that connection's own leaf certificate.
-from gatemq import peercert
+# per connection from that connection's own leaf certificate. gatemq.peercert (and gatemq.der)
+# load with the first certificate: a broker with plain listeners only never needs them.
 
 
 def _text(v):
@@ -17,6 +17,7 @@ def resolve(conn, m):
     # Returns None, or (rc, why) to refuse: rc 0 means close without a CONNACK.
     der = conn.peer_cert
     if der is not None:
+        from gatemq import peercert
         cn = peercert.identity(der, "cn")
         conn.cert_cn = None if cn is None else _text(cn)
         conn.cert_dn = _text(peercert.identity(der, "dn"))

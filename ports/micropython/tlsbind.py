@@ -99,6 +99,9 @@ class Binder:
         if self.verify:
             ctx.verify_mode = tls.CERT_REQUIRED
             ctx.verify_callback = self._callback
+            # The certificate mapping's code, loaded now while the heap is still in one piece
+            # rather than at the first client certificate.
+            from gatemq import peercert  # noqa: F401
         else:
             ctx.verify_mode = tls.CERT_NONE
         self.ctx = ctx

@@ -1,12 +1,17 @@
 # What the broker decides with no authenticators and no ACL sources (gatemq.policy), and that it
-# then never loads gatemq.auth, gatemq.acl and their crypto: on boards that load .mpy files into
-# RAM those modules would take ~60 KB of the heap.
+# then never loads gatemq.auth, gatemq.acl and their crypto, nor the certificate code for plain
+# clients: on boards that load .mpy files into RAM those modules would take ~90 KB of the heap.
 import sys
 
 import gatemq
 from gatemq import config, policy
 
-LAZY = ("gatemq.auth", "gatemq.acl", "gatemq.jwt", "gatemq.pubkey", "gatemq.pwhash")
+LAZY = ("gatemq.auth", "gatemq.acl", "gatemq.jwt", "gatemq.pubkey", "gatemq.pwhash", "gatemq.peercert",
+        "gatemq.der", "gatemq.clientcodec")
+FRESH = ("gatemq.broker", "gatemq.connection", "gatemq.identity")
+# CONNECT, MQTT 3.1.1, clean session, keepalive 60, client id "x"; and the CONNACK accepting it.
+CONNECT = b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01x"
+CONNACK_OK = b"\x20\x02\x00\x00"
 
 
 class Client:
@@ -20,12 +25,12 @@ class Client:
         self.is_superuser = superuser
 
 
-def _loaded_after(authn, sources):
-    # Imports gatemq.broker afresh and builds a broker with the modules above unloaded; returns
-    # those it loaded. The test process's own modules are put back afterwards, so other tests keep
+def _loaded_after(authn, sources, connect=False):
+    # Imports the broker afresh and builds one with the modules above unloaded (and connects a
+    # plain client to it); returns those it loaded. The test process's own modules are put back afterwards, so other tests keep
     # the classes they imported.
     saved = {}
-    for n in LAZY + ("gatemq.broker",):
+    for n in LAZY + FRESH:
         if n in sys.modules:
             saved[n] = sys.modules.pop(n)
         if n.split(".")[1] in gatemq.__dict__:
@@ -36,10 +41,15 @@ def _loaded_after(authn, sources):
         cfg["authentication"] = authn
         cfg["authorization"]["sources"] = sources
         files = {"acl.conf": b"{allow, all}.\n", "users": b""}
-        Broker(cfg, lambda: 0.0, lambda: 1.7e9, lambda level, msg: None, files.__getitem__)
+        b = Broker(cfg, lambda: 0.0, lambda: 1.7e9, lambda level, msg: None, files.__getitem__)
+        if connect:
+            cfg["listeners"]["tcp"]["default"]["bind"] = ("127.0.0.1", 1883)
+            c = b.open(None, ("127.0.0.1", 50000), "tcp:default")
+            c.feed(CONNECT)
+            assert [bytes(x.take()) for x in b.flush()] == [CONNACK_OK]
         return [n for n in LAZY if n in sys.modules]
     finally:
-        for n in LAZY + ("gatemq.broker",):
+        for n in LAZY + FRESH:
             sys.modules.pop(n, None)
             short = n.split(".")[1]
             if n in saved:
@@ -51,6 +61,10 @@ def _loaded_after(authn, sources):
 
 def test_a_broker_without_authenticators_or_acl_sources_loads_neither():
     assert _loaded_after([], []) == []
+
+
+def test_a_plain_client_loads_no_certificate_or_client_side_code():
+    assert _loaded_after([], [], connect=True) == []
 
 
 def test_acl_sources_or_authenticators_load_what_they_need():
