@@ -4,17 +4,20 @@ from collections import OrderedDict
 
 
 class Session:
+    # Scalar defaults live on the class, as in Connection: a MicroPython instance pays per
+    # attribute it sets, and most sessions never change these.
+    next_pid = 1
+    conn = None
+    expiry = 0                         # Session Expiry Interval in seconds; None = never
+    expire_at = None                   # set while disconnected
+    will = None                        # (Message, fire_at) of a delayed will while disconnected
+
     def __init__(self, clientid):
         self.clientid = clientid
         self.subs = {}                 # full filter (with $share/...) -> Subscription
         self.inflight = OrderedDict()  # pid -> [msg, qos, retain, subids, phase]; phase 1 = PUBREL sent
         self.queue = []                # [msg, qos, retain, subids] waiting for the window or a connection
         self.awaiting_rel = {}         # pid -> time the PUBLISH arrived (incoming QoS 2)
-        self.next_pid = 1
-        self.conn = None
-        self.expiry = 0                # Session Expiry Interval in seconds; None = never
-        self.expire_at = None          # set while disconnected
-        self.will = None               # (Message, fire_at) of a delayed will while disconnected
 
     def alloc_pid(self):
         pid = self.next_pid
