@@ -47,8 +47,11 @@ class Broker:
             self.authn = Authenticator(authn, self.read_file, wallclock, log)
         else:
             self.authn = policy.Gate(wallclock, log)
-        if authn or (authz or {}).get("sources"):
-            # authenticators may hand out ACL rules (the JWT acl claim): gatemq.acl checks those
+        jwt = False
+        for a in authn or ():
+            jwt = jwt or a.get("mechanism") == "jwt"
+        if jwt or (authz or {}).get("sources"):
+            # a JWT authenticator may hand out ACL rules (the acl claim): gatemq.acl checks those
             from gatemq.acl import Authorizer
             self.authz = Authorizer(authz, self.read_file, log)
         else:

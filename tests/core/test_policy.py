@@ -72,8 +72,12 @@ def test_acl_sources_or_authenticators_load_what_they_need():
     pwd = [{"mechanism": "password_based", "backend": "built_in_database", "user_file": "users",
             "password_hash_algorithm": {"name": "sha256", "salt_position": "suffix"}}]
     got = _loaded_after(pwd, [])
-    assert "gatemq.auth" in got and "gatemq.pwhash" in got and "gatemq.acl" in got
+    assert "gatemq.auth" in got and "gatemq.pwhash" in got
     assert "gatemq.jwt" not in got  # no JWT authenticator: no JWT code
+    assert "gatemq.acl" not in got  # and no ACL rules can come from a token
+    jwt = [{"mechanism": "jwt", "from": "password", "algorithm": "hmac-based", "secret": "k3y"}]
+    got = _loaded_after(jwt, [])
+    assert "gatemq.jwt" in got and "gatemq.acl" in got  # the token's acl claim needs gatemq.acl
 
 
 def test_the_default_gate_is_the_secure_default():
