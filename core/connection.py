@@ -23,7 +23,6 @@ class Connection:
     closing = False
     state = NEW
     version = None
-    proto_name = None
     session = None
     clientid = None
     username = None
@@ -41,7 +40,6 @@ class Connection:
     connected_at = 0
     reason = None           # why the connection ended, for $SYS and logs
     peer_cert = None
-    verify_peer = False
     cert_cn = None
     cert_dn = None
     is_superuser = False
@@ -67,6 +65,17 @@ class Connection:
         if peer_cert is not None:
             self.set_peer_cert(peer_cert)
 
+    # Derived rather than stored: on CPython an instance with more than 30 attributes loses its
+    # shared key table and costs ~1.5 KB more.
+    @property
+    def proto_name(self):
+        v = self.version
+        return None if v is None else ("MQIsdp" if v == 3 else "MQTT")
+
+    @property
+    def verify_peer(self):
+        return self.peer_cert is not None and self.lcfg.get("ssl_options", {}).get("verify") == "verify_peer"
+
     @property
     def listener_kind(self):
         return self.listener.split(":", 1)[0]
@@ -85,7 +94,6 @@ class Connection:
     def set_peer_cert(self, der):
         # Only a verified handshake's leaf reaches here; the port guarantees that.
         self.peer_cert = bytes(der)
-        self.verify_peer = self.lcfg.get("ssl_options", {}).get("verify") == "verify_peer"
 
     def name(self):
         return "%s@%s:%s" % (self.clientid if self.clientid is not None else "?", self.peerhost, self.peerport)
@@ -208,11 +216,13 @@ class Connection:
         m = self.mqtt = b.mqtt
         v = p.version
         self.version = v
-        self.proto_name = p.proto_name
-        self.clean_start = p.clean_start
+        if not p.clean_start:
+            self.clean_start = False
         self.keepalive = p.keepalive
-        self.username = p.username
-        self.password = p.password
+        if p.username is not None:
+            self.username = p.username
+        if p.password is not None:
+            self.password = p.password
         self.clientid = p.client_id
         props = p.props or {}
         self.reader.max_packet_size = m["max_packet_size"]
@@ -239,6 +249,9 @@ class Connection:
         elif not cid:
             assigned = self.clientid
         rc, why = b.authenticate(self)
+        if "password" in self.__dict__:
+            # Authentication was its only use: no secret stays in the broker's memory.
+            del self.password
         if rc:
             return self._refuse(rc, why)
         if p.will is not None:
@@ -261,14 +274,20 @@ class Connection:
                 exp = None
             if cap is not None and (exp is None or exp > cap):
                 exp = cap
-            rm = props.get(P_RECEIVE_MAXIMUM)
-            if rm is not None:
-                self.window = rm
-            self.max_out = props.get(P_MAXIMUM_PACKET_SIZE)
-            self.alias_max = props.get(P_TOPIC_ALIAS_MAXIMUM, 0)
+            window = props.get(P_RECEIVE_MAXIMUM, 65535)
+            mo = props.get(P_MAXIMUM_PACKET_SIZE)
+            if mo is not None:
+                self.max_out = mo
+            am = props.get(P_TOPIC_ALIAS_MAXIMUM, 0)
+            if am:
+                self.alias_max = am
         else:
+            window = 65535
             exp = 0 if p.clean_start else cap
-        self.window = min(self.window, m["max_inflight"])
+        if window > m["max_inflight"]:
+            window = m["max_inflight"]
+        if window != Connection.window:
+            self.window = window
         self.expiry = exp
         if self.will_delay and exp is not None and self.will_delay > exp:
             self.will_delay = exp

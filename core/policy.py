@@ -33,9 +33,8 @@ class Gate:
         pass
 
     def authenticate(self, client, listener_cfg):
-        client.is_superuser = False
-        client.acl = None
-        client.auth_expire_at = None
+        # A connection authenticates once, so its is_superuser/acl/auth_expire_at are still the
+        # defaults here; the chain sets only what it grants.
         rc, reason = self._decide(client, listener_cfg or {})
         if rc:
             self.log("warning", "authentication refused %s: %s" % (who(client), reason))
