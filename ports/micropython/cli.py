@@ -66,16 +66,31 @@ def _parse(path):
     return config.load(read_text(path), path, read_text) if path else config.default()
 
 
+def _prepare(cfg, path):
+    from . import dashboard
+    return dashboard.prepare(cfg, _dirname(path) if path else "", read_text)
+
+
 def load(path):
+    # -> (cfg, base_mqtt): base_mqtt is the file's own mqtt section when dashboard.enable is set
+    # (the API's overlay file is applied to cfg here), else None.
     # The config modules are dropped once the file is read: their bytecode is some 60 KB of heap
     # on the unix port, where .mpy files load into RAM, and the broker never needs them again.
     # They are imported in _parse, whose frame is gone by the time unload() collects: a live
     # reference here would keep them until some later collection, after the broker's own code
     # had been loaded above them, leaving their 60 KB as a hole the code cannot use.
+    # The management API validates its changes with them, so with the dashboard on they stay,
+    # loaded (with gatemq.admin) below the broker's code rather than above it.
+    keep = False
     try:
-        return _parse(path)
+        cfg = _parse(path)
+        keep = cfg["dashboard"]["enable"]
+        if keep:
+            return _prepare(cfg, path)
+        return cfg, None
     finally:
-        unload("gatemq.config", "gatemq.hocon")
+        if not keep:
+            unload("gatemq.config", "gatemq.hocon")
 
 
 def unload(*names):
@@ -120,7 +135,7 @@ def main(argv, on_tick=None):
             sys.stderr.write("gatemq: unknown argument %r\n%s" % (a, USAGE))
             return 2
     try:
-        cfg = load(path)
+        cfg, base_mqtt = load(path)
         # The broker's modules only now: while the config modules are loaded (and dropped again)
         # the heap holds them alone, which keeps the start-up peak ~100 KB lower on a board.
         from . import server
@@ -130,7 +145,8 @@ def main(argv, on_tick=None):
         if check:
             server.Server(cfg, log, file_reader(base), file_reader(base, True))
             return 0
-        server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick)
+        dash = None if base_mqtt is None else (base, base_mqtt)
+        server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick, dash)
     except ConfigError as e:
         sys.stderr.write("gatemq: config error: %s\n" % e)
         return 2

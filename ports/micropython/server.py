@@ -116,7 +116,8 @@ def _bind_free(s, host, family):
 
 
 class Server:
-    def __init__(self, cfg, log, read, read_text=None, broker_cls=None, heap_report=0, on_tick=None):
+    def __init__(self, cfg, log, read, read_text=None, broker_cls=None, heap_report=0, on_tick=None,
+                 dash=None):
         if broker_cls is None:
             from gatemq.broker import Broker as broker_cls
         self.cfg = cfg
@@ -126,6 +127,7 @@ class Server:
         self.heap_report = heap_report  # seconds between heap lines on the log, 0 for none
         self.min_free = None
         self.on_tick = on_tick  # called each timer round: boards feed their watchdog there
+        self.dash = dash  # (config folder, the file's mqtt section): serve the management API
         mps = cfg["mqtt"]["max_packet_size"]
         # Output one client may leave unread before it is dropped: bounded, yet above one packet.
         self.out_limit = max(16384, mps + 4096) if mps else 65536
@@ -304,6 +306,19 @@ class Server:
                 gc.collect()
         return False
 
+    def start_dashboard(self):
+        # The broker's job is MQTT: a management API that cannot start costs only itself.
+        try:
+            from . import dashboard
+            base, base_mqtt = self.dash
+            dashboard.Dashboard(self, self.cfg, base, base_mqtt).start()
+        except MemoryError:
+            gc.collect()
+            self.log("error", "dashboard: out of memory at start; the API is off "
+                     "(set dashboard.enable = false on a small board)")
+        except Exception as e:
+            self.log("error", "dashboard: cannot start: %r; the API is off" % (e,))
+
     async def ticker(self):
         next_report = 0
         while True:
@@ -335,6 +350,8 @@ class Server:
     async def main(self):
         for lst in self.listeners:
             asyncio.create_task(self.accept_loop(lst))
+        if self.dash is not None and self.cfg["dashboard"]["enable"]:
+            self.start_dashboard()
         await self.ticker()
 
     def shutdown(self):
@@ -352,8 +369,8 @@ class Server:
                 pass
 
 
-def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None):
-    srv = Server(cfg, log, read, read_text, heap_report=heap_report, on_tick=on_tick)
+def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None, dash=None):
+    srv = Server(cfg, log, read, read_text, heap_report=heap_report, on_tick=on_tick, dash=dash)
     srv.start()
     try:
         asyncio.run(srv.main())

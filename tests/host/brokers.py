@@ -46,6 +46,10 @@ class BrokerProcess:
         self._tmp = str(tmp_path) if tmp_path is not None else tempfile.mkdtemp(prefix="gatemq-test-")
         if default_listener and "tcp.default" not in config_text:
             config_text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n' + config_text
+        if self.runtime == "micropython" and "dashboard" not in config_text:
+            # Its default bind is the fixed 127.0.0.1:18083, and its modules are heap the MQTT
+            # tests do not need: tests of the API configure it (tests/host/test_dashboard_api.py).
+            config_text = "dashboard.enable = false\n" + config_text
         self.config_text = config_text
         if listeners is None:
             listeners = [tuple(m) for m in NAMED_LISTENER.findall(config_text)]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from brokers import ROOT, VENV_BIN, BrokerProcess
+from brokers import BrokerProcess
 from clients import Client, V311, V5, props
 from conftest import require_gatemq
 
@@ -372,68 +372,60 @@ def test_the_page_is_served(make_broker):
 
 # ---- the MicroPython port's API (ports/micropython/dashboard.py) ----
 
-# How the port starts it: the overlay applied after config.load, the dashboard inside the loop.
-MP_DRIVER = """
-import sys, asyncio
-from gatemq import config
-from gatemq.micropython import server, dashboard, cli
-cfg = config.load(open(sys.argv[1]).read(), sys.argv[1])
-log = server.make_log("debug")
-read_text = cli.file_reader(".", True)
-cfg, base_mqtt = dashboard.prepare(cfg, ".", read_text)
-srv = server.Server(cfg, log, cli.file_reader("."), read_text)
-srv.start()
-async def main():
-    if cfg["dashboard"]["enable"]:
-        dashboard.Dashboard(srv, cfg, ".", base_mqtt).start()
-    await srv.main()
-asyncio.run(main())
-"""
-
-
-class MpBroker(BrokerProcess):
-    def _command(self, path):
-        driver = os.path.join(self._tmp, "mp_dashboard.py")
-        with open(driver, "w") as f:
-            f.write(MP_DRIVER)
-        return [os.path.join(VENV_BIN, "micropython"), "-X", "heapsize=8M", driver, path]
-
-
 def test_micropython_port_serves_the_same_api(tmp_path):
+    # The real port (micropython -m gatemq.micropython --config FILE), which starts the API
+    # because dashboard.enable is true.
     require_gatemq()
     text = DASH + 'dashboard.default_password = "board-pw"\n'
 
     def boot():
-        # A script run by path does not see the frozen asyncio unless .frozen is on the path.
-        lib = os.path.join(ROOT, "build", "mpy", "lib")
-        b = MpBroker(text, runtime="micropython", tmp_path=tmp_path, listeners=LISTEN,
-                     env={"MICROPYPATH": ".frozen:" + lib})
+        b = BrokerProcess(text, runtime="micropython", tmp_path=tmp_path, listeners=LISTEN)
         _running.append(b)
         return b
 
     b = boot()
     api = Http(b)
-    assert api.call("GET", "/api/v5/clients")[0] == 401
+    for method, path in (("GET", "/api/v5/clients"), ("GET", "/api/v5/stats"), ("GET", "/api/v5/configs/mqtt"),
+                         ("PUT", "/api/v5/configs/mqtt")):
+        assert api.call(method, path, {} if method == "PUT" else None)[0] == 401, path
+    assert api.call("GET", "/api/v5/clients", token="not-a-token")[0] == 401
+    assert api.call("POST", "/api/v5/login", {"username": "admin", "password": "public"})[0] == 401
     api.login("admin", "board-pw")
+    m = api.call("GET", "/api/v5/configs/mqtt")[1]
+    assert m["peer_cert_as_username"] == "disabled" and m["max_inflight"] != 8
     status, err = api.call("PUT", "/api/v5/configs/mqtt", {"peer_cert_as_username": "sha1"})
     assert status == 400 and err["message"].startswith("mqtt.peer_cert_as_username: expected one of")
-    status, m = api.call("PUT", "/api/v5/configs/mqtt", {"peer_cert_as_username": "dn", "max_inflight": 8})
-    assert status == 200 and m["peer_cert_as_username"] == "dn"
-    with Client(b.port, "mp-dev", version=V5, username="u1") as c:
-        c.connect()
-        row = listed(api, username="u1")["data"][0]
-        assert row["clientid"] == "mp-dev" and row["proto_ver"] == 5
-        assert c.connack_props.ReceiveMaximum == 8
-        st = api.call("GET", "/api/v5/stats?aggregate=true")[1]
-        assert st["live_connections.count"] == 1
-        assert api.call("DELETE", "/api/v5/clients/mp-dev")[0] == 204
-        assert c.wait_disconnected() == 0x98
+    with Client(b.port, "mp-old", version=V5) as old:
+        old.connect()
+        before = old.connack_props.ReceiveMaximum
+        status, m = api.call("PUT", "/api/v5/configs/mqtt", {"peer_cert_as_username": "dn", "max_inflight": 8})
+        assert status == 200 and m["peer_cert_as_username"] == "dn"
+        with Client(b.port, "mp-dev", version=V5, username="u1") as c:
+            c.connect()
+            # The change applies to the new connection only.
+            assert c.connack_props.ReceiveMaximum == 8 and before != 8
+            row = listed(api, username="u1")["data"][0]
+            assert row["clientid"] == "mp-dev" and row["proto_ver"] == 5
+            assert {r["clientid"] for r in listed(api)["data"]} == {"mp-old", "mp-dev"}
+            st = api.call("GET", "/api/v5/stats?aggregate=true")[1]
+            assert st["live_connections.count"] == 2
+            assert api.call("DELETE", "/api/v5/clients/mp-dev")[0] == 204
+            assert c.wait_disconnected() == 0x98
+        old.publish("mp/still", b"up", qos=1)  # the old connection is untouched
     assert "board-pw" not in open(os.path.join(tmp_path, "data", "admins.json")).read()
     b.stop()
     b = boot()
     api = Http(b).login("admin", "board-pw")
     m = api.call("GET", "/api/v5/configs/mqtt")[1]
     assert m["peer_cert_as_username"] == "dn" and m["max_inflight"] == 8
+
+
+def test_micropython_port_without_the_dashboard_serves_no_api(tmp_path):
+    require_gatemq()
+    b = BrokerProcess(DASH + "dashboard.enable = false\n", runtime="micropython", tmp_path=tmp_path)
+    _running.append(b)
+    assert ("http", "dashboard") not in b.ports and "dashboard" not in b.log()
+    assert not os.path.exists(os.path.join(tmp_path, "data"))
 
 
 def test_https_listener_with_the_demo_certificates(make_broker, pki):

@@ -304,6 +304,8 @@ class HeapBroker:
     """The MicroPython broker with a given heap and heap reports on stderr."""
 
     def __init__(self, tmp_path, text, heap):
+        if "dashboard" not in text:
+            text = "dashboard.enable = false\n" + text  # MQTT budgets: no management API in them
         path = tmp_path / ("heap-%s.conf" % heap)
         path.write_text(text)
         env = dict(os.environ, MICROPYPATH=MPY_LIB)
