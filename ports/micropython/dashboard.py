@@ -19,7 +19,7 @@ import socket
 from gatemq import admin
 
 from . import addr
-from .link import readable
+from .link import readable, unqueue
 
 MAX_HEAD = 4096
 TIMEOUT = 10  # seconds a client has to send its request
@@ -141,24 +141,44 @@ class Dashboard:
         return port
 
     async def _accept(self):
+        # Out of memory refuses the request at hand (logged), never ends this loop.
         ls = self.sock
         while True:
-            await readable(ls)
-            if self.busy >= MAX_CLIENTS:
-                await asyncio.sleep_ms(20)
-                continue
+            s = None
             try:
-                s, sa = ls.accept()
-            except OSError:
-                await asyncio.sleep_ms(50)
-                continue
-            s.setblocking(False)
-            self.busy += 1
-            asyncio.create_task(self._serve(s, addr.peer(sa)))
+                try:
+                    await readable(ls)
+                except MemoryError:
+                    unqueue(ls)
+                    raise
+                if self.busy >= MAX_CLIENTS:
+                    await asyncio.sleep_ms(20)
+                    continue
+                try:
+                    s, sa = ls.accept()
+                except OSError:
+                    await asyncio.sleep_ms(50)
+                    continue
+                s.setblocking(False)
+                self.busy += 1
+                try:
+                    asyncio.create_task(self._serve(s, addr.peer(sa)))
+                except MemoryError:
+                    self.busy -= 1
+                    raise
+            except MemoryError:
+                if s is not None:
+                    try:
+                        s.close()
+                    except Exception:
+                        pass
+                self.srv.oom("listener http:dashboard: out of memory; request refused")
+                await asyncio.sleep_ms(100)
 
     async def _serve(self, s, peer):
-        st = asyncio.StreamReader(s)  # MicroPython: one Stream class reads and writes
+        st = None
         try:
+            st = asyncio.StreamReader(s)  # MicroPython: one Stream class reads and writes
             try:
                 status, value, extra = await asyncio.wait_for(self._request(st, peer), TIMEOUT)
             except admin.HttpError as e:
@@ -170,14 +190,21 @@ class Dashboard:
             await st.drain()
         except Exception as e:
             # Timeouts, resets, out of memory: drop this request, keep serving.
-            self.srv.log("debug", "dashboard: %s:%d: %r" % (peer[0], peer[1], e))
+            try:
+                self.srv.log("debug", "dashboard: %s:%d: %r" % (peer[0], peer[1], e))
+            except MemoryError:
+                pass
         finally:
             self.busy -= 1
             try:
-                st.close()
-                await st.wait_closed()
+                if st is None:
+                    s.close()
+                else:
+                    st.close()
+                    await st.wait_closed()
             except Exception:
                 pass
+            unqueue(s)
             gc.collect()
 
     async def _request(self, st, peer):

@@ -19,6 +19,19 @@ async def writable(s):
     yield core._io_queue.queue_write(s)
 
 
+def unqueue(s):
+    # Out of memory inside asyncio's queue_read/queue_write can leave the socket filed in its map
+    # (for a task that no longer waits) without the poller knowing it: the next wait on a socket
+    # with that id would trip asyncio's assertion. Forget such an entry.
+    q = core._io_queue
+    if id(s) in q.map:
+        try:
+            del q.map[id(s)]
+            q.poller.unregister(s)
+        except (KeyError, OSError):
+            pass
+
+
 class Link:
     # Per-connection state is kept small (an idle connection should cost well under 2 KB of heap):
     # only what differs per connection lives in the instance, the rest are class defaults that
@@ -83,13 +96,19 @@ class Link:
         except OSError as e:
             srv.log("debug", "%s: %s: socket error %s" % (self.lst.label, self.name(), e))
         except MemoryError:
-            gc.collect()
-            srv.log("warning", "%s: %s: out of memory, connection closed" % (self.lst.label, self.name()))
+            srv.oom("%s: %s: out of memory, connection closed", (self.lst.label, self.name()))
         except Exception as e:
             # A bug must cost one connection, never the broker.
-            srv.log("error", "%s: %s: internal error %r, connection closed" % (self.lst.label, self.name(), e))
+            try:
+                srv.log("error", "%s: %s: internal error %r, connection closed" % (self.lst.label, self.name(), e))
+            except MemoryError:
+                pass
         finally:
-            self._close()
+            try:
+                self._close()
+            except MemoryError:
+                # The socket is closed and the link forgotten before anything that allocates.
+                srv.oom("%s: %s: out of memory while closing", (self.lst.label, self.name()))
 
     async def _handshake(self):
         # TLS: the handshake runs inside the first reads. Returns the first application bytes, or
@@ -191,6 +210,11 @@ class Link:
                     self.off = 0
         except asyncio.CancelledError:
             return
+        except MemoryError:
+            # Its queued output is lost: the connection cannot go on.
+            self.srv.oom("%s: %s: out of memory writing to it, connection closed", (self.lst.label, self.name()))
+            self.out = None
+            self.done = True
         finally:
             self.writer = None
         if self.done:
@@ -220,12 +244,8 @@ class Link:
             w.cancel()
         self.writer = None
         self.out = None
-        conn = self.conn
-        if conn is not None and not conn.closing:
-            try:
-                conn.lost()
-            except Exception as e:
-                srv.log("error", "%s: %s: broker lost(): %r" % (self.lst.label, self.name(), e))
+        # The sockets first, as nothing here allocates: whatever fails below, they are closed.
+        unqueue(self.sock)
         try:
             self.sock.close()
         except Exception:
@@ -236,4 +256,12 @@ class Link:
                 self.raw.close()
             except Exception:
                 pass
+        conn = self.conn
+        if conn is not None and not conn.closing:
+            try:
+                conn.lost()
+            except MemoryError:
+                srv.oom("%s: %s: out of memory in the broker's lost()", (self.lst.label, self.name()))
+            except Exception as e:
+                srv.log("error", "%s: %s: broker lost(): %r" % (self.lst.label, self.name(), e))
         srv.forget(self)

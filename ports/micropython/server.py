@@ -10,7 +10,7 @@ from gatemq.connection import CONNECTED
 from gatemq.errors import ConfigError
 
 from . import addr
-from .link import Link, readable
+from .link import Link, readable, unqueue
 
 # Free heap kept back at accept: below it a new connection is refused (logged) so the existing ones
 # keep the memory they need. mbedTLS allocates its ~25-30 KB per connection from the Python heap
@@ -186,15 +186,30 @@ class Server:
 
     # -- the glue ---------------------------------------------------------------------------
 
+    def oom(self, fmt, args=()):
+        # A warning where memory ran out: collect first so the message can be built, and never
+        # let the message itself raise.
+        gc.collect()
+        try:
+            self.log("warning", fmt % args)
+        except MemoryError:
+            pass
+
     def pump(self):
-        # Carry the broker's output to the sockets; close what the broker closes.
+        # Carry the broker's output to the sockets; close what the broker closes. Out of memory
+        # while handing over one connection's output closes that connection only (its output is
+        # gone, so its stream cannot go on); the others still get theirs.
         for c in self.broker.flush():
             link = c.handle
-            data = c.take()
-            if data:
-                link.send(data)
-            if c.closing:
-                link.finish(LINGER)
+            try:
+                data = c.take()
+                if data:
+                    link.send(data)
+                if c.closing:
+                    link.finish(LINGER)
+            except MemoryError:
+                link.abort()
+                self.oom("%s: %s: out of memory writing to it, connection closed", (link.lst.label, link.name()))
 
     def forget(self, link):
         try:
@@ -227,32 +242,38 @@ class Server:
     # -- tasks ------------------------------------------------------------------------------
 
     async def accept_loop(self, lst):
+        # Nothing may end this loop: out of memory anywhere in it (waiting on the socket, accept,
+        # setting up the connection) refuses or delays the new connection, logged, and goes on.
         ls = lst.sock
         while True:
-            await readable(ls)
-            if gc.mem_free() < RESERVE:
-                gc.collect()
+            s = None
             try:
-                s, sa = ls.accept()
-            except MemoryError:
-                gc.collect()
-                self.log("warning", "%s: out of memory at accept; retrying" % lst.label)
-                await asyncio.sleep_ms(100)
-                continue
-            except OSError as e:
-                # EMFILE and friends: the client stays in the backlog; give closing sockets time.
-                self.log("warning", "%s: accept failed: %s" % (lst.label, e))
-                await asyncio.sleep_ms(100)
-                continue
-            try:
+                try:
+                    await readable(ls)
+                except MemoryError:
+                    # asyncio may have filed the socket without the poller: forget it, wait, retry.
+                    unqueue(ls)
+                    raise
+                if gc.mem_free() < RESERVE:
+                    gc.collect()
+                try:
+                    s, sa = ls.accept()
+                except OSError as e:
+                    # EMFILE and friends: the client stays in the backlog; give closing sockets time.
+                    self.log("warning", "%s: accept failed: %s" % (lst.label, e))
+                    await asyncio.sleep_ms(100)
+                    continue
                 self.admit(lst, s, sa)
             except MemoryError:
-                try:
-                    s.close()
-                except Exception:
-                    pass
-                gc.collect()
-                self.log("warning", "%s: out of memory; new connection refused" % lst.label)
+                if s is not None:
+                    try:
+                        s.close()
+                    except Exception:
+                        pass
+                    self.oom("%s: out of memory; new connection refused", lst.label)
+                else:
+                    self.oom("%s: out of memory waiting for connections; retrying", lst.label)
+                await asyncio.sleep_ms(100)
 
     def admit(self, lst, s, sa):
         peer = addr.peer(sa)
@@ -320,6 +341,7 @@ class Server:
             self.log("error", "dashboard: cannot start: %r; the API is off" % (e,))
 
     async def ticker(self):
+        # The broker's main task: its end would end the broker, so nothing may escape it.
         next_report = 0
         while True:
             wait = 1
@@ -339,8 +361,13 @@ class Server:
                         next_report = now + self.heap_report
                         self.heap_line("report")
             except MemoryError:
-                gc.collect()
-                self.log("warning", "out of memory in the timer loop; retrying")
+                self.oom("out of memory in the timer loop (timers, $SYS); retrying")
+            except Exception as e:
+                # A bug in a timer must not stop the broker either.
+                try:
+                    self.log("error", "timer loop: internal error %r; retrying" % (e,))
+                except MemoryError:
+                    pass
             if wait is None or wait > 1:
                 wait = 1
             elif wait < 0.01:

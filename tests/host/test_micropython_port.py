@@ -429,6 +429,72 @@ def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
         b.stop()
 
 
+def _idle_connect(port, cid):
+    """An MQTT 3.1.1 connection that then stays idle; None when the broker refuses or drops it."""
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"\x10" + bytes([len(body)]) + body)
+        if s.recv(4) == b"\x20\x02\x00\x00":  # CONNACK, accepted
+            return s
+        s.close()
+    except OSError:  # reset by the broker: refused
+        pass
+    return None
+
+
+def test_memory_exhaustion_by_idle_connections_refuses_cleanly_and_recovers(tmp_path):
+    # Issue 4 "Bounds": idle connections until the heap runs short; new ones are refused and
+    # logged, the broker lives on, an existing client keeps working, and closing connections
+    # makes room for new ones again.
+    text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n'
+    heap = (_code_heap(tmp_path, text) + 96 * 1024) // 1024
+    b = HeapBroker(tmp_path, text, "%dK" % heap)
+    port = b.ports["tcp:default"]
+    idle = []
+    try:
+        sub = Client(port, "keeper-sub", V311)
+        sub.connect()
+        sub.subscribe("keep/#", qos=1)
+        pub = Client(port, "keeper-pub", V311)
+        pub.connect()
+        refused = 0
+        for i in range(400):
+            s = _idle_connect(port, b"idle%d" % i)
+            if s is None:
+                refused += 1
+                if refused >= 5:
+                    break
+            else:
+                idle.append(s)
+        assert refused >= 5, "no refusal after %d idle connections in a %dK heap" % (len(idle), heap)
+        assert len(idle) >= 20, len(idle)  # the heap was used, not refused from the start
+        assert any("refused" in x and "low memory" in x and "WARNING" in x for x in b.lines), b.lines[-15:]
+        assert not [x for x in b.lines if "Traceback" in x or "MemoryError" in x], b.lines[-30:]
+        assert b.proc.poll() is None
+        # Existing clients are still served in both directions.
+        pub.publish("keep/a", b"still served", qos=1)
+        assert sub.expect(timeout=5).payload == b"still served"
+        # Closing some makes room: new connections are accepted again.
+        for s in idle[:30]:
+            s.close()
+        del idle[:30]
+        deadline = time.monotonic() + 10
+        again = None
+        while again is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            again = _idle_connect(port, b"again")
+        assert again is not None, b.lines[-15:]
+        idle.append(again)
+        pub.publish("keep/b", b"after recovery", qos=1)
+        assert sub.expect(timeout=5).payload == b"after recovery"
+        assert b.proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        b.stop()
+
+
 # ---- firmware/ ----------------------------------------------------------------------------
 
 FIRMWARE = os.path.join(ROOT, "firmware")
