@@ -172,23 +172,28 @@ class Broker:
         now = self.clock()
         will = c.will if send_will else None
         c.will = None
-        if will is not None:
-            if c.will_delay:
-                sess.will = (will, now + c.will_delay)
-            else:
-                self.publish(will)
-        self._event(c, "disconnected", {
-            "clientid": c.clientid, "username": c.username, "ipaddress": c.peerhost, "sockport": c.lcfg["bind"][1],
-            "proto_name": c.proto_name, "proto_ver": c.version, "reason": c.reason or "normal",
-            "disconnected_at": self.wallclock_ms(), "ts": self.wallclock_ms(),
-        })
-        self.log("info", "client %s disconnected: %s" % (c.name(), c.reason))
+        # Session bookkeeping first: publishing (the will, the $SYS event) allocates, and running
+        # out of memory there must not leave a session half torn down.
         sess.expiry = c.expiry
+        if will is not None and c.will_delay:
+            sess.will = (will, now + c.will_delay)
+            will = None
         if sess.expiry == 0:
             self.end_session(sess, "expired")
         else:
             sess.expire_at = None if sess.expiry is None else now + sess.expiry
             self.offline.add(sess)
+        try:
+            if will is not None:
+                self.publish(will)
+            self._event(c, "disconnected", {
+                "clientid": c.clientid, "username": c.username, "ipaddress": c.peerhost,
+                "sockport": c.lcfg["bind"][1], "proto_name": c.proto_name, "proto_ver": c.version,
+                "reason": c.reason or "normal", "disconnected_at": self.wallclock_ms(), "ts": self.wallclock_ms(),
+            })
+        except MemoryError:
+            self.log("error", "client %s: out of memory publishing its will or disconnect event" % c.name())
+        self.log("info", "client %s disconnected: %s" % (c.name(), c.reason))
 
     def end_session(self, sess, why):
         if sess.will is not None:
