@@ -23,12 +23,12 @@ def read_bytes(path):
         return f.read()
 
 
-def _dirname(path):
+def dirname(path):
     i = path.rfind("/")
     return path[:i] if i > 0 else ("/" if i == 0 else "")
 
 
-def _exists(path):
+def exists(path):
     import os
     try:
         os.stat(path)
@@ -40,7 +40,7 @@ def _exists(path):
 def file_reader(base, text=False):
     # Paths as written, else relative to the config file's folder.
     def read(path):
-        if path[:1] != "/" and base and not _exists(path):
+        if path[:1] != "/" and base and not exists(path):
             path = base + "/" + path
         if text:
             return read_text(path)
@@ -57,7 +57,7 @@ def resolve_paths(cfg, base):
         o = lc["ssl_options"]
         for k in ("certfile", "keyfile", "cacertfile", "crlfile"):
             p = o.get(k)
-            if p and p[:1] != "/" and base and not _exists(p):
+            if p and p[:1] != "/" and base and not exists(p):
                 o[k] = base + "/" + p
 
 
@@ -68,7 +68,7 @@ def _parse(path):
 
 def _prepare(cfg, path):
     from . import dashboard
-    return dashboard.prepare(cfg, _dirname(path) if path else "", read_text)
+    return dashboard.prepare(cfg, dirname(path) if path else "", read_text)
 
 
 def load(path):
@@ -140,7 +140,7 @@ def main(argv, on_tick=None):
         # the heap holds them alone, which keeps the start-up peak ~100 KB lower on a board.
         from . import server
         log = server.make_log(level or cfg["log"]["level"])
-        base = _dirname(path) if path else ""
+        base = dirname(path) if path else ""
         resolve_paths(cfg, base)
         if check:
             server.Server(cfg, log, file_reader(base), file_reader(base, True))

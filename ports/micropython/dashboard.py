@@ -20,6 +20,7 @@ from gatemq import admin
 
 from . import addr
 from .link import readable, unqueue
+from .cli import dirname, exists
 
 MAX_HEAD = 4096
 TIMEOUT = 10  # seconds a client has to send its request
@@ -34,33 +35,20 @@ def _join(base, path):
     return base + "/" + path
 
 
-def _dirname(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else ("/" if i == 0 else "")
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def prepare(cfg, base, read_text):
     # -> (cfg with the overlay file applied, the mqtt section of the file alone).
     from gatemq import config
     base_mqtt = cfg["mqtt"]
     path = _join(base, cfg["dashboard"]["overlay_file"])
-    if _exists(path):
+    if exists(path):
         cfg = config.merge(cfg, read_text(path), path)
     return cfg, base_mqtt
 
 
 def write_atomic(path, text):
     # Temp file then rename, so a reset mid-write leaves the old file or the new one.
-    d = _dirname(path)
-    if d and not _exists(d):
+    d = dirname(path)
+    if d and not exists(d):
         os.mkdir(d)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -78,7 +66,7 @@ class Dashboard:
         self.srv = srv
         self.dcfg = cfg["dashboard"]
         self.overlay = _join(base, self.dcfg["overlay_file"])
-        d = _dirname(self.overlay)
+        d = dirname(self.overlay)
         self.admins_path = (d + "/" if d else "") + "admins.json"
         self.base_mqtt = base_mqtt
         self.iterations = iterations
@@ -96,7 +84,7 @@ class Dashboard:
             log("warning", "dashboard: listeners.http is disabled and https is CPython-only; the API is off")
             return False
         text = None
-        if _exists(self.admins_path):
+        if exists(self.admins_path):
             with open(self.admins_path) as f:
                 text = f.read()
         try:
