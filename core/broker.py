@@ -257,8 +257,16 @@ class Broker:
         if dropped is not None:
             self.stats["messages.dropped"] += 1
             if dropped[1] or m["mqueue_store_qos0"]:
-                self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped a QoS %d message on %r" % (
-                    sess.clientid, m["max_mqueue_len"], dropped[1], dropped[0].topic))
+                # One line per session at most every 10 s: a fast publisher and a slow subscriber
+                # must not turn into a log line per message (on a board the log is the bottleneck).
+                sess.drops += 1
+                now = self.clock()
+                if sess.drop_log_at is None or now >= sess.drop_log_at:
+                    self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped %d message(s), "
+                             "the last a QoS %d message on %r" % (sess.clientid, m["max_mqueue_len"],
+                                                                 sess.drops, dropped[1], dropped[0].topic))
+                    sess.drops = 0
+                    sess.drop_log_at = now + 10
 
     def pump(self, sess):
         # Moves queued messages into the window as acknowledgements free it.

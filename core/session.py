@@ -11,6 +11,8 @@ class Session:
     expiry = 0                         # Session Expiry Interval in seconds; None = never
     expire_at = None                   # set while disconnected
     will = None                        # (Message, fire_at) of a delayed will while disconnected
+    drops = 0                          # messages dropped from a full queue since the last log line
+    drop_log_at = None                 # when the next drop may be logged
 
     def __init__(self, clientid):
         self.clientid = clientid
