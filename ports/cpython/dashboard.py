@@ -12,6 +12,7 @@ import ssl
 import time
 
 from gatemq import admin, config
+from gatemq.certs.files import write as write_file  # atomic: temp file, fsync, rename
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_static")
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -42,26 +43,6 @@ def prepare(cfg, base):
     return cfg, Dashboard(cfg, base, base_mqtt, overlay)
 
 
-def write_atomic(path, text, mode=0o644):
-    # Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one.
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _ssl_context(o):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -88,7 +69,7 @@ class Dashboard:
         self.conns = set()
 
     def _save_admins(self, text):
-        write_atomic(self.admins_path, text, 0o600)
+        write_file(self.admins_path, text.encode(), private=True)
 
     def _listeners(self):
         # The server's listeners in the order Server.start() opened them, with the bound address.
@@ -142,7 +123,7 @@ class Dashboard:
                 log("info", "listener %s:dashboard listening on %s:%d" % (kind, a[0], a[1]))
 
     def _save(self, text):
-        write_atomic(self.overlay, text)
+        write_file(self.overlay, text.encode())
 
     async def stop(self):
         for s in self.servers:
