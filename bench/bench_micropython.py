@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from loadgen import DISCONNECT, connect_packet, mqtt_connect, publish_packet, read_packet, subscribe_packet  # noqa: E402
+from loadgen import DISCONNECT, mqtt_connect, publish_packet, read_packet, subscribe_packet  # noqa: E402
 
 VENV = os.path.join(ROOT, ".venv", "bin")
 MPY_LIB = os.path.join(ROOT, "build", "mpy", "lib")

@@ -4,7 +4,7 @@ import json
 
 from gatemq import __version__
 from gatemq import codec
-from gatemq.connection import Connection, CONNECTED, CLOSED
+from gatemq.connection import Connection, CONNECTED
 from gatemq.message import Message
 from gatemq.retain import RetainStore
 from gatemq.router import Router

@@ -1,7 +1,6 @@
 # One client connection: its socket(s), its task, its bounded output queue, and the glue between
 # the socket and the broker's connection object.
 import asyncio
-import gc
 from asyncio import core
 
 # Bytes per read. The buffer is allocated per read and dropped, so an idle connection holds none;
