@@ -566,6 +566,7 @@ class Authorizer(NoMatch):
     def __init__(self, authz_cfg, read_file, log=None):
         NoMatch.__init__(self, authz_cfg, log)
         self.sources = []
+        self.files = []     # what Broker.reload_auth reports as re-read
         for i, src in enumerate((authz_cfg or {}).get("sources", [])):
             if not src.get("enable", True):
                 continue
@@ -579,7 +580,9 @@ class Authorizer(NoMatch):
                 text = read_file(path)
             except Exception as e:
                 raise ConfigError("authorization.sources[%d].path: cannot read %r: %s" % (i, path, e))
-            self.sources.append(parse(text, path))
+            rules = parse(text, path)
+            self.sources.append(rules)
+            self.files.append("acl file %r (%d rules)" % (path, len(rules)))
 
     def _rules(self, client, action, topic, qos, retain):
         claim = getattr(client, "acl", None)

@@ -106,6 +106,13 @@ class PasswordDb:
             raise ConfigError("authentication.user_file: cannot read %r: %s" % (self.path, e))
         self.users = parse_users(data, self.path)
 
+    @property
+    def files(self):
+        # What Broker.reload_auth reports as re-read.
+        if not self.path:
+            return ()
+        return ("users file %r (%d users)" % (self.path, len(self.users)),)
+
     def authenticate(self, client, now):
         uid = _text(getattr(client, self.user_id_type, None))
         if uid is None or uid not in self.users:
@@ -153,6 +160,10 @@ class JwtAuth:
             self.verify_claims = dict((c["name"], c["value"]) for c in self.verify_claims)
         self.acl_claim_name = cfg.get("acl_claim_name", "acl")
         self.disconnect_after_expire = cfg.get("disconnect_after_expire", True)
+        spec = cfg.get("public_key")
+        # A public_key that is not PEM text is a file (gatemq.jwt reads it the same way).
+        self.files = ("jwt public_key %r" % spec,) if isinstance(spec, str) and spec \
+            and "-----BEGIN" not in spec and self.verifier.alg != "HS256" else ()
 
     def authenticate(self, client, now):
         token = getattr(client, self.source, None)
@@ -204,11 +215,8 @@ class Authenticator(Gate):
                 continue
             self.chain.append(cls(cfg, read_file, log))
 
-    def reload(self):
-        # Re-reads the users files, e.g. after gatemq-passwd changed them.
-        for a in self.chain:
-            if isinstance(a, PasswordDb):
-                a.reload()
+    # No reload() here: Broker.reload_auth builds a whole new Authenticator and swaps it in only
+    # when every file of the chain was read without error.
 
     def _run_chain(self, client):
         now = self.wallclock()

@@ -38,25 +38,59 @@ class Broker:
         self._sys_next = self.started
         self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
                       "messages.dropped": 0, "max_connections": 0}
+        self.authn, self.authz = self._auth_from_cfg()
+        self.deny_disconnect = self.authz.deny_action == "disconnect"
+
+    def _auth_from_cfg(self):
+        # -> (authentication chain, authorizer), built from the config and the files it names.
         # gatemq.auth and gatemq.acl only when the config has authenticators or ACL sources: on
         # boards that load .mpy files into RAM they and what they import are ~60 KB of heap.
+        cfg = self.cfg
         authn = cfg.get("authentication")
         authz = cfg.get("authorization")
         if authn:
             from gatemq.auth import Authenticator
-            self.authn = Authenticator(authn, self.read_file, wallclock, log)
+            chain = Authenticator(authn, self.read_file, self.wallclock, self.log)
         else:
-            self.authn = policy.Gate(wallclock, log)
+            chain = policy.Gate(self.wallclock, self.log)
         jwt = False
         for a in authn or ():
             jwt = jwt or a.get("mechanism") == "jwt"
         if jwt or (authz or {}).get("sources"):
             # a JWT authenticator may hand out ACL rules (the acl claim): gatemq.acl checks those
             from gatemq.acl import Authorizer
-            self.authz = Authorizer(authz, self.read_file, log)
+            rules = Authorizer(authz, self.read_file, self.log)
         else:
-            self.authz = policy.NoMatch(authz, log)
-        self.deny_disconnect = self.authz.deny_action == "disconnect"
+            rules = policy.NoMatch(authz, self.log)
+        return chain, rules
+
+    def reload_auth(self):
+        # Re-reads the users files, JWT key files and acl files (the port calls this on SIGHUP;
+        # the config file itself is not re-read). The new chain and rules are built completely
+        # before they replace the old ones, so a file with a mistake leaves the broker on the
+        # previous rules rather than half configured. Connected clients stay connected and keep
+        # their subscriptions; their next PUBLISH and SUBSCRIBE, and every new CONNECT, meet the
+        # new rules. Returns what was read, as "what 'path' (count)" strings, or None on failure.
+        try:
+            authn, authz = self._auth_from_cfg()
+        except Exception as e:  # ConfigError with file:line, OSError, MemoryError, ...
+            self.log("error", "reload: %s; the previous authentication and authorization rules stay "
+                     "in force" % (e,))
+            return None
+        self.authn = authn
+        self.authz = authz
+        self.deny_disconnect = authz.deny_action == "disconnect"
+        done = []
+        for a in authn.chain:
+            for item in getattr(a, "files", ()):
+                done.append(item)
+        for item in getattr(authz, "files", ()):
+            done.append(item)
+        if done:
+            self.log("info", "reload: re-read %s" % ", ".join(done))
+        else:
+            self.log("info", "reload: no users, key or ACL files are configured; nothing to re-read")
+        return done
 
     def reconfigure_mqtt(self, mqtt):
         # New connections see the new settings; existing ones keep what they negotiated.
