@@ -144,6 +144,10 @@ async def _serve(cfg, base, dash=None):
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if hasattr(signal, "SIGHUP"):
+        # As Mosquitto's password_file/acl_file: `kill -HUP` re-reads the users, JWT key and acl
+        # files without dropping anyone; a file with a mistake keeps the previous rules.
+        loop.add_signal_handler(signal.SIGHUP, srv.reload_auth)
     await stop.wait()
     log("info", "stopping: closing listeners and clients")
     if dash is not None:

@@ -343,6 +343,13 @@ class Server:
                 c.handle.conn = None
                 tr.close()
 
+    def reload_auth(self):
+        # SIGHUP: the core re-reads the files and logs "reload: ..." with what it read or why it
+        # kept the previous rules.
+        self.log("info", "reload: SIGHUP received, re-reading the users, key and ACL files")
+        self.broker.reload_auth()
+        self.flush()
+
     def _tick(self):
         delay = self.broker.tick()
         self.flush()
