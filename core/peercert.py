@@ -104,7 +104,7 @@ def _put(out, cp):
         out.append(0x80 | (cp & 0x3F))
 
 
-def _text(b, t, vs, ve):
+def value_text(b, t, vs, ve):
     # The value's text as UTF-8 bytes, or None when the value is not a string type we decode
     # (or is a BMP/Universal string of impossible length), which callers print as #hex.
     if t in _RAW_TAGS:
@@ -140,6 +140,9 @@ def _text(b, t, vs, ve):
             _put(out, cp)
         return bytes(out)
     return None
+
+
+_text = value_text
 
 
 def _hex_tlv(b, ts, ve):
@@ -228,6 +231,13 @@ def identity(der, mode):
     if mode == "md5":
         return binascii.hexlify(hashlib.md5(der).digest())
     raise ConfigError("peer certificate mapping %r: expected one of cn, dn, crt, pem, md5" % (mode,))
+
+
+def name_text(name_der):
+    # Any Name TLV (an issuer, a CRL's issuer) as a dn string, for messages an operator reads.
+    b = bytes(name_der)
+    s, e = _der.expect(b, 0, len(b), _der.SEQUENCE)
+    return _dn(b, _der.name_entries(b, s, e)).decode()
 
 
 def first_cn(der):

@@ -6,7 +6,7 @@
 # CRL signatures are not verified here: the CRL is a local file the operator installed, as
 # trusted as the CA file next to it.
 from gatemq import der
-from gatemq.errors import CertRejected, ConfigError
+from gatemq.errors import CertRejected, ConfigError, DerError
 
 # EMQX's names for verify_peer_ext_key_usage; anything else is an OID, bare or as "OID:1.2.3".
 EXT_KEY_USAGES = {
@@ -28,14 +28,62 @@ def _blobs(data, label):
 
 def load_crls(blobs):
     # blobs: an iterable of CRL files' contents (DER, or PEM holding one or more X509 CRL blocks),
-    # or one such content. Returns parsed CRLs; a broken file raises DerError.
+    # or one such content. Returns parsed CRLs; a broken file, or one without any CRL (which would
+    # silently revoke nothing), raises DerError.
     if isinstance(blobs, (bytes, bytearray, memoryview, str)):
         blobs = [blobs]
     crls = []
     for data in blobs:
-        for blob in _blobs(data, "X509 CRL"):
-            crls.append(der.parse_crl(blob))
+        found = _blobs(data, "X509 CRL")
+        if not found:
+            raise DerError("no X509 CRL in the file (neither DER nor a PEM block labelled X509 CRL)", 0)
+        for blob in found:
+            crl = der.parse_crl(blob)
+            crl.issuer_key = name_key(crl.issuer_der)
+            crls.append(crl)
     return crls
+
+
+# String types OpenSSL folds when it compares names (ASN1_MASK_CANON); NumericString and
+# non-string values are compared as they are.
+_CANON_TAGS = (der.UTF8_STRING, der.PRINTABLE_STRING, der.TELETEX_STRING, der.IA5_STRING,
+               der.VISIBLE_STRING, der.UNIVERSAL_STRING, der.BMP_STRING)
+_SPACES = b" \t\n\x0b\x0c\r"
+
+
+def _fold(t):
+    # Outer whitespace dropped, inner runs of it made one space, ASCII upper case lowered.
+    out = bytearray()
+    gap = False
+    for c in t:
+        if c in _SPACES:
+            gap = True
+            continue
+        if gap and out:
+            out.append(0x20)
+        gap = False
+        out.append(c + 32 if 0x41 <= c <= 0x5A else c)
+    return bytes(out)
+
+
+def name_key(name_der):
+    # A Name TLV -> a value equal for the names OpenSSL's X509_NAME_cmp (and Erlang's public_key)
+    # take as the same: strings compared as folded UTF-8 whatever their ASN.1 type, members of a
+    # multi-valued RDN in any order. A CRL is matched to a certificate by this, not by bytes: a
+    # CA that writes its name as PrintableString into CRLs and as UTF8String into certificates
+    # still revokes.
+    from gatemq.peercert import value_text
+    b = bytes(name_der)
+    s, e = der.expect(b, 0, len(b), der.SEQUENCE)
+    out = []
+    for rdn in der.name_entries(b, s, e):
+        attrs = []
+        for os_, oe, t, vs, ve, ts in rdn:
+            txt = value_text(b, t, vs, ve) if t in _CANON_TAGS else None
+            attrs.append((b[os_:oe], b"\x0c" + _fold(txt) if txt is not None else b[ts:ve]))
+        attrs.sort()
+        out.append(tuple(attrs))
+    return tuple(out)
 
 
 def required_usages(spec):
@@ -77,11 +125,41 @@ def check_client(leaf_der, issuer_der=None, crls=(), ext_key_usage=None, now=Non
         for oid in required_usages(ext_key_usage):
             if oid not in have:
                 raise CertRejected("ext_key_usage", "certificate lacks extended key usage %s" % oid)
+    key = None
+    current = False
+    stale = None
     for crl in crls:
-        if crl.issuer_der != cert.issuer_der:
+        if key is None:
+            key = name_key(cert.issuer_der)
+        ck = getattr(crl, "issuer_key", None)
+        if ck is None:
+            ck = crl.issuer_key = name_key(crl.issuer_der)
+        if ck != key:
             continue
         for serial, when in crl.revoked:
             if serial == cert.serial:
                 raise CertRejected("revoked", "certificate serial %X was revoked at %d"
                                    % (cert.serial, when))
+        # As OpenSSL does (X509_V_ERR_CRL_HAS_EXPIRED / CRL_NOT_YET_VALID): a CRL outside its
+        # validity cannot vouch for the certificate, unless another CRL of that CA is current.
+        if now is None:
+            continue
+        if now < crl.this_update:
+            stale = stale or ("crl_not_yet_valid", "the CRL of %s is not valid before %d (now %d); "
+                              "check the clock" % (_issuer(crl), crl.this_update, now))
+        elif crl.next_update is not None and now > crl.next_update:
+            stale = ("crl_expired", "the CRL of %s expired at %d (now %d); put a current CRL in "
+                     "crlfile" % (_issuer(crl), crl.next_update, now))
+        else:
+            current = True
+    if stale and not current:
+        raise CertRejected(stale[0], stale[1])
     return cert
+
+
+def _issuer(crl):
+    from gatemq.peercert import name_text
+    try:
+        return name_text(crl.issuer_der)
+    except Exception:
+        return "its issuer"
