@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from gatemq import __version__, config
 from gatemq.errors import ConfigError
@@ -20,7 +21,9 @@ def _parser():
                     "serves its embedded default: a plain listener on 127.0.0.1:1883.")
     p.add_argument("--config", "-c", metavar="FILE", help="the broker's configuration file (EMQX-style HOCON)")
     p.add_argument("--check-config", metavar="FILE",
-                   help="validate FILE, print what is wrong with file:line:col, and exit (0 when valid)")
+                   help="validate what --config FILE would run (FILE, its includes, the dashboard's "
+                        "overlay file, the users, key, ACL and TLS files it names), print what is "
+                        "wrong with file:line:col, and exit (0 when valid)")
     p.add_argument("--demo", action="store_true",
                    help="first run: make a demo CA, server and device certificates under ./%s, then "
                         "serve plain MQTT on 127.0.0.1:1883 and mutual TLS on 127.0.0.1:8883 with "
@@ -68,18 +71,46 @@ mqtt.peer_cert_as_username = cn
     return config.load(text, "<demo>"), d
 
 
+def check_config(path):
+    # What `--config path` would run, without binding anything: the file with its includes, then
+    # the dashboard's overlay file on top (its keys win at start-up, so a mistake there stops the
+    # start as well), then everything the broker and its TLS listeners read from the files the
+    # config names. -> the overlay path when one was applied, else None.
+    from gatemq.broker import Broker
+    from gatemq.cpython import dashboard, tlsctx
+    from gatemq.cpython.server import make_reader
+    cfg = load_file(path)
+    base = os.path.dirname(os.path.abspath(path))
+    overlay = os.path.join(base, cfg["dashboard"]["overlay_file"])   # an absolute path stays itself
+    cfg, _ = dashboard.prepare(cfg, base)
+
+    def log(level, msg):
+        if level in ("warning", "error"):
+            print("gatemq: %s: %s" % (level, msg), file=sys.stderr)
+
+    Broker(cfg, time.monotonic, time.time, log, make_reader(base))
+    for name, lc in cfg["listeners"]["ssl"].items():
+        if lc.get("enable", True):
+            tlsctx.ListenerTLS("ssl:%s" % name, lc["ssl_options"], log)
+    return overlay if os.path.exists(overlay) else None
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.check_config:
         try:
-            load_file(args.check_config)
+            overlay = check_config(args.check_config)
         except ConfigError as e:
             print("gatemq: %s" % e, file=sys.stderr)
             return 1
         except OSError as e:
-            print("gatemq: cannot read %s: %s" % (args.check_config, e.strerror), file=sys.stderr)
+            print("gatemq: cannot read %s: %s" % (getattr(e, "filename", None) or args.check_config, e.strerror),
+                  file=sys.stderr)
             return 1
-        print("%s: OK" % args.check_config)
+        if overlay:
+            print("%s: OK (with the dashboard overlay %s)" % (args.check_config, overlay))
+        else:
+            print("%s: OK" % args.check_config)
         return 0
     try:
         if args.config:

@@ -1,6 +1,8 @@
 # SIGHUP re-reads the users file and the acl file of the running CPython broker, as Mosquitto
 # does for password_file/acl_file: new users log in, removed ones no longer do, newly denied
 # topics are refused, connected clients stay connected, and a broken file keeps the old rules.
+# (Named _e2e, not test_auth_reload.py: pytest cannot collect two test modules of one basename, and
+# tests/core/test_auth_reload.py holds the sans-IO tests of the same feature.)
 import signal
 
 import pytest
