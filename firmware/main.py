@@ -5,7 +5,9 @@
 # An unexpected error restarts the board after a pause; a config error does not (it would only
 # fail again), it is printed and the board waits for a fix over the REPL. Once the broker runs it
 # arms the watchdog where the board has one, and feeds it from the broker's timer loop, so a hung
-# loop resets the board too.
+# loop resets the board too. Ctrl-C (also mpremote's, before it copies files) stops the broker and
+# leaves the board at the REPL: the armed watchdog, which cannot be disarmed, is then fed by a
+# timer so the board stays usable until machine.reset().
 import gc
 import json
 import sys
@@ -15,7 +17,9 @@ import machine
 
 CONFIG = "/gatemq.conf"
 WIFI = "/wifi.json"
-WATCHDOG_MS = 30000  # the timer loop runs at least once a second
+# The timer loop runs at least once a second. The RP2040's watchdog takes at most 8388 ms (RP2350:
+# 16777 ms), so a Pico W gets the shorter timeout instead of no watchdog.
+WATCHDOG_MS = (30000, 8000)
 RESTART_PAUSE_S = 10
 
 
@@ -68,19 +72,44 @@ def set_clock(conf):
 class Watchdog:
     def __init__(self):
         self.wdt = None
+        self.timer = None
 
     def __call__(self):
         if self.wdt is None:
-            try:
-                self.wdt = machine.WDT(timeout=WATCHDOG_MS)
-                log("watchdog armed (%d ms)" % WATCHDOG_MS)
-            except Exception:
-                self.wdt = False  # no watchdog on this board
+            self.wdt = False  # no watchdog on this board, unless one of the timeouts is taken
+            err = None
+            for ms in WATCHDOG_MS:
+                try:
+                    self.wdt = machine.WDT(timeout=ms)
+                    log("watchdog armed (%d ms)" % ms)
+                    break
+                except Exception as e:  # ValueError: timeout above the board's maximum
+                    err = e
+            if not self.wdt:
+                log("no watchdog: %r" % (err,))
         if self.wdt:
             self.wdt.feed()
 
+    def hand_over(self):
+        # The broker stopped from the REPL: a watchdog cannot be disarmed once started, so feed it
+        # from a timer (its callback runs while the REPL waits) instead of letting it reset the
+        # board in the middle of an mpremote session.
+        if not self.wdt:
+            return
+        wdt = self.wdt
+        err = None
+        for tid in (-1, 0):  # rp2 has only the virtual timer -1; ESP32 chips number hardware timers
+            try:
+                self.timer = machine.Timer(tid, period=1000, mode=machine.Timer.PERIODIC,
+                                           callback=lambda t: wdt.feed())
+                log("watchdog now fed by a timer; machine.reset() starts the broker again")
+                return
+            except Exception as e:
+                err = e
+        log("the watchdog will reset the board (cannot feed it from a timer: %r)" % (err,))
 
-def run():
+
+def run(watchdog):
     try:
         with open(WIFI) as f:
             wifi = json.load(f)
@@ -93,18 +122,23 @@ def run():
     gc.collect()
     from gatemq.micropython import cli
 
-    return cli.main(["--config", CONFIG], on_tick=Watchdog())
+    return cli.main(["--config", CONFIG], on_tick=watchdog)
 
 
 def main():
+    watchdog = Watchdog()
     try:
-        status = run()
+        status = run(watchdog)
     except KeyboardInterrupt:
-        log("stopped from the REPL")
-        return
+        status = 0
     except Exception as e:
         sys.print_exception(e)
         status = 1
+    if status == 0:
+        # The broker returns 0 only when Ctrl-C stopped it (it logged "interrupted").
+        log("stopped from the REPL")
+        watchdog.hand_over()
+        return
     if status == 2:
         log("fix %s (see the error above) and reset the board" % CONFIG)
         return
