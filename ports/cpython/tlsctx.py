@@ -166,7 +166,7 @@ class ListenerTLS:
         lib = _native()
         self._ctx_p = lib.ctx_pointer(self.context) if lib and lib.peer_chain else None
         if o.get("enable_crl_check") and o.get("crlfile"):
-            self.maybe_reload()
+            self.maybe_reload(first=True)
 
     def _fail(self, key, msg):
         return ConfigError("listener %s: ssl_options.%s: %s" % (self.name, key, msg))
@@ -248,32 +248,40 @@ class ListenerTLS:
             if not v12:
                 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
-    def maybe_reload(self):
+    def maybe_reload(self, first=False):
+        # At start a crlfile that cannot be read or holds no valid CRL is a config error: serving
+        # without the revocations the operator asked for would let revoked devices in. Later, a
+        # broken or missing file is logged once and the last good CRL kept (a CRL being rewritten
+        # must not lock every device out, nor let revoked ones in).
         o = self.o
         path = o.get("crlfile")
         if not o.get("enable_crl_check") or not path:
             return
         try:
             st = os.stat(path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError as e:
+            if first:
+                raise self._fail("crlfile", "cannot read %s: %s" % (path, e))
             if self._crl_stamp != "missing":
-                self.log("error", "listener %s: cannot read crlfile %s: %s" % (self.name, path, e))
+                self.log("error", "listener %s: cannot read crlfile %s: %s; keeping the previous CRL"
+                         % (self.name, path, e))
                 self._crl_stamp = "missing"
             return
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._crl_stamp:
             return
+        self._crl_stamp = stamp
         try:
             with open(path, "rb") as f:
-                self.crls = x509.load_crls(f.read())
-            self._crl_stamp = stamp
-            self.log("info", "listener %s: loaded CRL %s (%d revoked)" % (
-                self.name, path, sum(len(c.revoked) for c in self.crls)))
-        except DerError as e:
+                crls = x509.load_crls(f.read())
+        except Exception as e:  # DerError, OSError, MemoryError: never out of a handshake or the timer
+            if first:
+                raise self._fail("crlfile", "%s: %s" % (path, e))
             self.log("error", "listener %s: bad CRL %s: %s; keeping the previous one" % (self.name, path, e))
-            self._crl_stamp = stamp
-        except OSError as e:
-            self.log("error", "listener %s: cannot read crlfile %s: %s" % (self.name, path, e))
+            return
+        self.crls = crls
+        self.log("info", "listener %s: loaded CRL %s (%d revoked)" % (
+            self.name, path, sum(len(c.revoked) for c in crls)))
 
     def check_leaf(self, der, sslobj=None):
         # -> None when accepted, else (reason, detail). Runs right after the handshake, before any

@@ -56,6 +56,11 @@ def _blobs(read, path, what, label):
     return [data]
 
 
+def _digest(data):
+    import hashlib
+    return hashlib.sha256(data).digest()
+
+
 class Binder:
     # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
     def __init__(self, name, o, read, wallclock, log):
@@ -69,12 +74,13 @@ class Binder:
         if self.eku:
             try:
                 x509.required_usages(self.eku)
-            except DerError as e:
+            except (DerError, ConfigError) as e:
                 raise ConfigError("listeners.ssl.%s.ssl_options.verify_peer_ext_key_usage: %s" % (name, e))
         self.read = read
         self.crlfile = o["crlfile"] if o["enable_crl_check"] else None
         self.crls = ()
         self._crl_stamp = None
+        self._crl_digest = None
         if self.crlfile:
             self.maybe_reload(True)
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
@@ -108,26 +114,41 @@ class Binder:
 
     def maybe_reload(self, first=False):
         # The CRL file is read again when it changes (checked at each new connection), as the
-        # CPython port does, so revoking a device needs no restart. A broken file keeps the
-        # previous CRL (at startup it is a config error).
+        # CPython port does, so revoking a device needs no restart. At start a missing or broken
+        # file is a config error; later it is logged once and the last good CRL kept.
         import os
+        where = "listeners.ssl.%s.ssl_options.crlfile %s" % (self.name, self.crlfile)
         try:
             st = os.stat(self.crlfile)
             stamp = (st[6], st[8])
         except OSError as e:
             if first:
-                raise ConfigError("listeners.ssl.%s.ssl_options.crlfile %s: %s" % (self.name, self.crlfile, e))
-            stamp = None
-        if stamp is None or stamp == self._crl_stamp:
+                raise ConfigError("%s: %s" % (where, e))
+            if self._crl_stamp != "missing":
+                self._crl_stamp = "missing"
+                self.log("error", "listener ssl:%s: cannot read crlfile %s: %s; keeping the previous CRL"
+                         % (self.name, self.crlfile, e))
             return
-        self._crl_stamp = stamp
+        if stamp == self._crl_stamp:
+            return
+        # The stamp has whole seconds: a file rewritten twice within a second at the same size
+        # (one serial swapped for another) keeps it. So a file changed in the last two seconds is
+        # read again at the next check, and parsed only when its bytes differ.
+        import time
+        self._crl_stamp = stamp if abs(time.time() - st[8]) >= 2 else None
         try:
-            self.crls = x509.load_crls(self.read(self.crlfile))
-        except (DerError, ConfigError) as e:
+            data = self.read(self.crlfile)
+            digest = _digest(data)
+            if digest == self._crl_digest:
+                return
+            crls = x509.load_crls(data)
+        except Exception as e:  # DerError, OSError, MemoryError: the handshake goes on with the old CRL
             if first:
-                raise ConfigError("listeners.ssl.%s.ssl_options.crlfile %s: %s" % (self.name, self.crlfile, e))
+                raise ConfigError("%s: %s" % (where, e))
             self.log("error", "listener ssl:%s: bad CRL %s: %s; keeping the previous one" % (self.name, self.crlfile, e))
             return
+        self.crls = crls
+        self._crl_digest = digest
         self.log("info", "listener ssl:%s: loaded CRL %s (%d revoked)" % (
             self.name, self.crlfile, sum(len(c.revoked) for c in self.crls)))
 
