@@ -2,6 +2,7 @@
 # "Where the mapping sits in a connection", steps 2-5 and 7). The mapped values are computed once
 # per connection from that connection's own leaf certificate. gatemq.peercert (and gatemq.der)
 # load with the first certificate: a broker with plain listeners only never needs them.
+from gatemq.errors import DerError
 
 
 def _text(v):
@@ -15,6 +16,17 @@ def _text(v):
 def resolve(conn, m):
     # Sets conn.username, conn.password, conn.clientid, conn.cert_cn and conn.cert_dn.
     # Returns None, or (rc, why) to refuse: rc 0 means close without a CONNACK.
+    try:
+        return _resolve(conn, m)
+    except DerError as e:
+        # TLS libraries read BER and check the signature over the bytes as sent, so a CA that
+        # signs a non-DER subject yields a certificate that passes the handshake. No identity is
+        # made from it, with or without a mapping (ACLs read the CN and DN too).
+        return 0, "the client certificate's subject is not valid DER (%s); no identity is " \
+                  "mapped from it" % e
+
+
+def _resolve(conn, m):
     der = conn.peer_cert
     if der is not None:
         from gatemq import peercert

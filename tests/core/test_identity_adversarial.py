@@ -153,3 +153,23 @@ def test_identity_refuses_what_is_not_one_certificate():
         for mode in ("cn", "dn"):
             raises(DerError, peercert.identity, bad, mode)
         raises(DerError, x509.check_client, bad)
+
+
+def _eku(oids, critical=False):
+    body = tlv(0x06, b"\x55\x1d\x25")  # 2.5.29.37
+    if critical:
+        body += tlv(0x01, b"\xff")
+    return tlv(0x30, body + tlv(0x04, tlv(0x30, b"".join(tlv(0x06, der.oid_bytes(o)) for o in oids))))
+
+
+def test_ext_key_usage_as_emqx_checks_it():
+    # The listed usage itself must be there (EMQX: lists:member); anyExtendedKeyUsage does not
+    # stand for it, and whether the extension is critical does not matter.
+    any_eku = "2.5.29.37.0"
+    client_auth = "1.3.6.1.5.5.7.3.2"
+    e = raises(CertRejected, x509.check_client, cert(exts=[_eku([any_eku])]), None, (), "clientAuth")
+    assert e.reason == "ext_key_usage"
+    assert x509.check_client(cert(exts=[_eku([any_eku, client_auth], True)]), ext_key_usage="clientAuth")
+    assert x509.check_client(cert(exts=[_eku([client_auth], True)]), ext_key_usage="clientAuth")
+    # Twice the extension is not a certificate.
+    raises(DerError, x509.check_client, cert(exts=[_eku([client_auth]), _eku([client_auth])]))

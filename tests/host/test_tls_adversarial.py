@@ -9,6 +9,7 @@ import hashlib
 import os
 import socket
 import ssl
+import types
 
 import pytest
 from cryptography import x509
@@ -176,3 +177,67 @@ def test_crt_pem_md5_of_a_client_that_sends_its_chain_are_the_leaf_only(make_bro
     assert e["username"] == base64.b64encode(pki.chained.der).decode()
     assert e["clientid"] == hashlib.md5(pki.chained.der).hexdigest()
     ev.close()
+
+
+# ---- certificates whose subject is not DER, signed by the trusted CA ---------------------------
+
+def _tlv(tag, body, long_len=False):
+    n = len(body)
+    if long_len or n >= 0x80:  # long_len: a non-minimal long form, which DER forbids
+        ln = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+        if long_len:
+            ln = b"\x00" + ln
+        return bytes((tag, 0x80 | len(ln))) + ln + body
+    return bytes((tag, n)) + body
+
+
+def _utc(t):
+    return _tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+
+
+def signed_leaf(pki, label, subject_der):
+    # A certificate with this exact subject encoding, signed by the root: what a sloppy CA that
+    # signs whatever bytes it is given would hand out.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    alg = _tlv(0x30, bytes.fromhex("06082a8648ce3d040302"))
+    tbs = _tlv(0x30, _tlv(0xA0, b"\x02\x01\x02") + b"\x02\x02\x10\x01" + alg
+               + pki.root.cert.subject.public_bytes()
+               + _tlv(0x30, _utc(now() - datetime.timedelta(hours=1)) + _utc(now() + datetime.timedelta(days=1)))
+               + subject_der
+               + key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    sig = pki.root.key_obj.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    der = _tlv(0x30, tbs + alg + _tlv(0x03, b"\x00" + sig))
+    base = os.path.join(pki.folder, label)
+    with open(base + ".crt", "wb") as f:  # `cryptography` refuses to load it, so no tlsutil.Issued
+        f.write(ssl.DER_cert_to_PEM_cert(der).encode())
+    with open(base + ".key", "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return types.SimpleNamespace(crt=base + ".crt", chain=base + ".crt", key=base + ".key", der=der)
+
+
+def test_a_subject_that_is_not_der_is_refused_with_a_reason(make_broker, pki):
+    # OpenSSL reads BER lengths and checks the signature over the bytes as sent, so this
+    # certificate passes its handshake. The mapping must not make an identity of it, and the
+    # log must say why rather than "internal error".
+    cn = _tlv(0x30, _tlv(0x31, _tlv(0x30, bytes.fromhex("0603550403") + _tlv(0x0C, b"dev-ber", long_len=True))))
+    dev = signed_leaf(pki, "ber", cn)
+    b = make_broker(ssl_config(pki.server, pki.root, "", extra="mqtt.peer_cert_as_username = cn"))
+    mark = b.mark()
+    raw = socket.create_connection(("127.0.0.1", ssl_port(b)), timeout=5)
+    data = b""
+    try:
+        s = client_context(pki.root.crt, dev.chain, dev.key).wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(rawmqtt.connect("x", version=5))
+        data = s.recv(100)
+    except (ssl.SSLError, OSError):
+        pass
+    raw.close()
+    assert data == b""
+    if b.runtime == "micropython":  # its verify callback parses every leaf: refused in the handshake
+        line = b.wait_log_all(["rejected: bad_certificate", "non-minimal length"], start=mark)
+    else:
+        line = b.wait_log_all(["before CONNACK", "not valid DER", "non-minimal length"], start=mark)
+    assert not [ln for ln in b.log_lines[mark:] if "internal error" in ln], line
