@@ -9,13 +9,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = (("core", "gatemq"), ("ports/micropython", "gatemq/micropython"))
 
 
+def version():
+    # The package's version is the core's __version__, so the two cannot drift apart.
+    with open(os.path.join(ROOT, "core", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    raise SystemExit("core/__init__.py has no __version__")
+
+
 def package():
     urls = []
     for src, dst in SOURCES:
         for name in sorted(os.listdir(os.path.join(ROOT, src))):
             if name.endswith(".py"):
                 urls.append([dst + "/" + name, src + "/" + name])
-    return {"urls": urls, "deps": [], "version": "0.1.0"}
+    return {"urls": urls, "deps": [], "version": version()}
 
 
 if __name__ == "__main__":
