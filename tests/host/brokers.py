@@ -10,7 +10,8 @@
 # stderr is collected by a thread into .log_lines for the tests to assert log lines.
 #
 # Runtimes: "cpython" (python -m gatemq.cpython), "micropython" (the unix port, from
-# build/mpy/lib) and "mosquitto" (Debian's mosquitto with the config translated, used to check
+# build/mpy/lib, started through the shipped launcher firmware/gatemq-micropython, which turns
+# SIGTERM into the port's clean SIGINT stop) and "mosquitto" (Debian's mosquitto with the config translated, used to check
 # that the tests themselves are right: GATEMQ_TEST_RUNTIME=mosquitto pytest tests/host).
 import os
 import re
@@ -24,6 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+MP_LAUNCHER = os.path.join(ROOT, "firmware", "gatemq-micropython")
 PYTHON = os.path.join(VENV_BIN, "python") if os.path.exists(os.path.join(VENV_BIN, "python")) else sys.executable
 LISTENING = re.compile(r"listener (\w+):([\w.-]+) listening on (.+):(\d+)\s*$")
 NAMED_LISTENER = re.compile(r"listeners\.(\w+)\.([\w-]+)\.bind")
@@ -65,12 +67,17 @@ class BrokerProcess:
         proc_env = dict(os.environ)
         proc_env["PYTHONUNBUFFERED"] = "1"
         if self.runtime == "micropython":
-            proc_env["MICROPYPATH"] = os.path.join(ROOT, "build", "mpy", "lib")
+            proc_env["MICROPYTHON"] = os.path.join(VENV_BIN, "micropython")
+            proc_env["MICROPYTHON_OPTS"] = "-X heapsize=8M"
+            proc_env.pop("MICROPYPATH", None)  # the launcher's default: build/mpy/lib of this tree
         if env:
             proc_env.update(env)
         self.cmd = cmd
+        # A session (and process group) of its own: stop() can then end whatever the broker left
+        # behind (the launcher's interpreter), and a terminal's Ctrl-C does not reach it.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=self._tmp, env=proc_env)
+                                     stderr=subprocess.PIPE, cwd=self._tmp, env=proc_env,
+                                     start_new_session=True)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         try:
@@ -83,8 +90,7 @@ class BrokerProcess:
         if self.runtime == "cpython":
             return [PYTHON, "-m", "gatemq.cpython", "--config", path, "--log-level", "debug"]
         if self.runtime == "micropython":
-            return [os.path.join(VENV_BIN, "micropython"), "-X", "heapsize=8M", "-m", "gatemq.micropython",
-                    "--config", path, "--log-level", "debug"]
+            return [MP_LAUNCHER, "--config", path, "--log-level", "debug"]
         raise ValueError("unknown runtime %r" % self.runtime)
 
     def _mosquitto_cmd(self):
@@ -205,23 +211,58 @@ class BrokerProcess:
     def alive(self):
         return self.proc.poll() is None
 
+    @property
+    def pid(self):
+        """The broker's own process: under the launcher, its child (the interpreter)."""
+        if self.runtime != "micropython":
+            return self.proc.pid
+        kids = [p for p in group_members(self.proc.pid) if p != self.proc.pid]
+        assert len(kids) == 1, "the launcher should run one interpreter, found %r" % kids
+        return kids[0]
+
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._kill_group()
                 self.proc.wait()
+        if group_members(self.proc.pid):
+            # The launcher was killed outright (SIGKILL leaves its interpreter running), or
+            # the broker ignored the signal.
+            self._kill_group()
         self._reader.join(5)
         self.returncode = self.proc.returncode
         return self.returncode
+
+    def _kill_group(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def group_members(pgid):
+    """The live (not zombie) processes of process group pgid, from /proc."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(name))
+    return pids
 
 
 def free_port():
