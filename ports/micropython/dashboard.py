@@ -19,7 +19,7 @@ import socket
 from gatemq import admin
 
 from . import addr
-from .link import readable, unqueue
+from .link import accept_loop, unqueue
 from .cli import dirname, exists
 
 MAX_HEAD = 4096
@@ -102,7 +102,7 @@ class Dashboard:
             log("error", "listener http:dashboard: cannot listen on %s: %s" % (addr.show(host, port), e))
             return False
         log("info", "listener http:dashboard listening on %s" % addr.show(host, port))
-        asyncio.create_task(self._accept())
+        asyncio.create_task(accept_loop(self, self.sock, None))
         return True
 
     def _listen(self, host, port):
@@ -128,40 +128,25 @@ class Dashboard:
         self.sock = s
         return port
 
-    async def _accept(self):
-        # Out of memory refuses the request at hand (logged), never ends this loop.
-        ls = self.sock
-        while True:
-            s = None
-            try:
-                try:
-                    await readable(ls)
-                except MemoryError:
-                    unqueue(ls)
-                    raise
-                if self.busy >= MAX_CLIENTS:
-                    await asyncio.sleep_ms(20)
-                    continue
-                try:
-                    s, sa = ls.accept()
-                except OSError:
-                    await asyncio.sleep_ms(50)
-                    continue
-                s.setblocking(False)
-                self.busy += 1
-                try:
-                    asyncio.create_task(self._serve(s, addr.peer(sa)))
-                except MemoryError:
-                    self.busy -= 1
-                    raise
-            except MemoryError:
-                if s is not None:
-                    try:
-                        s.close()
-                    except Exception:
-                        pass
-                self.srv.oom("listener http:dashboard: out of memory; request refused")
-                await asyncio.sleep_ms(100)
+    # -- accepting (link.accept_loop calls wait, admit and refused) ---------------------------
+
+    def wait(self, _, e):
+        # Past MAX_CLIENTS new requests wait in the backlog; after a failed accept, a short pause.
+        if e is None:
+            return 20 if self.busy >= MAX_CLIENTS else 0
+        return 50
+
+    def admit(self, _, s, sa):
+        s.setblocking(False)
+        self.busy += 1
+        try:
+            asyncio.create_task(self._serve(s, addr.peer(sa)))
+        except MemoryError:
+            self.busy -= 1
+            raise
+
+    def refused(self, _, s):
+        self.srv.oom("listener http:dashboard: out of memory; request refused")
 
     async def _serve(self, s, peer):
         st = None

@@ -8,14 +8,8 @@ from asyncio import core
 READ_SIZE = 512
 # Reads in a row before yielding to other connections.
 BURST = 8
-
-
-async def readable(s):
-    yield core._io_queue.queue_read(s)
-
-
-async def writable(s):
-    yield core._io_queue.queue_write(s)
+# Sockets are waited on with `yield core._io_queue.queue_read(s)` in the task itself, as asyncio's
+# own streams do: awaiting a helper coroutine instead would allocate one on every wait.
 
 
 def unqueue(s):
@@ -29,6 +23,42 @@ def unqueue(s):
             q.poller.unregister(s)
         except (KeyError, OSError):
             pass
+
+
+async def accept_loop(host, ls, arg):
+    # Accepts on the listening socket ls for host (the server, arg its Listener; or the dashboard)
+    # until cancelled. host.wait(arg, None) before each accept and host.wait(arg, e) after one
+    # failed with OSError e give the ms to leave clients in the backlog (0: accept now);
+    # host.admit(arg, s, sa) takes a new socket; host.refused(arg, s) logs out of memory, s the
+    # socket it closed or None. Nothing may end this loop: out of memory anywhere in it (waiting
+    # on the socket, accept, admit) refuses or delays the new connection and goes on.
+    while True:
+        s = None
+        try:
+            try:
+                yield core._io_queue.queue_read(ls)
+            except MemoryError:
+                # asyncio may have filed the socket without the poller: forget it, wait, retry.
+                unqueue(ls)
+                raise
+            ms = host.wait(arg, None)
+            if not ms:
+                try:
+                    s, sa = ls.accept()
+                except OSError as e:
+                    ms = host.wait(arg, e)
+                else:
+                    host.admit(arg, s, sa)
+            if ms:
+                await asyncio.sleep_ms(ms)
+        except MemoryError:
+            if s is not None:
+                try:
+                    s.close()
+                except Exception:
+                    pass
+            host.refused(arg, s)
+            await asyncio.sleep_ms(100)
 
 
 class Link:
@@ -125,7 +155,7 @@ class Link:
         b.begin(self)
         try:
             while True:
-                await readable(self.sock)
+                yield core._io_queue.queue_read(self.sock)
                 try:
                     data = self.sock.read(READ_SIZE)
                 except (OSError, ValueError) as e:
@@ -196,7 +226,7 @@ class Link:
     async def _drain(self):
         try:
             while self.out is not None and not self.closed:
-                await writable(self.sock)
+                yield core._io_queue.queue_write(self.sock)
                 n = self._write(memoryview(self.out)[self.off:])
                 if n is None:
                     return

@@ -10,7 +10,7 @@ from gatemq.connection import CONNECTED
 from gatemq.errors import ConfigError
 
 from . import addr
-from .link import Link, readable, unqueue
+from .link import Link, accept_loop
 
 # Free heap kept back at accept: below it a new connection is refused (logged) so the existing ones
 # keep the memory they need. mbedTLS allocates its ~25-30 KB per connection from the Python heap
@@ -239,41 +239,21 @@ class Server:
                              "connection; closed" % (link.lst.label, link.name(), link.lst.handshake_timeout))
                 link.abort()
 
-    # -- tasks ------------------------------------------------------------------------------
+    # -- accepting (link.accept_loop calls wait, admit and refused) ---------------------------
 
-    async def accept_loop(self, lst):
-        # Nothing may end this loop: out of memory anywhere in it (waiting on the socket, accept,
-        # setting up the connection) refuses or delays the new connection, logged, and goes on.
-        ls = lst.sock
-        while True:
-            s = None
-            try:
-                try:
-                    await readable(ls)
-                except MemoryError:
-                    # asyncio may have filed the socket without the poller: forget it, wait, retry.
-                    unqueue(ls)
-                    raise
-                if gc.mem_free() < RESERVE:
-                    gc.collect()
-                try:
-                    s, sa = ls.accept()
-                except OSError as e:
-                    # EMFILE and friends: the client stays in the backlog; give closing sockets time.
-                    self.log("warning", "%s: accept failed: %s" % (lst.label, e))
-                    await asyncio.sleep_ms(100)
-                    continue
-                self.admit(lst, s, sa)
-            except MemoryError:
-                if s is not None:
-                    try:
-                        s.close()
-                    except Exception:
-                        pass
-                    self.oom("%s: out of memory; new connection refused", lst.label)
-                else:
-                    self.oom("%s: out of memory waiting for connections; retrying", lst.label)
-                await asyncio.sleep_ms(100)
+    def wait(self, lst, e):
+        # Before an accept: collect when low, the new socket and its link need the room. After a
+        # failed one (EMFILE and friends): the client stays in the backlog; give closing sockets time.
+        if e is None:
+            if gc.mem_free() < RESERVE:
+                gc.collect()
+            return 0
+        self.log("warning", "%s: accept failed: %s" % (lst.label, e))
+        return 100
+
+    def refused(self, lst, s):
+        self.oom("%s: out of memory waiting for connections; retrying" if s is None else
+                 "%s: out of memory; new connection refused", lst.label)
 
     def admit(self, lst, s, sa):
         peer = addr.peer(sa)
@@ -327,6 +307,8 @@ class Server:
                 gc.collect()
         return False
 
+    # -- tasks ------------------------------------------------------------------------------
+
     def start_dashboard(self):
         # The broker's job is MQTT: a management API that cannot start costs only itself.
         try:
@@ -376,7 +358,7 @@ class Server:
 
     async def main(self):
         for lst in self.listeners:
-            asyncio.create_task(self.accept_loop(lst))
+            asyncio.create_task(accept_loop(self, lst.sock, lst))
         if self.dash is not None and self.cfg["dashboard"]["enable"]:
             self.start_dashboard()
         await self.ticker()
