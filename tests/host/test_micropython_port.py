@@ -5,6 +5,8 @@
 import json
 import os
 import re
+import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -16,6 +18,8 @@ from cryptography import x509 as cx509
 from cryptography.x509.oid import NameOID
 
 from brokers import ROOT, VENV_BIN
+from brokers import MP_LAUNCHER, group_members
+import rawmqtt as R
 from clients import Client, V311
 
 from gatemq.certs import ca as certs_ca
@@ -641,3 +645,100 @@ def test_cacertfile_with_several_cas_trusts_each(make_broker, pki, tmp_path):
     port = b.ports[("ssl", "default")]
     assert handshake(port, pki, "dev05")
     assert handshake(port, pki, "impostor", os.path.join(pki, "other"))
+
+
+# ---- firmware/gatemq-micropython: the port has no signal module, the launcher stops it on SIGTERM ----
+
+def launcher_env():
+    env = dict(os.environ, MICROPYTHON=MP, MICROPYTHON_OPTS="-X heapsize=8M")
+    env.pop("MICROPYPATH", None)
+    return env
+
+
+@pytest.mark.parametrize("whole_group", [False, True])
+def test_launcher_stops_the_broker_cleanly_on_sigterm(make_broker, whole_group):
+    # whole_group: systemd's default KillMode=control-group signals the interpreter as well; it
+    # must still be the one SIGINT from the launcher that stops it, not SIGTERM's instant death.
+    b = mp_broker(make_broker, "")
+    interpreter = b.pid
+    raw5 = R.RawClient(b.port, version=5)
+    assert raw5.connect("launcher-v5", version=5).rc == 0
+    if whole_group:
+        os.killpg(b.proc.pid, signal.SIGTERM)
+    else:
+        b.proc.send_signal(signal.SIGTERM)
+    assert [(p.type, p.rc) for p in raw5.until_closed()] == [(R.DISCONNECT, 0x8B)]
+    assert b.proc.wait(10) == 0
+    assert group_members(b.proc.pid) == []
+    assert not os.path.exists("/proc/%d" % interpreter)
+    assert "interrupted; shutting down" in b.log() and "Traceback" not in b.log()
+
+
+def test_launcher_ctrl_c_at_a_terminal_stops_the_broker_once(tmp_path):
+    # The terminal sends SIGINT to its whole foreground group, the interpreter included: the
+    # launcher must not add a second one, which would break into the shutdown (a traceback, exit 1).
+    import pty
+    conf = tmp_path / "gatemq.conf"
+    conf.write_text('listeners.tcp.default.bind = "127.0.0.1:0"\ndashboard.enable = false\n')
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(MP_LAUNCHER, [MP_LAUNCHER, "--config", str(conf)], launcher_env())
+    out = b""
+    try:
+        deadline = time.monotonic() + 15
+        while not re.search(rb"listening on [\d.]+:(\d+)", out) and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 4096)
+        port = int(re.search(rb"listening on [\d.]+:(\d+)", out).group(1))
+        raw5 = R.RawClient(port, version=5)
+        assert raw5.connect("ctrl-c-v5", version=5).rc == 0
+        # A person presses Ctrl-C on an idle broker: wait until it has logged the client in and
+        # settled (a KeyboardInterrupt inside a connection's task ends that connection without
+        # its DISCONNECT, a race of the port itself that the launcher cannot help with).
+        while b"ctrl-c-v5" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 4096)
+        time.sleep(0.3)
+        os.write(fd, b"\x03")
+        assert [(p.type, p.rc) for p in raw5.until_closed()] == [(R.DISCONNECT, 0x8B)]
+        while select.select([fd], [], [], 10)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the last process on the terminal is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0, out
+        assert out.count(b"interrupted; shutting down") == 1 and b"Traceback" not in out, out
+    finally:
+        os.close(fd)
+        if pid:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def test_launcher_sighup_is_logged_and_the_broker_keeps_serving(make_broker):
+    # The CPython port re-reads its users and ACL files on SIGHUP (systemctl reload); this port
+    # cannot, and must not be stopped by it either.
+    b = mp_broker(make_broker, "")
+    b.proc.send_signal(signal.SIGHUP)
+    b.wait_log("SIGHUP ignored")
+    with R.RawClient(b.port) as c:
+        assert c.connect("after-hup").rc == 0
+    assert b.alive()
+    assert b.stop() == 0
+
+
+def test_launcher_exits_with_the_broker_status(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text('listeners.tcp.default.bind = "127.0.0.1:0"\n')
+    bad = tmp_path / "bad.conf"
+    bad.write_text("mqtt.max_qos_allowed = 7\n")
+    run = lambda *a: subprocess.run([MP_LAUNCHER] + list(a), env=launcher_env(), capture_output=True,  # noqa: E731
+                                    text=True, timeout=60)
+    assert run("--check-config", str(good)).returncode == 0
+    out = run("--config", str(bad))
+    assert out.returncode == 2 and "max_qos_allowed" in out.stderr, out.stderr
