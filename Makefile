@@ -32,8 +32,9 @@ $(MPY_LIB)/gatemq/%.mpy: core/%.py
 	@mkdir -p $(dir $@)
 	$(MPYCROSS) -o $@ $<
 
+# Through the launcher a Raspberry Pi's service uses too: SIGTERM stops it as cleanly as Ctrl-C.
 run-micropython: firmware-files
-	MICROPYPATH=$(MPY_LIB) $(MP) -m gatemq.micropython --demo
+	MICROPYTHON=$(MP) MICROPYPATH=$(MPY_LIB) firmware/gatemq-micropython --demo
 
 # Copy the broker to a board over USB (mpremote, installed into the venv on first use):
 #   make deploy PORT=/dev/ttyUSB0 [CONF=firmware/gatemq.conf] [PKI=demo] [WIFI=wifi.json]
