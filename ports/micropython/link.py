@@ -25,8 +25,8 @@ def unqueue(s):
             pass
 
 
-async def accept_loop(host, ls, arg):
-    # Accepts on the listening socket ls for host (the server, arg its Listener; or the dashboard)
+async def accept_loop(host, sock, arg):
+    # Accepts on the listening socket sock for host (the server, arg its Listener; or the dashboard)
     # until cancelled. host.wait(arg, None) before each accept and host.wait(arg, e) after one
     # failed with OSError e give the ms to leave clients in the backlog (0: accept now);
     # host.admit(arg, s, sa) takes a new socket; host.refused(arg, s) logs out of memory, s the
@@ -36,15 +36,15 @@ async def accept_loop(host, ls, arg):
         s = None
         try:
             try:
-                yield core._io_queue.queue_read(ls)
+                yield core._io_queue.queue_read(sock)
             except MemoryError:
                 # asyncio may have filed the socket without the poller: forget it, wait, retry.
-                unqueue(ls)
+                unqueue(sock)
                 raise
             ms = host.wait(arg, None)
             if not ms:
                 try:
-                    s, sa = ls.accept()
+                    s, sa = sock.accept()
                 except OSError as e:
                     ms = host.wait(arg, e)
                 else:
