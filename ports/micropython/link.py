@@ -1,6 +1,7 @@
 # One client connection: its socket(s), its task, its bounded output queue, and the glue between
 # the socket and the broker's connection object.
 import asyncio
+import sys
 from asyncio import core
 
 # Bytes per read. The buffer is allocated per read and dropped, so an idle connection holds none;
@@ -10,6 +11,14 @@ READ_SIZE = 512
 BURST = 8
 # Sockets are waited on with `yield core._io_queue.queue_read(s)` in the task itself, as asyncio's
 # own streams do: awaiting a helper coroutine instead would allocate one on every wait.
+# On the unix port a TLS link waits on its accepted socket, never on the TLS object. select.poll
+# there keeps file descriptors in an array and, when that array moves as it grows, rebases the
+# array pointer of every registered object, including those without a descriptor (the TLS object,
+# polled by ioctl): their pointer is then garbage, and poll() writes through it. One idle mutual-
+# TLS client and a dozen plain ones connecting after it crashed the broker (SIGSEGV). Reading until
+# the TLS object is dry before each wait keeps no decrypted byte out of poll()'s sight. Boards poll
+# every object by ioctl, so they wait on the TLS object, which also knows when mbedTLS must write.
+POLL_RAW = sys.platform in ("linux", "darwin", "freebsd")
 
 
 def unqueue(s):
@@ -83,6 +92,10 @@ class Link:
         self.sock = sock
         self.peer = peer
 
+    def io(self):
+        # The object to wait on for this link's socket (see POLL_RAW).
+        return self.raw if POLL_RAW and self.raw is not None else self.sock
+
     def name(self):
         return "%s:%d" % self.peer
 
@@ -106,12 +119,13 @@ class Link:
             # Read until the socket is dry before waiting on it: mbedTLS may hold decrypted records
             # that poll() cannot see. Yield to other connections every BURST reads.
             sock = self.sock
+            io = self.io()
             n = 0
             while not self.done:
                 data = sock.read(READ_SIZE)
                 if data is None:
                     n = 0
-                    yield core._io_queue.queue_read(sock)
+                    yield core._io_queue.queue_read(io)
                     continue
                 if not data:
                     return
@@ -154,8 +168,9 @@ class Link:
             return None
         b.begin(self)
         try:
+            io = self.io()
             while True:
-                yield core._io_queue.queue_read(self.sock)
+                yield core._io_queue.queue_read(io)
                 try:
                     data = self.sock.read(READ_SIZE)
                 except (OSError, ValueError) as e:
@@ -226,7 +241,7 @@ class Link:
     async def _drain(self):
         try:
             while self.out is not None and not self.closed:
-                yield core._io_queue.queue_write(self.sock)
+                yield core._io_queue.queue_write(self.io())
                 n = self._write(memoryview(self.out)[self.off:])
                 if n is None:
                     return
@@ -274,7 +289,7 @@ class Link:
         self.writer = None
         self.out = None
         # The sockets first, as nothing here allocates: whatever fails below, they are closed.
-        unqueue(self.sock)
+        unqueue(self.io())
         try:
             self.sock.close()
         except Exception:
