@@ -14,6 +14,8 @@ import time
 from gatemq import admin, config
 from gatemq.certs.files import write as write_file  # atomic: temp file, fsync, rename
 
+from . import tlsctx
+
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_static")
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -46,9 +48,9 @@ def prepare(cfg, base):
 def _ssl_context(o):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(o["certfile"], o["keyfile"], o.get("password"))
+    tlsctx.load_chain(ctx, o["certfile"], o["keyfile"], o.get("password"))
     if o.get("cacertfile"):
-        ctx.load_verify_locations(o["cacertfile"])
+        tlsctx.load_cas(ctx, o["cacertfile"])
     if o.get("verify") == "verify_peer":
         ctx.verify_mode = ssl.CERT_REQUIRED if o.get("fail_if_no_peer_cert") else ssl.CERT_OPTIONAL
     return ctx

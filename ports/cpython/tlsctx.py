@@ -3,9 +3,11 @@
 # (CRL with gatemq.der, extended key usage). The TLS layer of each connection (an SSLObject over
 # memory BIOs, driven by the connection's protocol) is server.TLSClient.
 import asyncio
+import base64
 import ctypes
 import os
 import ssl
+import tempfile
 import time
 import warnings
 import weakref
@@ -149,6 +151,61 @@ def set_tls13_suites(ctx, names):
     return lib.set_ciphersuites(p, ":".join(names).encode()) == 1
 
 
+def _pem_or_der(path):
+    # -> (bytes, True when PEM). The MicroPython port takes DER files (boards want them), and one
+    # config should run on both ports.
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, b"-----BEGIN" in data
+
+
+def _der_key_to_pem(der):
+    # The PEM label OpenSSL needs is not in the DER itself: PKCS#8 starts SEQUENCE { INTEGER 0,
+    # SEQUENCE { OID ... } }, SEC1 starts SEQUENCE { INTEGER 1, OCTET STRING }, PKCS#1 RSA
+    # SEQUENCE { INTEGER 0, INTEGER n }.
+    label = "PRIVATE KEY"
+    try:
+        body = der[2 + (der[1] & 0x7F if der[1] & 0x80 else 0):]
+        if body[:3] == b"\x02\x01\x01" and body[3:4] == b"\x04":
+            label = "EC PRIVATE KEY"
+        elif body[:3] == b"\x02\x01\x00" and body[3:4] == b"\x02":
+            label = "RSA PRIVATE KEY"
+    except IndexError:
+        pass
+    b64 = base64.encodebytes(der).decode()
+    return ("-----BEGIN %s-----\n%s-----END %s-----\n" % (label, b64, label)).encode()
+
+
+def load_chain(ctx, certfile, keyfile, password=None):
+    """ctx.load_cert_chain for PEM or DER files (DER ones go through a private temporary file,
+    as OpenSSL reads certificate chains from files only)."""
+    cert, cert_pem = _pem_or_der(certfile)
+    key, key_pem = _pem_or_der(keyfile)
+    if cert_pem and key_pem:
+        ctx.load_cert_chain(certfile, keyfile, password)
+        return
+    if not cert_pem:
+        cert = ssl.DER_cert_to_PEM_cert(cert).encode()
+    if not key_pem:
+        key = _der_key_to_pem(key)
+    fd, tmp = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert + b"\n" + key)
+        ctx.load_cert_chain(tmp, None, password)
+    finally:
+        os.unlink(tmp)
+
+
+def load_cas(ctx, cacertfile):
+    """ctx.load_verify_locations for a PEM file (one or more CAs) or a DER file (one CA)."""
+    data, pem = _pem_or_der(cacertfile)
+    if pem:
+        ctx.load_verify_locations(cacertfile)
+    else:
+        ctx.load_verify_locations(cadata=data)
+
+
 class ListenerTLS:
     def __init__(self, name, o, log):
         self.name = name
@@ -175,7 +232,7 @@ class ListenerTLS:
         o = self.o
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            ctx.load_cert_chain(o["certfile"], o["keyfile"], o.get("password") or None)
+            load_chain(ctx, o["certfile"], o["keyfile"], o.get("password") or None)
         except ssl.SSLError as e:
             why = "the key is encrypted: set ssl_options.password" if not o.get("password") else \
                 "wrong ssl_options.password, or the key does not match the certificate"
@@ -184,7 +241,7 @@ class ListenerTLS:
             raise ConfigError("listener %s: cannot load certfile/keyfile: %s" % (self.name, e))
         if o.get("cacertfile"):
             try:
-                ctx.load_verify_locations(o["cacertfile"])
+                load_cas(ctx, o["cacertfile"])
             except (OSError, ssl.SSLError) as e:
                 raise self._fail("cacertfile", "cannot load %s: %s" % (o["cacertfile"], e))
         if o.get("verify") == "verify_peer":
