@@ -4,12 +4,13 @@ import sys
 from gatemq.errors import ConfigError
 
 USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-config FILE]
-                                     [--log-level LEVEL] [--demo]
+                                     [--log-level LEVEL] [--heap-report SECS] [--demo]
   --config FILE        the broker configuration (HOCON, the same file as the CPython port)
   --check-config FILE  validate FILE for this port and exit (0 when valid)
   --log-level LEVEL    debug, info, warning or error (default: the config's log.level)
   --heap-report SECS   log free heap (after a collection) and its low-water mark every SECS
-  --demo               the embedded default: one plain listener on 127.0.0.1:1883
+  --demo               the embedded default: a plain listener on 127.0.0.1:1883 and the HTTP
+                       API on 127.0.0.1:18083 (admin / public; its files go to ./data)
 """
 
 

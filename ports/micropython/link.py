@@ -103,6 +103,7 @@ class Link:
 
     async def run(self):
         srv = self.srv
+        close = True
         try:
             first = None
             if self.lst.binder is not None:
@@ -146,9 +147,16 @@ class Link:
                 srv.log("error", "%s: %s: internal error %r, connection closed" % (self.lst.label, self.name(), e))
             except MemoryError:
                 pass
+        except KeyboardInterrupt:
+            # Ctrl-C (or the launcher's SIGINT) landed in this task: the broker's shutdown closes
+            # this connection with the others, MQTT 5 clients getting DISCONNECT 0x8B, not a bare
+            # close here first.
+            close = False
+            raise
         finally:
             try:
-                self._close()
+                if close:
+                    self._close()
             except MemoryError:
                 # The socket is closed and the link forgotten before anything that allocates.
                 srv.oom("%s: %s: out of memory while closing", (self.lst.label, self.name()))

@@ -380,8 +380,9 @@ class Server:
 
 def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None, dash=None):
     srv = Server(cfg, log, read, read_text, heap_report=heap_report, on_tick=on_tick, dash=dash)
-    srv.start()
     try:
+        # start() inside: an interrupt right after the listeners open is a clean stop too.
+        srv.start()
         asyncio.run(srv.main())
     except KeyboardInterrupt:
         log("info", "interrupted; shutting down")
