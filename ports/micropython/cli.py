@@ -5,12 +5,15 @@ from gatemq.errors import ConfigError
 
 USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-config FILE]
                                      [--log-level LEVEL] [--heap-report SECS] [--demo]
+                                     [--stop-on-stdin-eof]
   --config FILE        the broker configuration (HOCON, the same file as the CPython port)
   --check-config FILE  validate FILE for this port and exit (0 when valid)
   --log-level LEVEL    debug, info, warning or error (default: the config's log.level)
   --heap-report SECS   log free heap (after a collection) and its low-water mark every SECS
   --demo               the embedded default: a plain listener on 127.0.0.1:1883 and the HTTP
                        API on 127.0.0.1:18083 (admin / public; its files go to ./data)
+  --stop-on-stdin-eof  shut down cleanly when stdin ends (how firmware/gatemq-micropython
+                       stops the broker on SIGTERM)
 """
 
 
@@ -112,6 +115,7 @@ def main(argv, on_tick=None):
     level = None
     check = False
     heap = 0
+    stdin_eof = False
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -128,6 +132,9 @@ def main(argv, on_tick=None):
             path = a[9:]
             i += 1
         elif a == "--demo":
+            i += 1
+        elif a == "--stop-on-stdin-eof":
+            stdin_eof = True
             i += 1
         elif a in ("-h", "--help"):
             sys.stdout.write(USAGE)
@@ -147,7 +154,7 @@ def main(argv, on_tick=None):
             server.Server(cfg, log, file_reader(base), file_reader(base, True))
             return 0
         dash = None if base_mqtt is None else (base, base_mqtt)
-        server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick, dash)
+        server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick, dash, stdin_eof)
     except ConfigError as e:
         sys.stderr.write("gatemq: config error: %s\n" % e)
         return 2

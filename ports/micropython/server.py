@@ -128,6 +128,7 @@ class Server:
         self.min_free = None
         self.on_tick = on_tick  # called each timer round: boards feed their watchdog there
         self.dash = dash  # (config folder, the file's mqtt section): serve the management API
+        self.down = False  # shutdown() done
         mps = cfg["mqtt"]["max_packet_size"]
         # Output one client may leave unread before it is dropped: bounded, yet above one packet.
         self.out_limit = max(16384, mps + 4096) if mps else 65536
@@ -356,14 +357,37 @@ class Server:
                 wait = 0.01
             await asyncio.sleep_ms(int(wait * 1000))
 
-    async def main(self):
+    async def stdin_closed(self):
+        # The launcher's stop (firmware/gatemq-micropython closes the pipe that is our stdin): it
+        # comes in here, between two tasks, where a SIGINT would raise KeyboardInterrupt wherever
+        # the interpreter is, inside the garbage collector too, and break the shutdown.
+        # Anything written on stdin is read and ignored; only its end stops the broker.
+        f = sys.stdin.buffer
+        while True:
+            yield asyncio.core._io_queue.queue_read(f)
+            if not f.read(1):
+                self.log("info", "stop requested (stdin closed); shutting down")
+                return
+
+    async def main(self, stdin_eof=False):
+        # stdin_eof: end at the end of stdin, for run()'s shutdown; else only an interrupt ends it.
         for lst in self.listeners:
             asyncio.create_task(accept_loop(self, lst.sock, lst))
         if self.dash is not None and self.cfg["dashboard"]["enable"]:
             self.start_dashboard()
-        await self.ticker()
+        if stdin_eof:
+            asyncio.create_task(self.ticker())
+            await self.stdin_closed()
+            # Here, while the loop runs: closing a link asks asyncio for the current task, which
+            # raises once asyncio.run() has returned. run() then finds the shutdown done.
+            self.shutdown()
+        else:
+            await self.ticker()
 
     def shutdown(self):
+        if self.down:
+            return
+        self.down = True
         try:
             self.broker.shutdown()
             self.pump()
@@ -378,12 +402,12 @@ class Server:
                 pass
 
 
-def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None, dash=None):
+def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None, dash=None, stdin_eof=False):
     srv = Server(cfg, log, read, read_text, heap_report=heap_report, on_tick=on_tick, dash=dash)
     try:
         # start() inside: an interrupt right after the listeners open is a clean stop too.
         srv.start()
-        asyncio.run(srv.main())
+        asyncio.run(srv.main(stdin_eof))
     except KeyboardInterrupt:
         log("info", "interrupted; shutting down")
     finally:
