@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from conftest import require_gatemq
-from tlsutil import PKI, Events, now, ssl_config, tls_client
+from tlsutil import Events, now, server_pki, ssl_config, tls_client
 
 DER = serialization.Encoding.DER
 
@@ -20,9 +20,7 @@ DER = serialization.Encoding.DER
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = PKI(tmp_path_factory.mktemp("pki"))
-    p.root = p.ca("root")
-    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p = server_pki(tmp_path_factory.mktemp("pki"))
     p.dev = p.leaf(p.root, "dev", [(NameOID.COMMON_NAME, "der-device")])
     return p
 

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 import rawmqtt
 from brokers import DEFAULT_RUNTIME, PYTHON, BrokerProcess
 from conftest import require_gatemq
-from tlsutil import PKI, Events, client_context, now, raw_tls, ssl_port, tls_client
+from tlsutil import Events, client_context, now, raw_tls, server_pki, ssl_port, tls_client
 
 DAY = datetime.timedelta(days=1)
 MICROPYTHON = DEFAULT_RUNTIME == "micropython"
@@ -35,9 +35,7 @@ def not_on_micropython(why, test, verdict="refused"):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = PKI(tmp_path_factory.mktemp("pki"))
-    p.root = p.ca("root")
-    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p = server_pki(tmp_path_factory.mktemp("pki"))
     p.int1 = p.ca("int1", parent=p.root)
     p.int2 = p.ca("int2", parent=p.int1)
     cn = lambda v: [(NameOID.ORGANIZATION_NAME, "acme"), (NameOID.COMMON_NAME, v)]  # noqa: E731
@@ -327,3 +325,31 @@ def test_clients_that_hang_up_after_the_handshake_free_their_slot(pki, make_brok
     r = raw_tls(b, pki.root, pki.good, name="small")
     assert r.connect("still-room").rc == 0
     r.close()
+
+
+def test_idle_tls_client_is_served_after_many_plain_clients_connect(pki, make_broker):
+    # On the MicroPython unix port this once crashed the broker: select.poll corrupted the entry of
+    # the waiting TLS object when its descriptor array grew (ports/micropython/link.py, POLL_RAW).
+    b = make_broker(listener("default", pki.server, pki.root, "verify = verify_peer\n  fail_if_no_peer_cert = true")
+                    + 'listeners.tcp.default.bind = "127.0.0.1:0"\ndashboard.enable = false\n')
+    t = raw_tls(b, pki.root, pki.good, version=4)
+    assert t.connect("tls-dev").rc == 0
+    t.send(rawmqtt.subscribe(1, [("fan/in", 1)]))
+    assert t.recv().type == rawmqtt.SUBACK
+    # The TLS client now waits for input while 40 plain clients connect, one after another.
+    plain = []
+    try:
+        for i in range(40):
+            c = rawmqtt.RawClient(b.ports[("tcp", "default")], version=4)
+            assert c.connect("plain%d" % i).rc == 0, i
+            plain.append(c)
+        for i, c in enumerate(plain):
+            c.send(rawmqtt.publish("fan/in", b"%d" % i, version=4))
+        assert sorted(int(t.recv().payload) for _ in plain) == list(range(40))
+        t.send(rawmqtt.pingreq())
+        assert t.recv().type == rawmqtt.PINGRESP
+        assert b.alive()
+    finally:
+        for c in plain:
+            c.close()
+        t.close()

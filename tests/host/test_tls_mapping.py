@@ -11,15 +11,13 @@ from cryptography.x509.oid import NameOID
 from clients import V311, V5
 from conftest import require_gatemq
 import rawmqtt
-from tlsutil import (PKI, Events, expected_cn, expected_dn, md5_value, pem_value, raw_tls,
+from tlsutil import (PKI, Events, server_pki, expected_cn, expected_dn, md5_value, pem_value, raw_tls,
                      ssl_config, ssl_port, tls_client)
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = PKI(tmp_path_factory.mktemp("pki"))
-    p.root = p.ca("root")
-    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p = server_pki(tmp_path_factory.mktemp("pki"))
     # Two CNs, a multi-byte O and characters the dn string must escape.
     p.dev = p.leaf(p.root, "dev", [(NameOID.COUNTRY_NAME, "DE"), (NameOID.ORGANIZATION_NAME, "Müller, GmbH"),
                                    (NameOID.ORGANIZATIONAL_UNIT_NAME, "a+b;c"),

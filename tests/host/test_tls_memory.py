@@ -9,15 +9,13 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from conftest import require_gatemq
-from tlsutil import PKI, client_context
+from tlsutil import client_context, server_pki
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = PKI(tmp_path_factory.mktemp("pki"))
-    p.root = p.ca("root")
-    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p = server_pki(tmp_path_factory.mktemp("pki"))
     p.int1 = p.ca("int1", parent=p.root)
     p.dev = p.leaf(p.int1, "dev", [(NameOID.COMMON_NAME, "dev-1")])
     return p

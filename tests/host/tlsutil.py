@@ -87,6 +87,15 @@ class Issued:
         return path
 
 
+def server_pki(folder):
+    """A PKI with .root (a CA) and .server (its localhost/127.0.0.1 server certificate), to which a
+    test's fixture adds its own CAs and devices."""
+    p = PKI(folder)
+    p.root = p.ca("root")
+    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    return p
+
+
 class PKI:
     def __init__(self, folder):
         self.folder = str(folder)
