@@ -1,0 +1,382 @@
+# Hostile and messy traffic against one broker with a plain and a mutual-TLS listener: many
+# threads at random connect, publish at every QoS, subscribe and never read, send garbage,
+# oversized lengths, half packets, half TLS handshakes and half TLS records, unknown-CA and
+# certificate-less handshakes, take sessions over, leave wills and hang up with a RST. Afterwards
+# the broker must be alive, serve a fresh client on both listeners, hold no client socket and have
+# logged no traceback or internal error. A fixed seed keeps the mix the same from run to run;
+# thread scheduling still varies, so nothing here asserts timing.
+#
+#   GATEMQ_CHAOS_SECONDS=120 pytest tests/host/test_mqtt_chaos.py   hammers for two minutes
+import os
+import random
+import socket
+import ssl
+import struct
+import threading
+import time
+
+import pytest
+from cryptography.x509.oid import NameOID
+
+import rawmqtt
+from brokers import BrokerProcess
+from conftest import require_gatemq
+from tlsutil import client_context, server_pki, ssl_config, ssl_port
+
+SEED = 20261127
+SECONDS = float(os.environ.get("GATEMQ_CHAOS_SECONDS", "12"))
+THREADS = int(os.environ.get("GATEMQ_CHAOS_THREADS", "12"))
+MAX_CONN = 48
+BAD_LOG = ("Traceback", "internal error", "Task exception was never retrieved",
+           "Exception in callback", "event loop:")
+
+
+def socket_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rst(sock):
+    # SO_LINGER 0: close() sends a RST instead of a FIN.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def drain(sock, seconds):
+    sock.settimeout(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            if not sock.recv(65536):
+                return
+        except socket.timeout:
+            pass
+        except OSError:
+            return
+
+
+def bio_handshake(sock, ctx):
+    """TLS over memory BIOs on a plain socket: the records can then be sent in pieces."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pending = out.read()
+            if pending:
+                sock.sendall(pending)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            inc.write(data)
+    pending = out.read()
+    if pending:
+        sock.sendall(pending)
+    return obj, out
+
+
+class Chaos:
+    def __init__(self, broker, pki, seed):
+        self.b = broker
+        self.pki = pki
+        self.port = broker.port
+        self.tls_port = ssl_port(broker)
+        self.rng = random.Random(seed)
+        self.n = 0
+        self.errors = []
+        self.ctx = {}
+        for label, dev in (("good", pki.dev), ("stranger", pki.stranger), ("none", None)):
+            for v in ("1.2", "1.3"):
+                ver = ssl.TLSVersion.TLSv1_2 if v == "1.2" else ssl.TLSVersion.TLSv1_3
+                self.ctx[label, v] = client_context(pki.root.crt, dev.chain if dev else None,
+                                                    dev.key if dev else None, minimum=ver, maximum=ver)
+
+    # -- the actions: each opens its own sockets and closes them, whatever the broker does --
+
+    def plain(self, rng, v):
+        return rawmqtt.RawClient(self.port, version=v, timeout=3)
+
+    def tls(self, rng, v, label="good"):
+        r = rawmqtt.RawClient(self.tls_port, version=v, timeout=3)
+        r.sock = self.ctx[label, rng.choice(("1.2", "1.3"))].wrap_socket(r.sock, server_hostname="127.0.0.1")
+        return r
+
+    def end(self, rng, r):
+        how = rng.random()
+        if how < 0.4:
+            try:
+                r.send(rawmqtt.disconnect(0 if r.version == 5 else None, version=r.version))
+            except OSError:
+                pass
+            r.close()
+        elif how < 0.8:
+            rst(r.sock)
+        else:
+            r.close()
+
+    def a_session(self, rng, i):
+        v = rng.choice((4, 5))
+        r = (self.tls if rng.random() < 0.4 else self.plain)(rng, v)
+        try:
+            cid = "chaos-%d" % rng.randrange(40)          # shared ids: takeovers
+            will = None
+            if rng.random() < 0.3:
+                will = dict(topic="chaos/will/%d" % i, payload=b"gone", qos=rng.randrange(3),
+                            retain=rng.random() < 0.5)
+            r.connect(cid, version=v, clean=rng.random() < 0.5, will=will,
+                      props={"session_expiry": rng.choice((0, 5))} if v == 5 else None)
+            if rng.random() < 0.6:
+                r.send(rawmqtt.subscribe(1, [(rng.choice(("chaos/#", "chaos/busy", "chaos/+/x")),
+                                              rng.randrange(3))], version=v))
+            for k in range(rng.randrange(12)):
+                qos = rng.randrange(3)
+                r.send(rawmqtt.publish("chaos/%s" % rng.choice(("busy", "a/x", "r")),
+                                       os.urandom(rng.randrange(300)), qos=qos,
+                                       retain=rng.random() < 0.1, pid=k + 1 if qos else None, version=v))
+                if qos == 2 and rng.random() < 0.7:
+                    r.send(rawmqtt.ack(rawmqtt.PUBREL, k + 1, version=v))
+            # Acknowledge what arrives, for a while.
+            end = time.monotonic() + rng.random()
+            while time.monotonic() < end:
+                try:
+                    p = r.recv(0.2)
+                except (TimeoutError, rawmqtt.Closed):
+                    break
+                if p.type == rawmqtt.PUBLISH and p.pid:
+                    qos = (p.flags >> 1) & 3
+                    r.send(rawmqtt.ack(rawmqtt.PUBACK if qos == 1 else rawmqtt.PUBREC, p.pid, version=v))
+                elif p.type == rawmqtt.PUBREC:
+                    r.send(rawmqtt.ack(rawmqtt.PUBREL, p.pid, version=v))
+                elif p.type == rawmqtt.PUBREL:
+                    r.send(rawmqtt.ack(rawmqtt.PUBCOMP, p.pid, version=v))
+        finally:
+            self.end(rng, r)
+
+    def a_slow_reader(self, rng, i):
+        # Subscribes to the busy topic with a tiny receive buffer and never reads.
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(3)
+        s.connect(("127.0.0.1", self.port))
+        try:
+            s.sendall(rawmqtt.connect("slow-%d" % i, version=4, clean=True))
+            s.sendall(rawmqtt.subscribe(1, [("chaos/busy", rng.randrange(2))]))
+            time.sleep(1 + 2 * rng.random())
+        finally:
+            rst(s)
+
+    def a_flood(self, rng, i):
+        r = self.plain(rng, 4)
+        try:
+            r.connect("flood-%d" % i)
+            payload = os.urandom(rng.choice((100, 2000, 20000)))
+            for _ in range(rng.randrange(50, 300)):
+                r.send(rawmqtt.publish("chaos/busy", payload))
+        finally:
+            self.end(rng, r)
+
+    def a_connect_silence(self, rng, i):
+        r = (self.tls if rng.random() < 0.3 else self.plain)(rng, 4)
+        try:
+            r.send(rawmqtt.connect("silent-%d" % i))
+            time.sleep(rng.random() * 2)
+        finally:
+            self.end(rng, r)
+
+    def a_garbage(self, rng, i):
+        port = self.tls_port if rng.random() < 0.3 else self.port
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        try:
+            kind = rng.randrange(5)
+            if kind == 0:
+                s.sendall(os.urandom(rng.randrange(1, 3000)))
+            elif kind == 1:
+                s.sendall(b"\x30\xff\xff\xff\x7f")                # 256 MB remaining length
+            elif kind == 2:
+                s.sendall(b"\x10\xff\xff\xff\xff\x01")            # five-byte remaining length
+            elif kind == 3:
+                s.sendall(rawmqtt.connect("half-%d" % i)[:rng.randrange(1, 12)])
+            else:
+                full = rawmqtt.connect("mid-%d" % i) + rawmqtt.publish("chaos/busy", b"x" * 500, qos=1, pid=1)
+                s.sendall(full[:rng.randrange(len(full))])
+            drain(s, rng.random())
+        finally:
+            (rst if rng.random() < 0.5 else socket.socket.close)(s)
+
+    def a_bad_tls(self, rng, i):
+        kind = rng.randrange(4)
+        if kind < 2:
+            # A certificate from an unknown CA, or none.
+            try:
+                r = self.tls(rng, 4, ("stranger", "none")[kind])
+                try:
+                    r.connect("bad-%d" % i, timeout=2)
+                except (rawmqtt.Closed, TimeoutError, OSError, ssl.SSLError):
+                    pass
+                r.close()
+            except (ssl.SSLError, OSError):
+                pass
+            return
+        s = socket.create_connection(("127.0.0.1", self.tls_port), timeout=3)
+        try:
+            if kind == 2:
+                # The start of a handshake, then silence or a hang-up.
+                out = ssl.MemoryBIO()
+                obj = self.ctx["good", rng.choice(("1.2", "1.3"))].wrap_bio(
+                    ssl.MemoryBIO(), out, server_hostname="127.0.0.1")
+                try:
+                    obj.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                hello = out.read()
+                s.sendall(hello[:rng.randrange(1, len(hello) + 1)])
+                time.sleep(rng.random())
+            else:
+                # A finished handshake, then the connection ends right away or in the middle of a record.
+                obj, out = bio_handshake(s, self.ctx["good", rng.choice(("1.2", "1.3"))])
+                if rng.random() < 0.7:
+                    obj.write(rawmqtt.connect("midrec-%d" % i) + rawmqtt.publish("chaos/r", b"y" * 3000))
+                    rec = out.read()
+                    s.sendall(rec[:rng.randrange(1, len(rec))])
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            (rst if rng.random() < 0.5 else socket.socket.close)(s)
+
+    def a_burst(self, rng, i):
+        socks = []
+        try:
+            for _ in range(rng.randrange(10, MAX_CONN + 10)):
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", self.port), timeout=3))
+                except OSError:
+                    break
+            for s in socks:
+                try:
+                    s.sendall(rawmqtt.connect("", version=4))
+                except OSError:
+                    pass
+            time.sleep(rng.random())
+        finally:
+            for s in socks:
+                (rst if rng.random() < 0.5 else socket.socket.close)(s)
+
+    ACTIONS = [("a_session", 30), ("a_slow_reader", 6), ("a_flood", 6), ("a_connect_silence", 6),
+               ("a_garbage", 14), ("a_bad_tls", 14), ("a_burst", 3)]
+
+    def worker(self, seed, deadline):
+        rng = random.Random(seed)
+        names = [n for n, w in self.ACTIONS for _ in range(w)]
+        i = 0
+        while time.monotonic() < deadline and self.b.alive():
+            i += 1
+            name = rng.choice(names)
+            try:
+                getattr(self, name)(rng, seed * 100000 + i)
+            except (OSError, TimeoutError, rawmqtt.Closed, ssl.SSLError, ConnectionError):
+                # The broker may refuse or close any of these; only its health afterwards counts.
+                pass
+            except Exception as e:      # a bug in the driver itself
+                self.errors.append("%s: %r" % (name, e))
+            self.n += 1
+
+    def run(self, seconds, threads):
+        deadline = time.monotonic() + seconds
+        ts = [threading.Thread(target=self.worker, args=(self.rng.randrange(1 << 30), deadline), daemon=True)
+              for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(seconds + 60)
+        return self.n
+
+
+def fresh_round_trip(b, port, wrap=None, cid="fresh"):
+    r = rawmqtt.RawClient(port, version=5, timeout=10)
+    if wrap:
+        r.sock = wrap(r.sock)
+    try:
+        r.connect(cid, timeout=10)
+        r.send(rawmqtt.subscribe(1, [("fresh/%s" % cid, 1)], version=5))
+        r.expect(rawmqtt.SUBACK, timeout=10)
+        r.send(rawmqtt.publish("fresh/%s" % cid, b"hello", qos=1, pid=2, version=5))
+        got = {}
+        while len(got) < 2:
+            p = r.recv(10)
+            got[p.type] = p
+        assert got[rawmqtt.PUBLISH].payload == b"hello"
+        r.send(rawmqtt.disconnect(0, version=5))
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    require_gatemq()
+    p = server_pki(tmp_path_factory.mktemp("pki"))
+    p.dev = p.leaf(p.root, "dev", [(NameOID.COMMON_NAME, "dev")])
+    p.other = p.ca("other")
+    p.stranger = p.leaf(p.other, "stranger", [(NameOID.COMMON_NAME, "stranger")])
+    return p
+
+
+def chaos_broker(pki, tmp_path):
+    extra = """
+listeners.tcp.default.bind = "127.0.0.1:0"
+listeners.tcp.default.max_connections = %d
+mqtt.idle_timeout = 2s
+mqtt.max_mqueue_len = 50
+mqtt.max_inflight = 8
+mqtt.session_expiry_interval = 5s
+""" % MAX_CONN
+    return BrokerProcess(ssl_config(pki.server, pki.root, ssl_extra="handshake_timeout = 2s", extra=extra),
+                         tmp_path=tmp_path)
+
+
+def test_chaos_leaves_the_broker_healthy(pki, tmp_path):
+    b = chaos_broker(pki, tmp_path)
+    try:
+        pid = b.pid
+        listeners = socket_fds(pid)
+        rss0 = rss_kb(pid)
+        chaos = Chaos(b, pki, SEED)
+        n = chaos.run(SECONDS, THREADS)
+        assert not chaos.errors, chaos.errors[:5]
+        assert b.alive(), "broker died:\n" + b.log()[-4000:]
+        assert n > THREADS
+        # Everyone has left: the sockets go within the idle/handshake timeouts.
+        deadline = time.monotonic() + 30
+        while socket_fds(pid) > listeners and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert socket_fds(pid) == listeners, "client sockets left open: %d, listeners %d" % (
+            socket_fds(pid), listeners)
+        fresh_round_trip(b, b.port)
+        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key)
+        fresh_round_trip(b, ssl_port(b), lambda s: ctx.wrap_socket(s, server_hostname="127.0.0.1"), "fresh-tls")
+        bad = [line for line in b.log_lines if any(w in line for w in BAD_LOG)]
+        assert not bad, "\n".join(bad[:20])
+        print("chaos: %d actions in %.0fs, RSS %d -> %d KB" % (n, SECONDS, rss0, rss_kb(pid)))
+    finally:
+        b.stop()
