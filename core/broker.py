@@ -270,7 +270,7 @@ class Broker:
 
     def deliver(self, sess, msg, qos, retain, subids):
         c = sess.conn
-        if c is None or c.state != CONNECTED or c.closing:
+        if c is None or c.state != CONNECTED or c.closing or c.congested:
             self._queue(sess, [msg, qos, retain, subids])
             return
         if qos == 0:
@@ -305,7 +305,7 @@ class Broker:
     def pump(self, sess):
         # Moves queued messages into the window as acknowledgements free it.
         c = sess.conn
-        if c is None or c.closing:
+        if c is None or c.closing or c.congested:
             return
         q = sess.queue
         now = self.clock()

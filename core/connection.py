@@ -46,6 +46,9 @@ class Connection:
     acl = None
     auth_expire_at = None
     out = ()
+    # The port's send buffer to this client is full (a slow reader): deliveries wait in the
+    # session queue, bounded by max_mqueue_len, instead of in the port's buffer without bound.
+    congested = False
 
     def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
         self.broker = broker
@@ -118,6 +121,14 @@ class Connection:
             b.log("error", "internal error on %s: %r" % (self.name(), e))
             self.close("internal error", 0x80)
         b.flag(self)
+
+    def set_congested(self, on):
+        # The port calls this when its send buffer to the client passes its high-water mark (on)
+        # and when it has drained (off); the queued messages then go out as the window allows.
+        self.congested = on
+        if not on and self.session is not None and self.state == CONNECTED and not self.closing:
+            self.broker.pump(self.session)
+            self.broker.flag(self)
 
     def lost(self):
         if self.state != CLOSED:

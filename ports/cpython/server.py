@@ -13,6 +13,9 @@ from gatemq.cpython import tlsctx
 
 # The most plaintext one TLS record holds.
 _RECORD = 16384
+# Unsent bytes to one client past which its deliveries wait in its session queue (bounded by
+# max_mqueue_len) rather than in our buffer: asyncio's default high-water mark.
+_HIGH_WATER = 65536
 
 
 class Client(asyncio.Protocol):
@@ -39,6 +42,19 @@ class Client(asyncio.Protocol):
 
     def eof_received(self):
         return False
+
+    # The transport's buffer passed its high-water mark: a client that reads slower than it is
+    # sent to. Without this a subscriber that never reads grows the broker without bound.
+    def pause_writing(self):
+        c = self.conn
+        if c is not None:
+            c.set_congested(True)
+
+    def resume_writing(self):
+        c = self.conn
+        if c is not None:
+            c.set_congested(False)
+            self.srv.flush()
 
     def connection_lost(self, exc):
         c = self.conn
@@ -123,12 +139,13 @@ class TLSClient(Client):
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
     # this object (write/close/abort below).
-    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "closing")
+    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing")
 
     def __init__(self, srv, listener):
         Client.__init__(self, srv, listener)
         self.sock = self.tls = self.timer = self.peer = self.wq = None
         self.fd = -1
+        self.wsize = 0
         self.closing = False
 
     # A property rather than a slot holding self: no reference cycle, so a closed connection is
@@ -275,26 +292,34 @@ class TLSClient(Client):
             return
         asyncio.get_running_loop().remove_writer(self.fd)
         self.wq = None
+        self.wsize = 0
         if self.closing:
             self.close()
-        else:
-            # Whatever a read gave up on for want of writing.
-            self._read()
+            return
+        c = self.conn
+        if c is not None and c.congested:
+            c.set_congested(False)      # the queued deliveries; _read's flush sends them
+        # Whatever a read gave up on for want of writing.
+        self._read()
 
     # -- the transport interface Server.flush uses -------------------------------------------
     def write(self, data):
         if self.sock is None:
             return
-        if self.wq is not None:
-            self.wq.append(data)
-            return
-        try:
-            self.tls.write(data)
-        except ssl.SSLWantWriteError:
-            self._wait_writable()
-            self.wq.append(data)
-        except (ssl.SSLError, OSError) as e:
-            self._failed(e)
+        if self.wq is None:
+            try:
+                self.tls.write(data)
+                return
+            except ssl.SSLWantWriteError:
+                self._wait_writable()
+            except (ssl.SSLError, OSError) as e:
+                self._failed(e)
+                return
+        self.wq.append(data)
+        self.wsize += len(data)
+        c = self.conn
+        if self.wsize > _HIGH_WATER and c is not None and not c.congested:
+            c.set_congested(True)
 
     def close(self):
         if self.sock is None:

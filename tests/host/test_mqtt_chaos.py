@@ -380,3 +380,54 @@ def test_chaos_leaves_the_broker_healthy(pki, tmp_path):
         print("chaos: %d actions in %.0fs, RSS %d -> %d KB" % (n, SECONDS, rss0, rss_kb(pid)))
     finally:
         b.stop()
+
+
+@pytest.mark.parametrize("listener", ["tcp", "ssl"])
+def test_a_subscriber_that_never_reads_does_not_grow_the_broker(pki, tmp_path, listener):
+    # Two subscribers to a busy topic stop reading; 2 x 80 MB are published to them. The broker
+    # must queue (and drop) by max_mqueue_len or disconnect them, not buffer what they do not read.
+    b = chaos_broker(pki, tmp_path)
+    try:
+        pid = b.pid
+        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key)
+        port = b.port if listener == "tcp" else ssl_port(b)
+        slow = []
+        for i in range(2):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", port))
+            r = rawmqtt.RawClient.__new__(rawmqtt.RawClient)
+            r.version, r.buf, r.eof = 4, bytearray(), False
+            r.sock = ctx.wrap_socket(s, server_hostname="127.0.0.1") if listener == "ssl" else s
+            r.connect("slow-%s-%d" % (listener, i), timeout=10)
+            r.send(rawmqtt.subscribe(1, [("busy/slow", 0)]))
+            r.expect(rawmqtt.SUBACK, timeout=10)
+            slow.append(r)
+        rss0 = rss_kb(pid)
+        pub = rawmqtt.RawClient(b.port, timeout=10)
+        pub.connect("slow-feeder-%s" % listener, timeout=10)
+        payload = b"p" * 20000
+        grew = 0
+        for n in range(4000):
+            pub.send(rawmqtt.publish("busy/slow", payload))
+            if n % 200 == 0:
+                grew = max(grew, rss_kb(pid) - rss0)
+        pub.send(rawmqtt.publish("busy/slow", b"last"))
+        assert pub.is_open(timeout=10), "the publisher was cut off"
+        grew = max(grew, rss_kb(pid) - rss0)
+        assert grew < 48 * 1024, "broker grew by %d KB for subscribers that do not read" % grew
+        # Once they read again they are either served, newest messages included, or were
+        # disconnected by the broker's limits; never left hanging.
+        for r in slow:
+            try:
+                while r.recv(10).payload != b"last":
+                    pass
+            except rawmqtt.Closed:
+                pass
+            r.close()
+        pub.close()
+        assert b.alive()
+        fresh_round_trip(b, b.port, cid="after-slow-%s" % listener)
+    finally:
+        b.stop()
