@@ -16,6 +16,9 @@ _RECORD = 16384
 # Unsent bytes to one client past which its deliveries wait in its session queue (bounded by
 # max_mqueue_len) rather than in our buffer: asyncio's default high-water mark.
 _HIGH_WATER = 65536
+# Seconds a closed connection may take to hand over its last output (DISCONNECT, queued
+# messages) before its socket is dropped: a peer that stopped reading would hold it forever.
+_CLOSE_GRACE = 5.0
 
 
 class Client(asyncio.Protocol):
@@ -336,6 +339,9 @@ class TLSClient(Client):
     def abort(self):
         self._teardown()
 
+    def get_write_buffer_size(self):
+        return self.wsize if self.wq else 0
+
     def connection_lost(self, exc):
         Client.connection_lost(self, exc)
 
@@ -367,6 +373,8 @@ class Server:
             if c.closing:
                 c.handle.conn = None
                 tr.close()
+                if tr.get_write_buffer_size():
+                    asyncio.get_running_loop().call_later(_CLOSE_GRACE, tr.abort)
 
     def reload_auth(self):
         # SIGHUP: the core re-reads the files and logs "reload: ..." with what it read or why it

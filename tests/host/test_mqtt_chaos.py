@@ -431,3 +431,38 @@ def test_a_subscriber_that_never_reads_does_not_grow_the_broker(pki, tmp_path, l
         fresh_round_trip(b, b.port, cid="after-slow-%s" % listener)
     finally:
         b.stop()
+
+
+@pytest.mark.parametrize("listener", ["tcp", "ssl"])
+def test_a_client_disconnected_while_not_reading_loses_its_socket(pki, tmp_path, listener):
+    # The broker ends a subscriber that stopped reading (keepalive) while its output is stuck in
+    # a full socket: the socket must go too, not wait forever for the peer to read.
+    b = chaos_broker(pki, tmp_path)
+    try:
+        pid = b.pid
+        base = socket_fds(pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", b.port if listener == "tcp" else ssl_port(b)))
+        if listener == "ssl":
+            s = client_context(pki.root.crt, pki.dev.chain, pki.dev.key).wrap_socket(
+                s, server_hostname="127.0.0.1")
+        s.sendall(rawmqtt.connect("stuck-%s" % listener, keepalive=1))
+        s.sendall(rawmqtt.subscribe(1, [("busy/stuck", 0)]))
+        time.sleep(0.5)
+        pub = rawmqtt.RawClient(b.port, timeout=10)
+        pub.connect("stuck-feeder-%s" % listener, timeout=10)
+        for _ in range(300):
+            pub.send(rawmqtt.publish("busy/stuck", b"s" * 20000))
+        pub.send(rawmqtt.disconnect())
+        pub.close()
+        b.wait_log_about("stuck-%s" % listener, ["disconnected", "keepalive"], timeout=20)
+        deadline = time.monotonic() + 30
+        while socket_fds(pid) > base and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert socket_fds(pid) == base, "the stuck client's socket is still open in the broker"
+        s.close()
+        assert b.alive()
+    finally:
+        b.stop()
