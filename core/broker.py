@@ -31,6 +31,7 @@ class Broker:
         self.conns = set()
         self.dirty = []
         self.per_listener = {}
+        self._refused = {}            # listener -> [refusals not yet logged, next log time]
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.started = clock()
         self.started_wall = wallclock()
@@ -107,8 +108,17 @@ class Broker:
         n = self.per_listener.get(listener, 0)
         limit = lcfg.get("max_connections")
         if limit is not None and n >= limit:
-            self.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached" % (
-                listener, peer[0] if peer else "?", peer[1] if peer else "?", limit))
+            # One line per listener at most every 10 s: a connection flood must not become a
+            # log flood. The next line counts the refusals in between.
+            now = self.clock()
+            r = self._refused.get(listener)
+            if r is None or now >= r[1]:
+                self.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached%s" % (
+                    listener, peer[0] if peer else "?", peer[1] if peer else "?", limit,
+                    "; %d more refused since the last such line" % r[0] if r and r[0] else ""))
+                self._refused[listener] = [0, now + 10]
+            else:
+                r[0] += 1
             return None
         c = Connection(self, handle, peer, listener, lcfg, peer_cert, self.clock())
         self.per_listener[listener] = n + 1

@@ -259,11 +259,12 @@ class TLSClient(Client):
         self.srv.flush()
 
     def _failed(self, e):
-        if self.sock is not None:
-            try:
-                peer = self.sock.getpeername()
-            except OSError:
-                peer = ("?", 0)
+        # A client that hangs up while we write to it is no failure worth a warning (the read
+        # side treats it as a FIN); anything else is logged with the peer, which getpeername no
+        # longer knows once the connection was reset.
+        c = self.conn
+        if self.sock is not None and not isinstance(e, (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionError)):
+            peer = (c.peerhost, c.peerport) if c is not None else (self.peer or ("?", 0))
             self.srv.log("warning", "TLS with %s:%s failed: %s (%s)" % ((peer[0], peer[1]) + tlsctx.describe(e)))
         self._teardown()
 

@@ -252,7 +252,8 @@ class Chaos:
                     pass
                 hello = out.read()
                 s.sendall(hello[:rng.randrange(1, len(hello) + 1)])
-                time.sleep(rng.random())
+                # Sometimes past the listener's handshake_timeout (2 s).
+                time.sleep(rng.random() * 3)
             else:
                 # A finished handshake, then the connection ends right away or in the middle of a record.
                 obj, out = bio_handshake(s, self.ctx["good", rng.choice(("1.2", "1.3"))])

@@ -1,5 +1,6 @@
-# A client that reads slower than it is sent to: the port marks its connection congested, the
-# deliveries wait in the session queue (bounded by max_mqueue_len) and go out once it drains.
+# Overload: a client that reads slower than it is sent to (the port marks its connection
+# congested, the deliveries wait in the session queue, bounded by max_mqueue_len, and go out once
+# it drains), and a connection flood past max_connections (refused, logged at a bounded rate).
 from gatemq import codec
 from _harness import Harness
 
@@ -48,3 +49,16 @@ def test_congested_qos1_is_queued_not_sent_and_pumped_within_the_window():
     s.conn.set_congested(False)
     h.pump()
     assert [g.payload for g in s.publishes()] == [b"2"]
+
+
+def test_refusals_past_max_connections_are_logged_at_a_bounded_rate():
+    h = Harness('listeners.tcp.default { bind = "127.0.0.1:0", max_connections = 1 }')
+    assert h.client().conn is not None
+    for _ in range(50):
+        assert h.client().conn is None
+    lines = [m for _, m in h.logs if "max_connections (1) reached" in m]
+    assert len(lines) == 1
+    h.advance(11)
+    assert h.client().conn is None
+    lines = [m for _, m in h.logs if "max_connections (1) reached" in m]
+    assert len(lines) == 2 and "49 more refused" in lines[1]
