@@ -67,16 +67,21 @@ class Client(asyncio.Protocol):
             self.srv.flush()
 
 
-class TLSListener:
-    # An ssl listener. Its connections get no asyncio transport and no memory BIOs: OpenSSL reads
+class Listener:
+    # A listening socket with its own accept loop, for both kinds. asyncio's create_server, out of
+    # descriptors (EMFILE), logs and reschedules itself once per pending accept of its backlog
+    # loop (1024 lines a second here); this one logs once and pauses for a second.
+    #
+    # An ssl listener's connections get no asyncio transport and no memory BIOs: OpenSSL reads
     # and writes each non-blocking socket itself, driven by the loop's reader/writer callbacks.
     # That saves ~4 KB per idle TLS connection over an SSLObject on memory BIOs, and more over
     # start_tls/SSLProtocol (a task, a second transport and a read buffer per connection, and
-    # failed handshakes dropped silently). Same binding as loop.create_server(host, port,
-    # reuse_address=True, backlog=1024).
-    def __init__(self, srv, name):
+    # failed handshakes dropped silently). A tcp listener's get asyncio's socket transport. Same
+    # binding as loop.create_server(host, port, reuse_address=True, backlog=1024).
+    def __init__(self, srv, name, tls):
         self.srv = srv
         self.name = name
+        self.tls = tls
         self.sockets = []
 
     async def bind(self, host, port):
@@ -118,8 +123,20 @@ class TLSListener:
                     loop.call_later(1.0, self._resume, ls)
                 return
             s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            TLSClient(srv, self.name).start(s, addr)
+            if self.tls:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                TLSClient(srv, self.name).start(s, addr)
+            else:
+                srv.spawn(self._plain(s))
+
+    async def _plain(self, s):
+        # The transport sets TCP_NODELAY and calls Client.connection_made.
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: Client(self.srv, self.name), s)
+        except OSError as e:
+            self.srv.log("warning", "listener %s: could not set up an accepted connection: %s" % (self.name, e))
+            s.close()
 
     def _resume(self, ls):
         if ls.fileno() >= 0:
@@ -137,7 +154,7 @@ class TLSListener:
 
 
 class TLSClient(Client):
-    # One TLS connection of a TLSListener: an SSL object on the socket, driven from the loop's
+    # One TLS connection of an ssl Listener: an SSL object on the socket, driven from the loop's
     # reader callback; every refused handshake is logged with its reason and the peer. The broker
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
@@ -401,11 +418,8 @@ class Server:
                 host, port = lc["bind"]
                 if kind == "ssl":
                     self.tls[lname] = tlsctx.ListenerTLS(lname, lc["ssl_options"], self.log)
-                    srv = TLSListener(self, lname)
-                    await srv.bind(host or None, port)
-                else:
-                    srv = await loop.create_server(lambda ln=lname: Client(self, ln), host or None, port,
-                                                   reuse_address=True, backlog=1024)
+                srv = Listener(self, lname, kind == "ssl")
+                await srv.bind(host or None, port)
                 self.servers.append(srv)
                 for s in srv.sockets:
                     a = s.getsockname()

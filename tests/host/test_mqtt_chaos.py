@@ -9,6 +9,7 @@
 #   GATEMQ_CHAOS_SECONDS=120 pytest tests/host/test_mqtt_chaos.py   hammers for two minutes
 import os
 import random
+import resource
 import socket
 import ssl
 import struct
@@ -466,4 +467,49 @@ def test_a_client_disconnected_while_not_reading_loses_its_socket(pki, tmp_path,
         s.close()
         assert b.alive()
     finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("listener", ["tcp", "ssl"])
+def test_out_of_descriptors_pauses_accepting_without_flooding_the_log(pki, tmp_path, listener):
+    # With its descriptor limit cut to a few past what it has open, the broker runs out while
+    # clients keep arriving: it must say so briefly, keep serving, and accept again afterwards.
+    b = chaos_broker(pki, tmp_path)
+    socks = []
+    try:
+        pid = b.pid
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        limit = used + 8
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+        port = b.port if listener == "tcp" else ssl_port(b)
+        mark = b.mark()
+        t0 = time.monotonic()
+        for _ in range(30):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        b.wait_log("accept", timeout=10, start=mark)
+        time.sleep(3)
+        assert b.alive()
+        lines = [x for x in b.log_lines[mark:] if "accept" in x]
+        # A pause between tries, not a line per pending connection (asyncio's create_server wrote
+        # thousands a second): at most a few a second.
+        assert len(lines) <= 15 * (time.monotonic() - t0), \
+            "%d lines about failed accepts, e.g. %s" % (len(lines), lines[:3])
+        for s in socks:
+            s.close()
+        socks = []
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fresh_round_trip(b, b.port, cid="after-emfile-%s" % listener)
+                break
+            except (OSError, TimeoutError, rawmqtt.Closed):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert not [x for x in b.log_lines if any(w in x for w in BAD_LOG[:4])]
+    finally:
+        for s in socks:
+            s.close()
         b.stop()
