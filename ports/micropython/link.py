@@ -78,6 +78,7 @@ class Link:
     refusal = None  # why the verify callback refused, for the log
     out = None  # bytearray of output the socket has not taken yet
     off = 0
+    pend = 0  # TLS: bytes of out already sealed in a record mbedTLS could not send yet (see _write)
     writer = None
     task = None
     deadline = None  # clock() by which the handshake and CONNECT (or the final flush) must be done
@@ -233,15 +234,27 @@ class Link:
 
     def _write(self, buf):
         # -> bytes taken (0 when the socket is full), None when the connection is gone.
+        # A TLS write that finds the socket full has still sealed buf (up to one record) into a
+        # record mbedTLS holds, and mbedTLS must be called again with the same bytes: that call
+        # sends the held record and reports the length it was given, whatever it now is. Retrying
+        # with the queue grown since reported bytes as sent that never were, and a TLS client
+        # that paused reading got a corrupt stream. self.pend keeps the retry to the same bytes.
+        if self.pend:
+            buf = buf[:self.pend]
         try:
             n = self.sock.write(buf)
         except OSError as e:
-            if e.errno == 11:  # EAGAIN from a port that raises instead of returning None
-                return 0
-            self.srv.log("debug", "%s: %s: write failed: %s" % (self.lst.label, self.name(), e))
-            self.abort()
-            return None
-        return n or 0
+            if e.errno != 11:  # EAGAIN from a port that raises instead of returning None
+                self.srv.log("debug", "%s: %s: write failed: %s" % (self.lst.label, self.name(), e))
+                self.abort()
+                return None
+            n = None
+        if not n:
+            if self.raw is not None and not self.pend:
+                self.pend = len(buf)
+            return 0
+        self.pend = 0
+        return n
 
     async def _drain(self):
         try:

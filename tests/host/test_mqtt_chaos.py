@@ -513,3 +513,70 @@ def test_out_of_descriptors_pauses_accepting_without_flooding_the_log(pki, tmp_p
         for s in socks:
             s.close()
         b.stop()
+
+
+def test_a_qos1_publisher_that_never_reads_its_acknowledgements_is_held_back(pki, tmp_path):
+    # 5 million QoS 1 PUBLISHes, none of the PUBACKs read: the broker must stop reading from this
+    # client (its sends block) or disconnect it, not pile up 20 MB of PUBACKs.
+    b = chaos_broker(pki, tmp_path)
+    try:
+        pid = b.pid
+        rss0 = rss_kb(pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", b.port))
+        s.sendall(rawmqtt.connect("deaf-publisher"))
+        s.settimeout(3)
+        batch = b"".join(rawmqtt.publish("deaf/t", b"", qos=1, pid=i + 1) for i in range(2000))
+        held = False
+        try:
+            for _ in range(2500):
+                s.sendall(batch)
+        except (socket.timeout, OSError):
+            held = True
+        grew = rss_kb(pid) - rss0
+        rst(s)
+        assert held, "the broker read 5 million PUBLISHes without their PUBACKs being read"
+        assert grew < 12 * 1024, "broker grew by %d KB of unread acknowledgements" % grew
+        assert b.alive()
+        fresh_round_trip(b, b.port, cid="after-deaf")
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_tls_subscriber_that_pauses_reading_gets_an_intact_stream(pki, tmp_path, runtime):
+    # ~6 MB of QoS 0 messages for a TLS subscriber that reads nothing until all are published:
+    # the kernel's socket buffers (4 MB on a default Linux) fill, the broker's TLS writes find the
+    # socket full and the rest queues behind them (max_packet_size 4 MB lifts the output limit).
+    # On MicroPython, mbedTLS holds the record it could not send and the queue grew under it;
+    # the retry reported the grown queue as sent and the subscriber got a corrupt stream after
+    # ~4000 messages. Every message must arrive whole and in order.
+    extra = "mqtt.max_packet_size = 4MB\nmqtt.max_mqueue_len = 100000\n"
+    b = BrokerProcess(ssl_config(pki.server, pki.root, extra=extra), runtime=runtime, tmp_path=tmp_path)
+    n = 6000
+    try:
+        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key)
+        sub = rawmqtt.RawClient(ssl_port(b), version=4, timeout=20)
+        sub.sock = ctx.wrap_socket(sub.sock, server_hostname="127.0.0.1")
+        sub.connect("paused-sub")
+        sub.send(rawmqtt.subscribe(1, [("paused/t", 0)]))
+        sub.expect(rawmqtt.SUBACK)
+        pub = rawmqtt.RawClient(b.port, version=4, timeout=20)
+        pub.connect("paused-pub")
+        for i in range(n):
+            pub.send(rawmqtt.publish("paused/t", b"%08d" % i + b"x" * (i * 7919 % 1900 + 1)))
+        pub.send(rawmqtt.pingreq())
+        pub.expect(rawmqtt.PINGRESP, timeout=60)
+        for i in range(n):
+            p = sub.recv(30)
+            assert p.type == rawmqtt.PUBLISH, "message %d: got %r" % (i, p)
+            assert p.body == rawmqtt.s("paused/t") + b"%08d" % i + b"x" * (i * 7919 % 1900 + 1), (
+                "message %d arrived corrupt: %r" % (i, p.body[:40]))
+        assert sub.is_open()
+        pub.close()
+        sub.close()
+        assert b.alive()
+    finally:
+        b.stop()
