@@ -47,15 +47,19 @@ class Client(asyncio.Protocol):
         return False
 
     # The transport's buffer passed its high-water mark: a client that reads slower than it is
-    # sent to. Without this a subscriber that never reads grows the broker without bound.
+    # sent to. Its deliveries then wait in its session queue, and its own packets in the kernel
+    # (what it sends would only add acknowledgements to the pile). Without this a subscriber, or
+    # a QoS 1 publisher, that never reads grows the broker without bound.
     def pause_writing(self):
         c = self.conn
         if c is not None:
             c.set_congested(True)
+            self.transport.pause_reading()
 
     def resume_writing(self):
         c = self.conn
         if c is not None:
+            self.transport.resume_reading()
             c.set_congested(False)
             self.srv.flush()
 
@@ -319,6 +323,7 @@ class TLSClient(Client):
             return
         c = self.conn
         if c is not None and c.congested:
+            asyncio.get_running_loop().add_reader(self.fd, self._readable)
             c.set_congested(False)      # the queued deliveries; _read's flush sends them
         # Whatever a read gave up on for want of writing.
         self._read()
@@ -340,7 +345,9 @@ class TLSClient(Client):
         self.wsize += len(data)
         c = self.conn
         if self.wsize > _HIGH_WATER and c is not None and not c.congested:
+            # As Client.pause_writing: its deliveries queue, its packets wait in the kernel.
             c.set_congested(True)
+            asyncio.get_running_loop().remove_reader(self.fd)
 
     def close(self):
         if self.sock is None:
