@@ -8,6 +8,7 @@ import time
 
 from gatemq.connection import CONNECTED
 from gatemq.errors import ConfigError
+from gatemq.retain import RetainStore
 
 from . import addr
 from .link import Link, accept_loop
@@ -68,6 +69,31 @@ def make_log(level):
                 pass
 
     return log
+
+
+class HeapRetain(RetainStore):
+    # Retained messages never expire on their own: one client publishing retained messages to ever
+    # new topics filled an 8 MB heap in a second, and from then on every new connection was
+    # refused for low memory. Below `floor` free bytes a retained message on a new topic is not
+    # kept (the broker logs it as dropped, the message is still delivered); replacing or deleting
+    # one still works. Each collection here costs a pass over the heap, so under such a flood
+    # only every 64th refusal collects to see whether memory came back.
+    skip = 0
+
+    def __init__(self, floor, max_messages=None):
+        super().__init__(max_messages)
+        self.floor = floor
+
+    def put(self, msg):
+        if msg.payload and msg.topic not in self.msgs and gc.mem_free() < self.floor:
+            if self.skip:
+                self.skip -= 1
+                return False
+            gc.collect()
+            if gc.mem_free() < self.floor:
+                self.skip = 63
+                return False
+        return super().put(msg)
 
 
 class Listener:
@@ -154,6 +180,11 @@ class Server:
             raise ConfigError("listeners: every listener is disabled; enable one")
         self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
+        kept = getattr(self.broker, "retained", None)
+        if isinstance(kept, RetainStore) and not kept.msgs:
+            # A quarter of the heap stays out of reach of retained messages (see HeapRetain).
+            heap = gc.mem_free() + gc.mem_alloc()
+            self.broker.retained = HeapRetain(max(4 * RESERVE, heap // 4), kept.max_messages)
 
     def start(self):
         for lst in self.listeners:

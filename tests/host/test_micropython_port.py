@@ -776,3 +776,31 @@ def test_launcher_stops_the_broker_cleanly_on_sigterm_under_traffic(make_broker,
     assert b.proc.wait(10) == 0, b.log()
     assert [(p.type, p.rc) for p in seen][-1:] == [(R.DISCONNECT, 0x8B)], b.log()
     assert "Traceback" not in b.log(), b.log()
+
+
+def test_retained_flood_to_new_topics_leaves_room_for_new_connections(make_broker):
+    # One client publishing retained messages to ever new topics filled the 8 MB heap in a second
+    # (retained messages never expire), and every later connection was refused for low memory.
+    # Now a quarter of the heap stays out of the retained store's reach: the flood's messages past
+    # that are logged as dropped, the flooder stays connected, and new clients get in and work.
+    b = mp_broker(make_broker, "")
+    p = R.RawClient(b.port, 4, timeout=20)
+    p.connect("retain-flooder")
+    for i in range(12000):
+        p.send(R.publish("flood/%d" % i, b"r" * 1000, retain=True))
+    assert p.is_open(timeout=30)
+    b.wait_log("dropped: store full", timeout=10)
+    sub = R.RawClient(b.port, 4, timeout=10)
+    sub.connect("after-flood-sub")
+    sub.send(R.subscribe(1, [("after/t", 1), ("flood/0", 0)]))
+    assert sub.expect(R.SUBACK).type == R.SUBACK
+    assert sub.expect(R.PUBLISH).body.startswith(R.s("flood/0"))  # kept before the floor
+    pub = R.RawClient(b.port, 4, timeout=10)
+    pub.connect("after-flood-pub")
+    pub.send(R.publish("after/t", b"still here", qos=1, pid=5))
+    pub.expect(R.PUBACK)
+    assert sub.expect(R.PUBLISH).body.endswith(b"still here")
+    for c in (p, sub, pub):
+        c.close()
+    assert b.alive()
+    assert not [x for x in b.log_lines if "Traceback" in x or "internal error" in x]
