@@ -74,14 +74,14 @@ class Client(asyncio.Protocol):
 class Listener:
     # A listening socket with its own accept loop, for both kinds. asyncio's create_server, out of
     # descriptors (EMFILE), logs and reschedules itself once per pending accept of its backlog
-    # loop (1024 lines a second here); this one logs once and pauses for a second.
+    # loop (thousands of lines a second); this one logs once and pauses for a second.
     #
     # An ssl listener's connections get no asyncio transport and no memory BIOs: OpenSSL reads
     # and writes each non-blocking socket itself, driven by the loop's reader/writer callbacks.
     # That saves ~4 KB per idle TLS connection over an SSLObject on memory BIOs, and more over
     # start_tls/SSLProtocol (a task, a second transport and a read buffer per connection, and
-    # failed handshakes dropped silently). A tcp listener's get asyncio's socket transport. Same
-    # binding as loop.create_server(host, port, reuse_address=True, backlog=1024).
+    # failed handshakes dropped silently). A tcp listener's connections get asyncio's socket
+    # transport. Same binding as loop.create_server(host, port, reuse_address=True, backlog=1024).
     def __init__(self, srv, name, tls):
         self.srv = srv
         self.name = name
@@ -138,8 +138,9 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(lambda: Client(self.srv, self.name), s)
-        except OSError as e:
-            self.srv.log("warning", "listener %s: could not set up an accepted connection: %s" % (self.name, e))
+        except Exception as e:
+            # Retrieved here, or the loop would print "Task exception was never retrieved".
+            self.srv.log("warning", "listener %s: could not set up an accepted connection: %r" % (self.name, e))
             s.close()
 
     def _resume(self, ls):

@@ -1,7 +1,7 @@
 # TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, the reason words a
 # refused handshake is logged with, and the checks the broker makes itself on the verified leaf
-# (CRL with gatemq.der, extended key usage). The TLS layer of each connection (an SSLObject over
-# memory BIOs, driven by the connection's protocol) is server.TLSClient.
+# (CRL with gatemq.der, extended key usage). The TLS layer of each connection (OpenSSL on the
+# non-blocking socket, driven by the event loop's callbacks) is server.TLSClient.
 import asyncio
 import base64
 import ctypes
