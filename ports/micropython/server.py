@@ -109,6 +109,7 @@ class Listener:
         self.links = 0
         self.sock = None
         self.handshake_timeout = None
+        self.refused = None  # [refusals not logged yet, clock() of the next line]: see Server.refuse
 
     def listen(self, backlog):
         host, port = self.bind
@@ -287,22 +288,32 @@ class Server:
         self.oom("%s: out of memory waiting for connections; retrying" if s is None else
                  "%s: out of memory; new connection refused", lst.label)
 
+    def refuse(self, lst, s, peer, why):
+        # Closes a new connection at accept. One line per listener at most every 10 s: a
+        # connection flood against a full or low-memory broker wrote some 140 lines a second
+        # (on a board, to its serial console). The next line counts the refusals in between.
+        s.close()
+        now = self.clock()
+        r = lst.refused
+        if r is None or now >= r[1]:
+            self.log("warning", "%s: refused %s:%d: %s%s" % (
+                lst.label, peer[0], peer[1], why,
+                "; %d more refused since the last such line" % r[0] if r is not None and r[0] else ""))
+            lst.refused = [0, now + 10]
+        else:
+            r[0] += 1
+
     def admit(self, lst, s, sa):
         peer = addr.peer(sa)
         if lst.links >= lst.max:
-            s.close()
-            self.log("warning", "%s: refused %s:%d: max_connections (%d) reached"
-                     % (lst.label, peer[0], peer[1], lst.max))
+            self.refuse(lst, s, peer, "max_connections (%d) reached" % lst.max)
             return
         if self.max_total is not None and len(self.links) >= self.max_total:
-            s.close()
-            self.log("warning", "%s: refused %s:%d: the board's %d client sockets are in use "
-                     "(set max_connections to change this)" % (lst.label, peer[0], peer[1], self.max_total))
+            self.refuse(lst, s, peer, "the board's %d client sockets are in use (set max_connections "
+                        "to change this)" % self.max_total)
             return
         if not self.memory_for(lst):
-            s.close()
-            self.log("warning", "%s: refused %s:%d: low memory (%d bytes free)"
-                     % (lst.label, peer[0], peer[1], gc.mem_free()))
+            self.refuse(lst, s, peer, "low memory (%d bytes free)" % gc.mem_free())
             return
         try:
             # TCP_NODELAY: MQTT packets and TLS handshake records are small; with Nagle and the

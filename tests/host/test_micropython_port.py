@@ -804,3 +804,28 @@ def test_retained_flood_to_new_topics_leaves_room_for_new_connections(make_broke
         c.close()
     assert b.alive()
     assert not [x for x in b.log_lines if "Traceback" in x or "internal error" in x]
+
+
+def test_a_connection_flood_past_max_connections_is_not_a_log_flood(make_broker, client):
+    # 200 connections against a full listener were 200 warning lines (some 140 a second under
+    # the chaos tests; on a board, all of them on its serial console). One line per listener
+    # every 10 s now, the next one counting the refusals in between; each is still refused.
+    b = mp_broker(make_broker, 'listeners.tcp.default { bind = "127.0.0.1:0", max_connections = 1 }\n')
+    holder = client(b.port, "holder")
+    mark = b.mark()
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+        assert s.recv(10) == b""  # closed at accept, no CONNACK
+        s.close()
+    time.sleep(0.5)
+    lines = [x for x in b.log_lines[mark:] if "max_connections (1) reached" in x]
+    assert 1 <= len(lines) <= 3, lines[:5]
+    time.sleep(10.5 - 0.5)
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+    assert s.recv(10) == b""
+    s.close()
+    line = b.wait_log("more refused since the last such line", start=mark, timeout=5)
+    counted = sum(int(x.split("; ")[1].split()[0]) for x in b.log_lines[mark:] if "more refused" in x)
+    assert counted == 200 - len(lines), (counted, line)  # every refusal is a line or counted in one
+    holder.publish("x", b"still served", qos=1)
+    assert b.alive()
