@@ -32,6 +32,7 @@ class Broker:
         self.dirty = []
         self.per_listener = {}
         self._refused = {}            # listener -> [refusals not yet logged, next log time]
+        self._retain_drops = None     # [retained messages dropped and not yet logged, next log time]
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.started = clock()
         self.started_wall = wallclock()
@@ -261,12 +262,24 @@ class Broker:
                 return k
         return start % n if n else -1
 
+    def _retain_dropped(self, topic):
+        # One line at most every 10 s: a client flooding a full store with retained messages made
+        # a line per message. The next line counts the drops in between.
+        now = self.clock()
+        r = self._retain_drops
+        if r is None or now >= r[1]:
+            self.log("warning", "retained message on %r dropped: store full%s" % (
+                topic, "; %d more dropped since the last such line" % r[0] if r is not None and r[0] else ""))
+            self._retain_drops = [0, now + 10]
+        else:
+            r[0] += 1
+
     def publish(self, msg):
         # Routes one message; returns how many sessions it was delivered or queued to.
         self.stats["messages.received"] += 1
         if msg.retain:
             if not self.retained.put(msg):
-                self.log("warning", "retained message on %r dropped: store full" % msg.topic)
+                self._retain_dropped(msg.topic)
         matched = self.router.match(msg.topic, self._pick, msg.sender)
         if not matched:
             return 0

@@ -829,3 +829,22 @@ def test_a_connection_flood_past_max_connections_is_not_a_log_flood(make_broker,
     assert counted == 200 - len(lines), (counted, line)  # every refusal is a line or counted in one
     holder.publish("x", b"still served", qos=1)
     assert b.alive()
+
+
+def test_retained_messages_dropped_in_a_flood_are_counted_not_logged_one_by_one(make_broker):
+    # Past the heap floor for retained messages every further one was a warning line: a flood of
+    # 9000 made some 3000 of them. One line at most every 10 s now, the next counting the drops.
+    b = mp_broker(make_broker, "")
+    p = R.RawClient(b.port, 4, timeout=20)
+    p.connect("retain-flooder")
+    for i in range(9000):
+        p.send(R.publish("flood/%d" % i, b"r" * 1000, retain=True))
+    assert p.is_open(timeout=30)
+    first = [x for x in b.log_lines if "dropped: store full" in x]
+    assert 1 <= len(first) <= 3, (len(first), first[:3])
+    time.sleep(10.5)
+    p.send(R.publish("flood/late", b"r", retain=True))
+    line = b.wait_log("more dropped since the last such line", timeout=10)
+    assert int(line.split("; ")[1].split()[0]) > 100, line
+    assert p.is_open()
+    p.close()
