@@ -576,8 +576,8 @@ def settime():
 }
 
 
-def _board(tmp_path, conf_text, wifi=True):
-    for name, src in FAKE_BOARD.items():
+def _board(tmp_path, conf_text, wifi=True, board=FAKE_BOARD):
+    for name, src in board.items():
         (tmp_path / name).write_text(src)
     (tmp_path / "gatemq.conf").write_text(conf_text)
     if wifi:
@@ -593,22 +593,43 @@ def _board(tmp_path, conf_text, wifi=True):
                             stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
 
 
-def test_board_main_joins_wifi_serves_and_feeds_the_watchdog(tmp_path):
-    p = _board(tmp_path, 'listeners.tcp.default.bind = "127.0.0.1:0"\n')
+def _output_until(p, marker, seconds=20):
+    """The board's output up to the line holding marker (or all of it after seconds); stops it."""
     out = []
-    deadline = time.monotonic() + 20
-    try:
+
+    def read():
         for line in p.stdout:
             out.append(line)
-            if "WDT fed" in line or time.monotonic() > deadline:
-                break
-    finally:
-        p.kill()
-        p.wait()
-    text = "".join(out)
+            if marker in line:
+                return
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(seconds)
+    p.kill()
+    p.wait()
+    return "".join(out)
+
+
+def test_board_main_joins_wifi_serves_and_feeds_the_watchdog(tmp_path):
+    text = _output_until(_board(tmp_path, 'listeners.tcp.default.bind = "127.0.0.1:0"\n'), "WDT fed")
     assert "join lab pw" in text and "ntp" in text
     assert "listener tcp:default listening on 127.0.0.1:" in text
     assert "WDT armed 30000" in text and "WDT fed" in text
+
+
+def test_board_main_arms_the_longest_watchdog_the_board_takes(tmp_path):
+    # An RP2040 (Pico W) refuses a watchdog timeout above 8388 ms: main.py must fall back to a
+    # shorter one, not run without a watchdog.
+    pico = dict(FAKE_BOARD, **{"machine.py": FAKE_BOARD["machine.py"].replace(
+        "    def __init__(self, timeout):\n",
+        "    def __init__(self, timeout):\n        if timeout > 8388:\n"
+        "            raise ValueError('timeout too long')\n")})
+    text = _output_until(_board(tmp_path, 'listeners.tcp.default.bind = "127.0.0.1:0"\n', board=pico),
+                         "WDT fed", 10)
+    armed = re.findall(r"WDT armed (\d+)", text)
+    assert armed and int(armed[-1]) <= 8388, text
+    assert "watchdog armed (%s ms)" % armed[-1] in text and "WDT fed" in text, text
 
 
 def test_board_main_restarts_after_an_unexpected_error_but_not_after_a_config_error(tmp_path):
