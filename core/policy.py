@@ -29,9 +29,6 @@ class Gate:
         self.wallclock = wallclock
         self.log = log
 
-    def reload(self):
-        pass
-
     def authenticate(self, client, listener_cfg):
         # A connection authenticates once, so its is_superuser/acl/auth_expire_at are still the
         # defaults here; the chain sets only what it grants.

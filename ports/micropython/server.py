@@ -458,4 +458,13 @@ def run(cfg, log, read, read_text=None, heap_report=0, on_tick=None, dash=None, 
             asyncio.run(asyncio.sleep_ms(200))  # let the final DISCONNECTs go out
         except Exception:
             pass
+        # A link whose task the interrupt ended left its sockets to the shutdown; a board stopped
+        # at the REPL keeps running, so close whatever is still open.
+        for link in list(srv.links):
+            if not link.closed:
+                link.writer = None  # its loop has ended: nothing left to cancel
+                try:
+                    link._close()
+                except Exception:
+                    pass
     return srv
