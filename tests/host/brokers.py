@@ -265,6 +265,18 @@ def group_members(pgid):
     return pids
 
 
+def socket_fds(pid):
+    """How many sockets process pid holds open, from /proc: the listeners plus its clients."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass  # the descriptor closed between listdir and readlink
+    return n
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

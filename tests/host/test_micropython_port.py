@@ -18,7 +18,7 @@ from cryptography import x509 as cx509
 from cryptography.x509.oid import NameOID
 
 from brokers import ROOT, VENV_BIN
-from brokers import MP_LAUNCHER, group_members
+from brokers import MP_LAUNCHER, group_members, socket_fds
 import rawmqtt as R
 from clients import Client, V311
 
@@ -100,17 +100,6 @@ def handshake(port, pki, dev=None, ca_dir=None):
         return False
     finally:
         s.close()
-
-
-def socket_fds(pid):
-    n = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
-                n += 1
-        except OSError:
-            pass
-    return n
 
 
 def run_mpclient(*args, timeout=30):
@@ -799,17 +788,24 @@ def test_launcher_stops_the_broker_cleanly_on_sigterm_under_traffic(make_broker,
     assert "Traceback" not in b.log(), b.log()
 
 
+def retained_flood(make_broker, n):
+    """A MicroPython broker that one client flooded with n 1000-byte retained messages to new
+    topics (past the heap floor the store keeps free), and that flooder, still connected."""
+    b = mp_broker(make_broker, "")
+    p = R.RawClient(b.port, 4, timeout=20)
+    p.connect("retain-flooder")
+    for i in range(n):
+        p.send(R.publish("flood/%d" % i, b"r" * 1000, retain=True))
+    assert p.is_open(timeout=30), "the retained flooder was cut off"
+    return b, p
+
+
 def test_retained_flood_to_new_topics_leaves_room_for_new_connections(make_broker):
     # One client publishing retained messages to ever new topics filled the 8 MB heap in a second
     # (retained messages never expire), and every later connection was refused for low memory.
     # Now a quarter of the heap stays out of the retained store's reach: the flood's messages past
     # that are logged as dropped, the flooder stays connected, and new clients get in and work.
-    b = mp_broker(make_broker, "")
-    p = R.RawClient(b.port, 4, timeout=20)
-    p.connect("retain-flooder")
-    for i in range(12000):
-        p.send(R.publish("flood/%d" % i, b"r" * 1000, retain=True))
-    assert p.is_open(timeout=30)
+    b, p = retained_flood(make_broker, 12000)
     b.wait_log("dropped: store full", timeout=10)
     sub = R.RawClient(b.port, 4, timeout=10)
     sub.connect("after-flood-sub")
@@ -855,12 +851,7 @@ def test_a_connection_flood_past_max_connections_is_not_a_log_flood(make_broker,
 def test_retained_messages_dropped_in_a_flood_are_counted_not_logged_one_by_one(make_broker):
     # Past the heap floor for retained messages every further one was a warning line: a flood of
     # 9000 made some 3000 of them. One line at most every 10 s now, the next counting the drops.
-    b = mp_broker(make_broker, "")
-    p = R.RawClient(b.port, 4, timeout=20)
-    p.connect("retain-flooder")
-    for i in range(9000):
-        p.send(R.publish("flood/%d" % i, b"r" * 1000, retain=True))
-    assert p.is_open(timeout=30)
+    b, p = retained_flood(make_broker, 9000)
     first = [x for x in b.log_lines if "dropped: store full" in x]
     assert 1 <= len(first) <= 3, (len(first), first[:3])
     time.sleep(10.5)

@@ -20,7 +20,7 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 import rawmqtt
-from brokers import BrokerProcess
+from brokers import BrokerProcess, socket_fds
 from conftest import require_gatemq
 from tlsutil import client_context, server_pki, ssl_config, ssl_port
 
@@ -32,15 +32,14 @@ BAD_LOG = ("Traceback", "internal error", "Task exception was never retrieved",
            "Exception in callback", "event loop:")
 
 
-def socket_fds(pid):
-    n = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
-                n += 1
-        except OSError:
-            pass
-    return n
+def tight_socket(port, ctx=None, timeout=10):
+    """A client socket to 127.0.0.1:port with a 4 KB receive buffer, so what it does not read
+    backs up into the broker quickly; TLS through ctx when given."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    return ctx.wrap_socket(s, server_hostname="127.0.0.1") if ctx else s
 
 
 def rss_kb(pid):
@@ -177,10 +176,7 @@ class Chaos:
 
     def a_slow_reader(self, rng, i):
         # Subscribes to the busy topic with a tiny receive buffer and never reads.
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(3)
-        s.connect(("127.0.0.1", self.port))
+        s = tight_socket(self.port, timeout=3)
         try:
             s.sendall(rawmqtt.connect("slow-%d" % i, version=4, clean=True))
             s.sendall(rawmqtt.subscribe(1, [("chaos/busy", rng.randrange(2))]))
@@ -344,22 +340,22 @@ def pki(tmp_path_factory):
     return p
 
 
-def chaos_broker(pki, tmp_path):
+def chaos_broker(pki, tmp_path, session_expiry="5s", **kw):
+    """The broker the chaos tests run against; kw goes to BrokerProcess (runtime, extra_args)."""
     extra = """
 listeners.tcp.default.bind = "127.0.0.1:0"
 listeners.tcp.default.max_connections = %d
 mqtt.idle_timeout = 2s
 mqtt.max_mqueue_len = 50
 mqtt.max_inflight = 8
-mqtt.session_expiry_interval = 5s
-""" % MAX_CONN
+mqtt.session_expiry_interval = %s
+""" % (MAX_CONN, session_expiry)
     return BrokerProcess(ssl_config(pki.server, pki.root, ssl_extra="handshake_timeout = 2s", extra=extra),
-                         tmp_path=tmp_path)
+                         tmp_path=tmp_path, **kw)
 
 
 def test_chaos_leaves_the_broker_healthy(pki, tmp_path):
-    b = chaos_broker(pki, tmp_path)
-    try:
+    with chaos_broker(pki, tmp_path) as b:
         pid = b.pid
         listeners = socket_fds(pid)
         rss0 = rss_kb(pid)
@@ -380,28 +376,21 @@ def test_chaos_leaves_the_broker_healthy(pki, tmp_path):
         bad = [line for line in b.log_lines if any(w in line for w in BAD_LOG)]
         assert not bad, "\n".join(bad[:20])
         print("chaos: %d actions in %.0fs, RSS %d -> %d KB" % (n, SECONDS, rss0, rss_kb(pid)))
-    finally:
-        b.stop()
 
 
 @pytest.mark.parametrize("listener", ["tcp", "ssl"])
 def test_a_subscriber_that_never_reads_does_not_grow_the_broker(pki, tmp_path, listener):
     # Two subscribers to a busy topic stop reading; 2 x 80 MB are published to them. The broker
     # must queue (and drop) by max_mqueue_len or disconnect them, not buffer what they do not read.
-    b = chaos_broker(pki, tmp_path)
-    try:
+    with chaos_broker(pki, tmp_path) as b:
         pid = b.pid
-        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key)
+        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key) if listener == "ssl" else None
         port = b.port if listener == "tcp" else ssl_port(b)
         slow = []
         for i in range(2):
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.settimeout(10)
-            s.connect(("127.0.0.1", port))
             r = rawmqtt.RawClient.__new__(rawmqtt.RawClient)
             r.version, r.buf, r.eof = 4, bytearray(), False
-            r.sock = ctx.wrap_socket(s, server_hostname="127.0.0.1") if listener == "ssl" else s
+            r.sock = tight_socket(port, ctx)
             r.connect("slow-%s-%d" % (listener, i), timeout=10)
             r.send(rawmqtt.subscribe(1, [("busy/slow", 0)]))
             r.expect(rawmqtt.SUBACK, timeout=10)
@@ -431,25 +420,19 @@ def test_a_subscriber_that_never_reads_does_not_grow_the_broker(pki, tmp_path, l
         pub.close()
         assert b.alive()
         fresh_round_trip(b, b.port, cid="after-slow-%s" % listener)
-    finally:
-        b.stop()
 
 
 @pytest.mark.parametrize("listener", ["tcp", "ssl"])
 def test_a_client_disconnected_while_not_reading_loses_its_socket(pki, tmp_path, listener):
     # The broker ends a subscriber that stopped reading (keepalive) while its output is stuck in
     # a full socket: the socket must go too, not wait forever for the peer to read.
-    b = chaos_broker(pki, tmp_path)
-    try:
+    with chaos_broker(pki, tmp_path) as b:
         pid = b.pid
         base = socket_fds(pid)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(10)
-        s.connect(("127.0.0.1", b.port if listener == "tcp" else ssl_port(b)))
         if listener == "ssl":
-            s = client_context(pki.root.crt, pki.dev.chain, pki.dev.key).wrap_socket(
-                s, server_hostname="127.0.0.1")
+            s = tight_socket(ssl_port(b), client_context(pki.root.crt, pki.dev.chain, pki.dev.key))
+        else:
+            s = tight_socket(b.port)
         s.sendall(rawmqtt.connect("stuck-%s" % listener, keepalive=1))
         s.sendall(rawmqtt.subscribe(1, [("busy/stuck", 0)]))
         time.sleep(0.5)
@@ -466,8 +449,6 @@ def test_a_client_disconnected_while_not_reading_loses_its_socket(pki, tmp_path,
         assert socket_fds(pid) == base, "the stuck client's socket is still open in the broker"
         s.close()
         assert b.alive()
-    finally:
-        b.stop()
 
 
 @pytest.mark.parametrize("listener", ["tcp", "ssl"])
@@ -518,14 +499,10 @@ def test_out_of_descriptors_pauses_accepting_without_flooding_the_log(pki, tmp_p
 def test_a_qos1_publisher_that_never_reads_its_acknowledgements_is_held_back(pki, tmp_path):
     # 5 million QoS 1 PUBLISHes, none of the PUBACKs read: the broker must stop reading from this
     # client (its sends block) or disconnect it, not pile up 20 MB of PUBACKs.
-    b = chaos_broker(pki, tmp_path)
-    try:
+    with chaos_broker(pki, tmp_path) as b:
         pid = b.pid
         rss0 = rss_kb(pid)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(10)
-        s.connect(("127.0.0.1", b.port))
+        s = tight_socket(b.port)
         s.sendall(rawmqtt.connect("deaf-publisher"))
         s.settimeout(3)
         batch = b"".join(rawmqtt.publish("deaf/t", b"", qos=1, pid=i + 1) for i in range(2000))
@@ -541,8 +518,6 @@ def test_a_qos1_publisher_that_never_reads_its_acknowledgements_is_held_back(pki
         assert grew < 12 * 1024, "broker grew by %d KB of unread acknowledgements" % grew
         assert b.alive()
         fresh_round_trip(b, b.port, cid="after-deaf")
-    finally:
-        b.stop()
 
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])
@@ -599,16 +574,7 @@ def test_micropython_chaos_gives_back_its_sockets_and_heap(pki, tmp_path):
     # few small retained messages and wills the mix leaves (some 30 KB). A link, task, TLS
     # context or session kept per connection (~1 KB and up) over the hundreds of connections
     # would not fit in the 256 KB allowed.
-    extra = """
-listeners.tcp.default.bind = "127.0.0.1:0"
-listeners.tcp.default.max_connections = %d
-mqtt.idle_timeout = 2s
-mqtt.max_mqueue_len = 50
-mqtt.max_inflight = 8
-mqtt.session_expiry_interval = 3s
-""" % MAX_CONN
-    b = BrokerProcess(ssl_config(pki.server, pki.root, ssl_extra="handshake_timeout = 2s", extra=extra),
-                      runtime="micropython", tmp_path=tmp_path, extra_args=["--heap-report", "1"])
+    b = chaos_broker(pki, tmp_path, session_expiry="3s", runtime="micropython", extra_args=["--heap-report", "1"])
     try:
         pid = b.pid
         listeners = socket_fds(pid)

@@ -20,9 +20,7 @@ DER = serialization.Encoding.DER
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = server_pki(tmp_path_factory.mktemp("pki"))
-    p.dev = p.leaf(p.root, "dev", [(NameOID.COMMON_NAME, "der-device")])
-    return p
+    return server_pki(tmp_path_factory.mktemp("pki"), device_cn="der-device")
 
 
 def der_files(pki, folder, key_obj, key_format, cert):

@@ -7,12 +7,11 @@ import subprocess
 import time
 
 import pytest
-from cryptography.x509.oid import NameOID
 
 import rawmqtt
-from brokers import DEFAULT_RUNTIME, BrokerProcess
+from brokers import DEFAULT_RUNTIME, BrokerProcess, socket_fds
 from conftest import require_gatemq
-from test_mqtt_chaos import BAD_LOG, fresh_round_trip, socket_fds
+from test_mqtt_chaos import BAD_LOG, fresh_round_trip
 from tlsutil import client_context, server_pki, ssl_config, ssl_port
 
 OPENSSL = shutil.which("openssl")
@@ -21,9 +20,7 @@ OPENSSL = shutil.which("openssl")
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     require_gatemq()
-    p = server_pki(tmp_path_factory.mktemp("pki"))
-    p.dev = p.leaf(p.root, "dev", [(NameOID.COMMON_NAME, "dev")])
-    return p
+    return server_pki(tmp_path_factory.mktemp("pki"), device_cn="dev")
 
 
 def s_client(b, pki, version, command):

@@ -87,12 +87,15 @@ class Issued:
         return path
 
 
-def server_pki(folder):
+def server_pki(folder, device_cn=None):
     """A PKI with .root (a CA) and .server (its localhost/127.0.0.1 server certificate), to which a
-    test's fixture adds its own CAs and devices."""
+    test's fixture adds its own CAs and devices. With device_cn, also .dev: a client certificate
+    under root with that CN, the one device most TLS tests need."""
     p = PKI(folder)
     p.root = p.ca("root")
     p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    if device_cn is not None:
+        p.dev = p.leaf(p.root, "dev", [(NameOID.COMMON_NAME, device_cn)])
     return p
 
 
