@@ -27,3 +27,31 @@ def resolve(host, port):
 
 def show(host, port):
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+def listen(host, port, backlog):
+    # -> (non-blocking listening socket, its port). For port 0 the port is picked here: there is
+    # no getsockname() to ask which one the system chose.
+    family, sa = resolve(host, port or 1)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port:
+        s.bind(sa)
+    else:
+        port = _bind_free(s, host)
+    s.listen(backlog)
+    s.setblocking(False)
+    return s, port
+
+
+def _bind_free(s, host):
+    import os
+    for _ in range(200):
+        r = os.urandom(2)
+        port = 20000 + ((r[0] << 8) | r[1]) % 12000
+        try:
+            s.bind(resolve(host, port)[1])
+            return port
+        except OSError:
+            pass
+    raise OSError("no free port found on %s" % host)

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 
 from gatemq import admin
 
@@ -106,26 +105,7 @@ class Dashboard:
         return True
 
     def _listen(self, host, port):
-        family, sa = addr.resolve(host, port or 1)
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if port:
-            s.bind(sa)
-        else:
-            # No getsockname() on MicroPython: pick a free port here so it can be reported.
-            for _ in range(200):
-                r = os.urandom(2)
-                port = 20000 + ((r[0] << 8) | r[1]) % 12000
-                try:
-                    s.bind(addr.resolve(host, port)[1])
-                    break
-                except OSError:
-                    port = 0
-            if not port:
-                raise OSError("no free port")
-        s.listen(2)
-        s.setblocking(False)
-        self.sock = s
+        self.sock, port = addr.listen(host, port, 2)
         return port
 
     # -- accepting (link.accept_loop calls wait, admit and refused) ---------------------------

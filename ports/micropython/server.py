@@ -113,33 +113,11 @@ class Listener:
 
     def listen(self, backlog):
         host, port = self.bind
-        family, sa = addr.resolve(host, port or 1)
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if port:
-            s.bind(sa)
-        else:
-            # No getsockname() on MicroPython: for port 0 pick a free port here and report it.
-            port = _bind_free(s, host, family)
+        self.sock, port = addr.listen(host, port, backlog)
+        if not self.bind[1]:
             self.lc["bind"] = (host, port)  # what the broker reports as sockport
-        s.listen(backlog)
-        s.setblocking(False)
-        self.sock = s
         self.port = port
         return port
-
-
-def _bind_free(s, host, family):
-    import os
-    for _ in range(200):
-        r = os.urandom(2)
-        port = 20000 + ((r[0] << 8) | r[1]) % 12000
-        try:
-            s.bind(addr.resolve(host, port)[1])
-            return port
-        except OSError:
-            pass
-    raise OSError("no free port found on %s" % host)
 
 
 class Server:
