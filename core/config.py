@@ -752,6 +752,37 @@ ROOT = Section([
 
 # -- API -----------------------------------------------------------------------------------------
 
+def decode(data, source):
+    """A config file's bytes as text: UTF-8, or a ConfigError that says where it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeError:
+        pass
+    i = _first_bad_utf8(data)
+    where = " (byte 0x%02x at offset %d)" % (data[i], i) if i >= 0 else ""
+    line = data.count(b"\n", 0, i) + 1 if i >= 0 else 1
+    raise ConfigError("%s:%d: not UTF-8 text%s; save the file as UTF-8" % (source, line, where))
+
+
+def _first_bad_utf8(data):
+    # MicroPython's decode error carries no position: find the first byte that starts no valid
+    # sequence by its lead byte and continuation bytes (-1 when only finer rules are broken).
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b < 0x80:
+            i += 1
+            continue
+        k = 1 if 0xC2 <= b <= 0xDF else 2 if 0xE0 <= b <= 0xEF else 3 if 0xF0 <= b <= 0xF4 else 0
+        if not k:
+            return i
+        for j in range(1, k + 1):
+            if i + j >= n or data[i + j] & 0xC0 != 0x80:
+                return i
+        i += k + 1
+    return -1
+
+
 def load(text, source="<string>", read_file=None, overlays=()):
     # overlays: [(text, source)] read after the file, keys merging into it (later wins), such as
     # the file where the HTTP API saves its changes.

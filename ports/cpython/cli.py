@@ -38,14 +38,14 @@ def _parser():
 def _read_text(base):
     def read(path):
         full = path if os.path.isabs(path) else os.path.join(base, path)
-        with open(full, encoding="utf-8") as f:
-            return f.read()
+        with open(full, "rb") as f:
+            return config.decode(f.read(), full)
     return read
 
 
 def load_file(path):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        text = config.decode(f.read(), path)
     return config.load(text, path, _read_text(os.path.dirname(os.path.abspath(path))))
 
 

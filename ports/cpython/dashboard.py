@@ -38,8 +38,8 @@ def prepare(cfg, base):
     overlay = _resolve(base, d["overlay_file"])
     base_mqtt = cfg["mqtt"]
     if os.path.exists(overlay):
-        with open(overlay, encoding="utf-8") as f:
-            cfg = config.merge(cfg, f.read(), overlay)
+        with open(overlay, "rb") as f:
+            cfg = config.merge(cfg, config.decode(f.read(), overlay), overlay)
     if not d["enable"]:
         return cfg, None
     return cfg, Dashboard(cfg, base, base_mqtt, overlay)

@@ -65,14 +65,22 @@ def resolve_paths(cfg, base):
                 o[k] = base + "/" + p
 
 
+def config_text(path):
+    # A config file (or include, or the API's overlay) as text, or a ConfigError naming where it
+    # is not UTF-8. Only while gatemq.config is loaded anyway: the running broker reads its other
+    # text files with read_text.
+    from gatemq import config
+    return config.decode(read_bytes(path), path)
+
+
 def _parse(path):
     from gatemq import config
-    return config.load(read_text(path), path, read_text) if path else config.default()
+    return config.load(config_text(path), path, config_text) if path else config.default()
 
 
 def _prepare(cfg, path):
     from . import dashboard
-    return dashboard.prepare(cfg, dirname(path) if path else "", read_text)
+    return dashboard.prepare(cfg, dirname(path) if path else "", config_text)
 
 
 def load(path):

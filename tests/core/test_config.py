@@ -599,3 +599,11 @@ def test_null_unsets_optional_keys_only():
     assert cfg["listeners"]["ssl"]["a"]["ssl_options"]["password"] is None
     e = err("mqtt.max_inflight = null")
     assert e == "gatemq.conf:1:21: mqtt.max_inflight: expected an integer 1..65535, got null", e
+
+
+def test_decode_names_the_line_and_byte_that_is_not_utf8():
+    assert config.decode("grüße = 1\n".encode("utf-8"), "a.conf") == "grüße = 1\n"
+    e = str(raises(ConfigError, config.decode, b"a = 1\nb = \"caf\xe9\"\n", "a.conf"))
+    assert e.startswith("a.conf:2: not UTF-8 text (byte 0xe9 at offset 14)"), e
+    e = str(raises(ConfigError, config.decode, b"x = \xe2\x82\n", "b.conf"))  # a cut sequence
+    assert e.startswith("b.conf:1: not UTF-8 text (byte 0xe2 at offset 4)"), e

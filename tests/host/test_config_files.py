@@ -207,3 +207,19 @@ def test_check_config_reads_the_users_and_acl_files(tmp_path):
     (tmp_path / "users").write_text('{"user_id": "a", "password_hash": "x", "salt": ""}\n')
     check = _gatemq("--check-config", str(conf))
     assert check.returncode == 0, check.stderr
+
+
+def test_a_config_or_overlay_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    # Latin-1 text (an editor's default somewhere) was a UnicodeDecodeError traceback.
+    conf = tmp_path / "gatemq.conf"
+    conf.write_bytes(b'listeners.tcp.default.bind = "127.0.0.1:0"\n# caf\xe9\n')
+    for args in (("--check-config", str(conf)), ("--config", str(conf))):
+        p = _gatemq(*args)
+        assert p.returncode == 1, p.stderr
+        assert "%s:2: not UTF-8 text (byte 0xe9 at offset 48)" % conf in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+    conf.write_bytes(b'listeners.tcp.default.bind = "127.0.0.1:0"\ndashboard.enable = false\n')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "overlay.conf").write_bytes(b"mqtt.max_qos_allowed = 1 # \xff\n")
+    p = _gatemq("--check-config", str(conf))
+    assert p.returncode == 1 and "overlay.conf:1: not UTF-8 text" in p.stderr, p.stderr

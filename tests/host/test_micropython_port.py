@@ -860,3 +860,14 @@ def test_retained_messages_dropped_in_a_flood_are_counted_not_logged_one_by_one(
     assert int(line.split("; ")[1].split()[0]) > 100, line
     assert p.is_open()
     p.close()
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    conf = tmp_path / "gatemq.conf"
+    conf.write_bytes(b'listeners.tcp.default.bind = "127.0.0.1:0"\n# caf\xe9\n')
+    env = dict(os.environ, MICROPYPATH=MPY_LIB)
+    p = subprocess.run([MP, "-m", "gatemq.micropython", "--check-config", str(conf)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert "%s:2: not UTF-8 text (byte 0xe9 at offset 48)" % conf in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
