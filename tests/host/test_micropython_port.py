@@ -379,11 +379,16 @@ def test_board_budget_16_plain_and_4_tls_clients_with_qos1(tmp_path, pki):
         b.stop()
 
 
-def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
+def _plain_broker_with_room(tmp_path, room_kb):
+    # One plain listener in a heap of its started size plus room_kb: -> (broker, port, heap KB).
     text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n'
-    heap = (_code_heap(tmp_path, text) + 80 * 1024) // 1024
+    heap = (_code_heap(tmp_path, text) + room_kb * 1024) // 1024
     b = HeapBroker(tmp_path, text, "%dK" % heap)
-    port = b.ports["tcp:default"]
+    return b, b.ports["tcp:default"], heap
+
+
+def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
+    b, port, heap = _plain_broker_with_room(tmp_path, 80)
     kept = []
     try:
         first = Client(port, "first", V311)
@@ -440,10 +445,7 @@ def test_memory_exhaustion_by_idle_connections_refuses_cleanly_and_recovers(tmp_
     # Issue 4 "Bounds": idle connections until the heap runs short; new ones are refused and
     # logged, the broker lives on, an existing client keeps working, and closing connections
     # makes room for new ones again.
-    text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n'
-    heap = (_code_heap(tmp_path, text) + 96 * 1024) // 1024
-    b = HeapBroker(tmp_path, text, "%dK" % heap)
-    port = b.ports["tcp:default"]
+    b, port, heap = _plain_broker_with_room(tmp_path, 96)
     idle = []
     try:
         sub = Client(port, "keeper-sub", V311)
