@@ -8,6 +8,8 @@ except ImportError:  # a very small MicroPython build
 
 from gatemq.errors import ConfigError, AuthError
 from gatemq.policy import NoMatch, strip_share  # noqa: F401  (strip_share re-exported)
+from gatemq.ipaddr import parse_prefix, in_prefix
+from gatemq.topic import matches as topic_matches
 
 PLACEHOLDERS = ("username", "clientid", "cert_common_name", "cert_subject")
 
@@ -134,107 +136,6 @@ class _Reader:
         return out
 
 
-# --- IP addresses --------------------------------------------------------------------------------
-
-def _ip(text):
-    # Returns (version, int) or None. IPv4-mapped IPv6 addresses count as IPv4.
-    if ":" not in text:
-        parts = text.split(".")
-        if len(parts) != 4:
-            return None
-        n = 0
-        for p in parts:
-            if not p.isdigit() or int(p) > 255:
-                return None
-            n = n * 256 + int(p)
-        return (4, n)
-    if text.count("::") > 1:
-        return None
-    tail4 = None
-    if "." in text:
-        k = text.rfind(":")
-        tail4 = _ip(text[k + 1:])
-        if tail4 is None:
-            return None
-        text = text[:k + 1] + "0:0"
-    if "::" in text:
-        a, b = text.split("::")
-        left = a.split(":") if a else []
-        right = b.split(":") if b else []
-        groups = left + ["0"] * (8 - len(left) - len(right)) + right
-    else:
-        groups = text.split(":")
-    if len(groups) != 8:
-        return None
-    n = 0
-    for g in groups:
-        if not g or len(g) > 4:
-            return None
-        try:
-            n = n * 65536 + int(g, 16)
-        except ValueError:
-            return None
-    if tail4 is not None:
-        n = n - (n & 0xFFFFFFFF) + tail4[1]
-    if n >> 32 == 0xFFFF:
-        return (4, n & 0xFFFFFFFF)
-    return (6, n)
-
-
-def parse_cidr(text):
-    if "/" in text:
-        addr, bits = text.split("/", 1)
-    else:
-        addr, bits = text, None
-    ip = _ip(addr)
-    if ip is None:
-        raise ValueError("%r is not an IP address" % addr)
-    width = 32 if ip[0] == 4 else 128
-    if bits is None:
-        n = width
-    elif bits.isdigit() and int(bits) <= width:
-        n = int(bits)
-    else:
-        raise ValueError("%r is not a prefix length for IPv%d" % (bits, ip[0]))
-    mask = ((1 << width) - 1) ^ ((1 << (width - n)) - 1)
-    return (ip[0], ip[1] & mask, mask)
-
-
-def ip_in(peerhost, cidr):
-    ip = _ip(peerhost or "")
-    return ip is not None and ip[0] == cidr[0] and ip[1] & cidr[2] == cidr[1]
-
-
-# --- topics --------------------------------------------------------------------------------------
-
-def _filter_covers(rule_levels, levels, subscribe):
-    # rule_levels: the rule's topic filter split on "/"; levels: a topic name (publish) or the
-    # subscription's own filter (subscribe). A "+" or "#" in a subscription is covered only by a
-    # rule wildcard at least as wide, so rule "t/+" does not grant "t/#".
-    if levels and levels[0][:1] == "$" and rule_levels and rule_levels[0] in ("+", "#"):
-        return False  # MQTT 4.7.2: wildcards at the first level never match $-topics
-    i = 0
-    for i, r in enumerate(rule_levels):
-        if r == "#":
-            return True
-        if i >= len(levels):
-            return False
-        t = levels[i]
-        if subscribe and t == "#":
-            return False
-        if r == "+":
-            continue
-        if subscribe and t == "+":
-            return False
-        if r != t:
-            return False
-    return len(levels) == len(rule_levels)
-
-
-def topic_matches(rule_filter, topic, subscribe):
-    return _filter_covers(rule_filter.split("/"), topic.split("/"), subscribe)
-
-
 def _placeholders(text):
     names = []
     i = text.find("${")
@@ -336,7 +237,7 @@ def _who_matches(who, client):
     if kind == "ipaddrs":
         host = getattr(client, "peerhost", None)
         for c in who[1]:
-            if ip_in(host, c):
+            if in_prefix(host, c):
                 return True
         return False
     if kind == "and":
@@ -360,7 +261,7 @@ def _cidrs(values, err):
         if v[0] != "str":
             raise err("an IP address must be a string like \"10.0.0.0/8\"", v[2])
         try:
-            out.append(parse_cidr(v[1]))
+            out.append(parse_prefix(v[1]))
         except ValueError as e:
             raise err(str(e), v[2])
     return out

@@ -8,6 +8,7 @@ import json
 
 from gatemq import __version__, config, pwhash
 from gatemq.connection import CONNECTED
+from gatemq.civil import civil_from_days
 from gatemq.errors import ConfigError
 
 API = "/api/v5/"
@@ -111,18 +112,7 @@ def rfc3339(ms):
     # Epoch milliseconds -> "2026-11-27T10:40:50.123+00:00", as EMQX writes connected_at.
     s, ms = divmod(int(ms), 1000)
     days, s = divmod(s, 86400)
-    # Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    if m <= 2:
-        y += 1
+    y, m, d = civil_from_days(days)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03d+00:00" % (y, m, d, s // 3600, s // 60 % 60, s % 60, ms)
 
 

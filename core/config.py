@@ -6,7 +6,7 @@
 # through the same type as the file's values, so documentation, file and code cannot disagree.
 import json
 
-from gatemq import hocon
+from gatemq import hocon, ipaddr
 from gatemq.errors import ConfigError
 
 REQUIRED = object()  # default marker: the key must be given
@@ -322,7 +322,7 @@ def parse_bind(v):
         if end < 0:
             return None
         host, port = v[1:end], v[end + 2:]
-        if not host or ":" not in host:
+        if not host or ":" not in host or ipaddr.parse(host) is None:
             return None
         for c in host.lower():
             if not ("0" <= c <= "9" or "a" <= c <= "f" or c in ":."):
@@ -332,7 +332,7 @@ def parse_bind(v):
         if not host or ":" in port:
             return None
         if host.replace(".", "").isdigit():
-            if not _ipv4(host):
+            if ipaddr.parse(host) is None:
                 return None
         else:
             for c in host.lower():

@@ -8,6 +8,7 @@
 import binascii
 
 from gatemq.errors import DerError
+from gatemq.civil import days_from_civil, days_in_month  # noqa: F401  (days_from_civil re-exported)
 
 MAX_DEPTH = 24  # nesting bound for open-ended values; real certificates stay far below it
 _MAX_ARC_BYTES = 20  # a 140-bit OID arc is more than UUID arcs (2.25.x) need
@@ -198,22 +199,6 @@ def oid_bytes(dotted):
 # Time
 
 
-def days_from_civil(y, m, d):
-    # Days since 1970-01-01 in the proleptic Gregorian calendar, counted in 400-year eras
-    # starting on 1 March so the leap day falls last; no locale or time module involved.
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    mp = m - 3 if m > 2 else m + 9
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-_DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
 def _digits(b, s, n):
     v = 0
     for i in range(s, s + n):
@@ -248,10 +233,7 @@ def time_value(b, off, end):
     sec = _digits(b, p + 8, 2)
     if not 1 <= mo <= 12:
         raise DerError("time has month %d" % mo, p)
-    dim = _DIM[mo - 1]
-    if mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
-        dim = 29
-    if not 1 <= d <= dim:
+    if not 1 <= d <= days_in_month(y, mo):
         raise DerError("time has day %d in month %d" % (d, mo), p + 2)
     if h > 23 or mi > 59 or sec > 59:
         raise DerError("time of day %02d:%02d:%02d is out of range" % (h, mi, sec), p + 4)

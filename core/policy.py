@@ -3,17 +3,10 @@
 # extend these classes with the chain and the rules; the broker imports them only when the
 # config has some, since their bytecode is ~60 KB of heap on boards that load .mpy into RAM.
 from gatemq.errors import ConfigError
+from gatemq.ipaddr import is_loopback
 
 OK = 0x00
 NOT_AUTHORIZED = 0x87
-
-
-def is_loopback(host):
-    if host is None:
-        return False
-    host = host.strip("[]").lower()
-    return host.startswith("127.") or host in ("::1", "localhost", "0:0:0:0:0:0:0:1") \
-        or host.startswith("::ffff:127.")
 
 
 def who(client):

@@ -43,18 +43,24 @@ def split_share(flt):
     return group, rest[i + 1:]
 
 
-def matches(flt, topic):
-    # Used for retained messages and ACL rules; the router has its own trie walk for routing.
-    if topic[:1] == "$" and flt[:1] in ("+", "#"):
-        return False
+def matches(flt, topic, subscribe=False):
+    # The one filter matcher outside the router's trie walk (retained messages, ACL rules; the
+    # router's walk is cross-checked against it in tests/core/test_topic_router.py).
+    # topic: a topic name; with subscribe, a subscription's own filter, whose "+" or "#" is
+    # covered only by a wildcard of flt at least as wide, so "t/+" does not cover "t/#".
     fl = flt.split("/")
     tl = topic.split("/")
+    if tl[0][:1] == "$" and fl[0] in ("+", "#"):
+        return False  # MQTT 4.7.2: wildcards at the first level never match $-topics
     n = len(tl)
     for i, f in enumerate(fl):
         if f == "#":
             return True
         if i >= n:
             return False
-        if f != "+" and f != tl[i]:
+        t = tl[i]
+        if subscribe and (t == "#" or (t == "+" and f != "+")):
+            return False
+        if f != "+" and f != t:
             return False
     return len(fl) == n

@@ -71,3 +71,60 @@ def test_router_no_local():
     r.add(Subscription("me", "t", 4, None, None))
     assert r.match("t", _first, "me") == {}
     assert "me" in r.match("t", _first, "other")
+
+
+# --- topic.matches against the router's trie walk on random filters and topics ---------------
+# A linear congruential generator, so the same cases come out under CPython and MicroPython.
+
+class _Lcg:
+    def __init__(self, seed):
+        self.x = seed
+
+    def below(self, n):
+        self.x = (self.x * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.x >> 8) % n
+
+
+_LEVELS = ("a", "b", "", "$SYS", "$x")
+
+
+def _random_topic(rng):
+    return "/".join(_LEVELS[rng.below(len(_LEVELS))] for _ in range(1 + rng.below(4)))
+
+
+def _random_filter(rng):
+    n = 1 + rng.below(4)
+    out = []
+    for i in range(n):
+        k = rng.below(len(_LEVELS) + 2)
+        if k == len(_LEVELS):
+            out.append("+")
+        elif k == len(_LEVELS) + 1 and i == n - 1:
+            out.append("#")
+        else:
+            out.append(_LEVELS[k % len(_LEVELS)])
+    return "/".join(out)
+
+
+def test_matches_agrees_with_router_on_random_filters():
+    rng = _Lcg(20240601)
+    for _ in range(40):
+        filters = []
+        r = Router()
+        for k in range(1 + rng.below(8)):
+            f = _random_filter(rng) or "+"
+            filters.append(f)
+            r.add(Subscription("c%d" % k, f, 0, None, None))
+        for _ in range(25):
+            t = _random_topic(rng)
+            got = sorted(r.match(t, _first).keys())
+            want = sorted("c%d" % k for k, f in enumerate(filters) if topic.matches(f, t))
+            assert got == want, (t, filters, got, want)
+
+
+def test_matches_subscribe_needs_a_wider_wildcard():
+    assert topic.matches("t/#", "t/+", True)
+    assert topic.matches("t/+", "t/+", True)
+    assert not topic.matches("t/+", "t/#", True)
+    assert not topic.matches("t/x", "t/+", True)
+    assert topic.matches("t/+", "t/+")  # as a name, "+" is just a level
