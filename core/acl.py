@@ -168,7 +168,14 @@ def render(text, client):
                 v = v.decode()
             except Exception:
                 return None
-        if "+" in v or "#" in v or "\x00" in v:
+        if "/" in v or "+" in v or "#" in v or "\x00" in v:
+            # A CN "bob/cmd" in devices/${cert_common_name}/# would reach into bob's subtree:
+            # the rule matches nothing for this client. Noted once per client (NoMatch.check logs).
+            try:
+                if getattr(client, "unsafe_placeholder", None) is None:
+                    client.unsafe_placeholder = name
+            except AttributeError:
+                pass
             return None
         text = text.replace("${" + name + "}", v)
     return text

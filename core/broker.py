@@ -1,5 +1,6 @@
 # The broker: sessions, routing, retained messages, wills, timers and $SYS, driven by a port.
 # It never does I/O: ports feed bytes into connections and write what flush() hands back.
+import hashlib
 import json
 
 from gatemq import __version__
@@ -10,6 +11,13 @@ from gatemq.retain import RetainStore
 from gatemq.router import Router
 from gatemq.session import Session
 from gatemq import policy
+from gatemq.logline import Throttle, more, ident, INTERVAL
+
+
+# Refusal and denial lines let through per logline interval before they are only counted.
+REFUSAL_BURST = 20
+# Peer addresses whose failed logins are remembered at once.
+LOGIN_FAILURE_HOSTS = 1024
 
 
 def _no_file(path):
@@ -31,7 +39,7 @@ class Broker:
         self.conns = set()
         self.dirty = []
         self.per_listener = {}
-        self._refused = {}            # listener -> [refusals not yet logged, next log time]
+        self._refused = {}            # listener -> Throttle of its max_connections refusals
         self._retain_drops = None     # [retained messages dropped and not yet logged, next log time]
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.started = clock()
@@ -40,6 +48,9 @@ class Broker:
         self._sys_next = self.started
         self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
                       "messages.dropped": 0, "max_connections": 0}
+        # Refusals and denials share one throttle: clients choose how many there are.
+        self._refusals = Throttle(INTERVAL, REFUSAL_BURST)
+        self._login_failures = {}     # peer address -> [failures in the window, window end]
         self.authn, self.authz = self._auth_from_cfg()
         self.deny_disconnect = self.authz.deny_action == "disconnect"
 
@@ -52,18 +63,18 @@ class Broker:
         authz = cfg.get("authorization")
         if authn:
             from gatemq.auth import Authenticator
-            chain = Authenticator(authn, self.read_file, self.wallclock, self.log)
+            chain = Authenticator(authn, self.read_file, self.wallclock, self.refusal_log)
         else:
-            chain = policy.Gate(self.wallclock, self.log)
+            chain = policy.Gate(self.wallclock, self.refusal_log)
         jwt = False
         for a in authn or ():
             jwt = jwt or a.get("mechanism") == "jwt"
         if jwt or (authz or {}).get("sources"):
             # a JWT authenticator may hand out ACL rules (the acl claim): gatemq.acl checks those
             from gatemq.acl import Authorizer
-            rules = Authorizer(authz, self.read_file, self.log)
+            rules = Authorizer(authz, self.read_file, self.refusal_log)
         else:
-            rules = policy.NoMatch(authz, self.log)
+            rules = policy.NoMatch(authz, self.refusal_log)
         return chain, rules
 
     def reload_auth(self):
@@ -109,17 +120,14 @@ class Broker:
         n = self.per_listener.get(listener, 0)
         limit = lcfg.get("max_connections")
         if limit is not None and n >= limit:
-            # One line per listener at most every 10 s: a connection flood must not become a
-            # log flood. The next line counts the refusals in between.
-            now = self.clock()
-            r = self._refused.get(listener)
-            if r is None or now >= r[1]:
+            # One line per listener per interval: a connection flood must not become a log flood.
+            t = self._refused.get(listener)
+            if t is None:
+                t = self._refused[listener] = Throttle()
+            held = t.allow(self.clock())
+            if held is not None:
                 self.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached%s" % (
-                    listener, peer[0] if peer else "?", peer[1] if peer else "?", limit,
-                    "; %d more refused since the last such line" % r[0] if r and r[0] else ""))
-                self._refused[listener] = [0, now + 10]
-            else:
-                r[0] += 1
+                    listener, peer[0] if peer else "?", peer[1] if peer else "?", limit, more(held, "refused")))
             return None
         c = Connection(self, handle, peer, listener, lcfg, peer_cert, self.clock())
         self.per_listener[listener] = n + 1
@@ -146,13 +154,70 @@ class Broker:
 
     # ---- authentication and authorization ----
 
+    def refusal_log(self, level, msg):
+        # Refused CONNECTs, failed logins and ACL denials: REFUSAL_BURST lines per interval, then
+        # one line that counts what was held back.
+        held = self._refusals.allow(self.clock())
+        if held is not None:
+            self.log(level, msg + more(held, "refusals or denials"))
+
     def authenticate(self, c):
         return self.authn.authenticate(c, c.lcfg)
 
+    def logins_blocked(self, host):
+        # True while the peer address is past mqtt.max_login_failures in the current window: its
+        # CONNECTs are refused before any password hash runs (a pbkdf2 flood pinned the loop).
+        f = self._login_failures.get(host)
+        if f is None:
+            return False
+        if self.clock() >= f[1]:
+            del self._login_failures[host]
+            return False
+        return f[0] >= self.mqtt["max_login_failures"]
+
+    def login_failed(self, host):
+        limit = self.mqtt["max_login_failures"]
+        if limit is None:
+            return
+        now = self.clock()
+        lf = self._login_failures
+        f = lf.get(host)
+        if f is None or now >= f[1]:
+            if f is None and len(lf) >= LOGIN_FAILURE_HOSTS:
+                # Bounded: the entries whose window ended go first, else the oldest.
+                for h in [h for h, v in lf.items() if now >= v[1]] or [next(iter(lf))]:
+                    del lf[h]
+            f = lf[host] = [0, now + self.mqtt["login_failure_window"]]
+        f[0] += 1
+
     def authorize(self, c, action, topic, qos, retain):
+        if action == "publish" and topic.startswith("$SYS") and (len(topic) == 4 or topic[4] == "/") \
+                and self.cfg["authorization"]["deny_sys_publish"]:
+            # Operators trust $SYS connected events: no client, superusers included, forges them.
+            self.refusal_log("info", "authorization: publish of %s by client %s denied ($SYS/ is the "
+                             "broker's; authorization.deny_sys_publish)" % (ident(topic), ident(c.clientid)))
+            return False
         return self.authz.check(c, action, topic, qos, retain)
 
     # ---- sessions ----
+
+    def owner_of(self, c):
+        # The identity a session is bound to: the effective username and, with a client
+        # certificate, a digest of its subject. The subject rather than the whole certificate, so
+        # a device whose certificate was renewed (same subject, new key and serial) keeps its
+        # session; only the CA can issue a certificate with a given subject.
+        dn = c.cert_dn
+        if dn is not None:
+            dn = hashlib.sha256(dn.encode()).digest()[:16]
+        return (c.username, dn)
+
+    def session_owner_ok(self, c):
+        # False when the client id has a session (connected or not) that another identity made:
+        # such a CONNECT is refused and that session and its connection are left alone.
+        if not self.mqtt["session_identity_check"]:
+            return True
+        old = self.sessions.get(c.clientid)
+        return old is None or old.owner is None or old.owner == self.owner_of(c)
 
     def attach(self, c):
         # Binds a CONNECTed connection to its session; returns Session Present.
@@ -161,18 +226,22 @@ class Broker:
         if old is not None and old.conn is not None:
             prev = old.conn
             self.log("info", "client %s taken over by %s:%s" % (prev.name(), c.peerhost, c.peerport))
-            prev.reason = "takenover"
             prev.close("takenover", 0x8E)
+            # The old connection's teardown ends a session whose expiry was 0: look again, so
+            # such a session is never resumed unregistered (its routes would outlive it).
+            old = self.sessions.get(cid)
         present = False
         if old is not None and not c.clean_start:
             sess = old
             present = True
             # A resumed session cancels its delayed will.
             sess.will = None
+            self._reauthorize(sess, c)
         else:
             if old is not None:
                 self.end_session(old, "discarded")
             sess = Session(cid)
+            sess.owner = self.owner_of(c)
             self.sessions[cid] = sess
         self.offline.discard(sess)
         sess.expire_at = None
@@ -183,6 +252,19 @@ class Broker:
         if self.stats["connections"] > self.stats["max_connections"]:
             self.stats["max_connections"] = self.stats["connections"]
         return present
+
+    def _reauthorize(self, sess, c):
+        # A resumed session's subscriptions were authorized for whoever made them, under the
+        # rules of that time: each is checked again for this client, and those now denied go.
+        denied = []
+        for flt, sub in list(sess.subs.items()):
+            if not self.authorize(c, "subscribe", flt, sub.qos, False):
+                self.router.remove(sess.clientid, sub.filter, sub.group)
+                del sess.subs[flt]
+                denied.append(flt)
+        if denied:
+            self.log("warning", "client %s: %d subscription(s) of its resumed session dropped, no longer "
+                     "authorized (the first %s)" % (c.name(), len(denied), ident(denied[0])))
 
     def on_connected(self, c, present):
         self._event(c, "connected", {
@@ -278,7 +360,7 @@ class Broker:
         # Routes one message; returns how many sessions it was delivered or queued to.
         self.stats["messages.received"] += 1
         if msg.retain:
-            if not self.retained.put(msg):
+            if self.retained.put(msg, self.clock()):
                 self._retain_dropped(msg.topic)
         matched = self.router.match(msg.topic, self._pick, msg.sender)
         if not matched:
@@ -314,16 +396,16 @@ class Broker:
         if dropped is not None:
             self.stats["messages.dropped"] += 1
             if dropped[1] or m["mqueue_store_qos0"]:
-                # One line per session at most every 10 s: a fast publisher and a slow subscriber
-                # must not turn into a log line per message (on a board the log is the bottleneck).
-                sess.drops += 1
-                now = self.clock()
-                if sess.drop_log_at is None or now >= sess.drop_log_at:
+                # One line per session per interval: a fast publisher and a slow subscriber must
+                # not turn into a log line per message (on a board the log is the bottleneck).
+                t = sess.drop_log
+                if t is None:
+                    t = sess.drop_log = Throttle()
+                held = t.allow(self.clock())
+                if held is not None:
                     self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped %d message(s), "
-                             "the last a QoS %d message on %r" % (sess.clientid, m["max_mqueue_len"],
-                                                                 sess.drops, dropped[1], dropped[0].topic))
-                    sess.drops = 0
-                    sess.drop_log_at = now + 10
+                             "the last a QoS %d message on %s" % (ident(sess.clientid), m["max_mqueue_len"],
+                                                                 held + 1, dropped[1], ident(dropped[0].topic)))
 
     def pump(self, sess):
         # Moves queued messages into the window as acknowledgements free it.
@@ -385,6 +467,8 @@ class Broker:
                     sess.will = None
                 if sess.expire_at is not None and now >= sess.expire_at:
                     self.end_session(sess, "expired")
+        if self.retained.expiring:
+            self.retained.purge(now)  # costs the expired retained messages only
         si = self.cfg["sys_topics"]["sys_msg_interval"]
         if si and now >= self._sys_next:
             self._sys_next = now + si

@@ -39,10 +39,8 @@ def _got(v):
 def _fail(pos, path, expected, got):
     # got is already shown text (see _got), or None for a missing key.
     prefix = hocon.where(pos) + ": " if pos else ""
-    e = ConfigError("%s%s: expected %s, got %s" % (prefix, path, expected, got or "nothing"))
-    e.path = path  # the HTTP API reports the field and the reason on their own
-    e.reason = "expected %s, got %s" % (expected, got or "nothing")
-    return e
+    reason = "expected %s, got %s" % (expected, got or "nothing")
+    return ConfigError("%s%s: %s" % (prefix, path, reason), path, reason)
 
 
 def _join(path, key):
@@ -164,7 +162,31 @@ class Str:
 
 
 STR = Str()
-PATH = Str("a file path")
+
+
+class Path(Str):
+    # A file path. A relative one is taken from the folder of the file that names it, the way
+    # `include` is (see resolve_path), so a port opens what the config says whatever folder it
+    # was started from.
+    def __init__(self):
+        Str.__init__(self, "a file path")
+
+
+PATH = Path()
+# The file whose folder a default path (dashboard.overlay_file) is relative to, while load() runs.
+_default_source = [None]
+
+
+def _absolute(path):
+    return path[:1] in ("/", "\\") or (len(path) > 2 and path[1] == ":" and path[2] in "/\\")
+
+
+def resolve_path(path, source):
+    # path relative to the folder of source (a file path, or "<string>"-like when there is none).
+    if not path or not source or source[:1] == "<" or _absolute(path):
+        return path
+    cut = max(source.rfind("/"), source.rfind("\\"))
+    return source[:cut + 1] + path if cut >= 0 else path
 
 
 class Enum:
@@ -299,16 +321,6 @@ def show_size(n):
     return n
 
 
-def _ipv4(h):
-    parts = h.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or len(p) > 3 or int(p) > 255:
-            return False
-    return True
-
-
 def parse_bind(v):
     # "127.0.0.1:1883", "[::1]:1883", "localhost:1883", "1883" or 1883 -> (host, port); None if bad.
     if v is True or v is False:
@@ -324,9 +336,6 @@ def parse_bind(v):
         host, port = v[1:end], v[end + 2:]
         if not host or ":" not in host or ipaddr.parse(host) is None:
             return None
-        for c in host.lower():
-            if not ("0" <= c <= "9" or "a" <= c <= "f" or c in ":."):
-                return None
     elif ":" in v:
         host, port = v.split(":", 1)
         if not host or ":" in port:
@@ -411,9 +420,12 @@ def _walk(t, v, pos, path, base=None):
     if type(v) is dict and not isinstance(t, StrMap):
         raise _fail(pos, path, t.what, "an object")
     try:
-        return t.check(v)
+        v = t.check(v)
     except _Bad as e:
         raise _fail(pos, path, e.expected, _got(v))
+    if isinstance(t, Path):
+        v = resolve_path(v, pos[0] if pos else _default_source[0])
+    return v
 
 
 def _distance(a, b):
@@ -634,7 +646,9 @@ MQTT = Section([
     ("retain_available", BOOL, True),
     ("wildcard_subscription", BOOL, True),
     ("shared_subscription", BOOL, True),
-    ("max_subscriptions", Int(1, words=INFINITY), "infinity"),
+    # One client with 50,000 $share groups made every publish take 18 ms: a gateway's devices
+    # need a handful of filters each, so the default bounds the subscriptions of one session.
+    ("max_subscriptions", Int(1, words=INFINITY), 1000),
     ("max_inflight", Int(1, 65535), 32),
     ("max_awaiting_rel", Int(1, words=INFINITY), 100),
     ("await_rel_timeout", Duration(), "300s"),
@@ -650,6 +664,16 @@ MQTT = Section([
     ("peer_cert_allow_unsafe", BOOL, False),
     ("use_identity_as_username", BOOL, False),
     ("use_subject_as_username", BOOL, False),
+    # A verified certificate that lacks the field peer_cert_as_* maps (no CN) is refused; false
+    # keeps the CONNECT's own username or client id, as EMQX does.
+    ("peer_cert_require_field", BOOL, True),
+    # A client id's session belongs to the identity that made it (username and certificate
+    # subject); another identity's CONNECT with that client id is refused with 0x87.
+    ("session_identity_check", BOOL, True),
+    # Failed logins (bad credentials, not authorized) per peer address within the window: past
+    # the limit that address's CONNECTs are refused without running the password hash.
+    ("max_login_failures", Int(1, words=DISABLED), 10),
+    ("login_failure_window", Duration(lo=1), "60s"),
 ])
 
 _NO_HASH = "MicroPython's hashlib has only md5, sha1 and sha256; use sha256, md5, plain or pbkdf2"
@@ -709,6 +733,8 @@ AUTHENTICATOR = Tagged("mechanism", [("password_based", PASSWORD_BASED), ("jwt",
 AUTHORIZATION = Section([
     ("no_match", Enum("allow", "deny"), "allow"),
     ("deny_action", Enum("ignore", "disconnect"), "ignore"),
+    # Clients may not publish to $SYS/ (as in Mosquitto): operators trust its connected events.
+    ("deny_sys_publish", BOOL, True),
     ("sources", ListOf(Tagged("type", [("file", Section([
         ("type", Enum("file"), REQUIRED),
         ("enable", BOOL, True),
@@ -789,7 +815,11 @@ def load(text, source="<string>", read_file=None, overlays=()):
     tree = hocon.parse(text, source, read_file)
     for otext, osource in overlays:
         hocon.parse(otext, osource, read_file, tree)
-    return ROOT.walk(tree, (source, 1, 1), "")
+    _default_source[0] = source
+    try:
+        return ROOT.walk(tree, (source, 1, 1), "")
+    finally:
+        _default_source[0] = None
 
 
 def default():

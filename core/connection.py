@@ -9,8 +9,13 @@ from gatemq.message import Message
 from gatemq.router import Subscription
 from gatemq import topic as topics
 from gatemq import identity
+from gatemq.logline import ident, IDENT_MAX
 
 NEW, CONNECTED, CLOSED = 0, 1, 2
+
+# Topic bytes the incoming topic aliases of one connection may hold: up to 65,535 aliases of 64 KB
+# each could otherwise be stored per connection. 16 KB is ~160 aliases of 100-byte topics.
+ALIAS_BYTES_MAX = 16384
 
 # MQTT 5 reason code -> MQTT 3.x CONNACK return code.
 _RC3 = {0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5, 0x8C: 5, 0x97: 3}
@@ -43,6 +48,8 @@ class Connection:
     cert_cn = None
     cert_dn = None
     is_superuser = False
+    unsafe_placeholder = None   # gatemq.acl: the placeholder whose value was unsafe, True once logged
+    alias_bytes = 0             # topic bytes held by alias_in (bounded by ALIAS_BYTES_MAX)
     acl = None
     auth_expire_at = None
     out = ()
@@ -99,7 +106,9 @@ class Connection:
         self.peer_cert = bytes(der)
 
     def name(self):
-        return "%s@%s:%s" % (self.clientid if self.clientid is not None else "?", self.peerhost, self.peerport)
+        cid = self.clientid
+        return "%s@%s:%s" % ("?" if cid is None else cid if len(cid) <= IDENT_MAX else ident(cid),
+                             self.peerhost, self.peerport)
 
     def feed(self, data):
         if self.state == CLOSED or self.closing:
@@ -111,7 +120,7 @@ class Connection:
                 if self.closing:
                     break
                 self._packet(codec.decode(b0, body, self.version))
-        except MalformedPacket as e:
+        except (MalformedPacket, ProtocolError) as e:
             self._fault(e)
         except MemoryError:
             b.log("error", "client %s: out of memory, closing this connection" % self.name())
@@ -212,8 +221,9 @@ class Connection:
 
     def _refuse(self, rc, why):
         b = self.broker
-        b.log("warning", "refused %s:%s (client id %r, username %r): %s" % (
-            self.peerhost, self.peerport, self.clientid, self.username, why))
+        # Before authentication the client chose every byte of these: cut short, escaped, throttled.
+        b.refusal_log("warning", "refused %s:%s (client id %s, username %s): %s" % (
+            self.peerhost, self.peerport, ident(self.clientid), ident(self.username), why))
         if self.version == 5:
             self.send(codec.encode_connack(False, rc, {P_REASON_STRING: why}, 5))
         else:
@@ -245,25 +255,30 @@ class Connection:
         if len(cid) > m["max_clientid_len"]:
             return self._refuse(0x85, "client id longer than max_clientid_len (%d)" % m["max_clientid_len"])
         # Certificate identity, then the username-as-client-id rule, as EMQX orders them.
-        ident = identity.resolve(self, m)
-        if ident is not None:
-            if ident[0] == 0:
+        mapped = identity.resolve(self, m)
+        if mapped is not None:
+            if mapped[0] == 0:
                 # The unsafe-text rule ends the connection before any CONNACK (EMQX 6).
-                b.log("warning", "closed %s:%s before CONNACK: %s" % (self.peerhost, self.peerport, ident[1]))
+                b.refusal_log("warning", "closed %s:%s before CONNACK: %s" % (self.peerhost, self.peerport, mapped[1]))
                 self.closing = True
                 self._teardown("unsafe_certificate", False)
                 return
-            return self._refuse(ident[0], ident[1])
+            return self._refuse(mapped[0], mapped[1])
         assigned = None
         if not self.clientid:
             assigned = self.clientid = b.new_clientid()
         elif not cid:
             assigned = self.clientid
+        if b.logins_blocked(self.peerhost):
+            if "password" in self.__dict__:
+                del self.password
+            return self._refuse(0x9F, "too many failed logins from %s; try again later" % self.peerhost)
         rc, why = b.authenticate(self)
         if "password" in self.__dict__:
             # Authentication was its only use: no secret stays in the broker's memory.
             del self.password
         if rc:
+            b.login_failed(self.peerhost)
             return self._refuse(rc, why)
         if p.will is not None:
             w = p.will
@@ -305,6 +320,9 @@ class Connection:
         ska = m["server_keepalive"]
         if v == 5 and ska is not None:
             self.keepalive = ska
+        if not b.session_owner_ok(self):
+            return self._refuse(0x87, "client id %s has a session made by another identity (username or "
+                                "certificate); mqtt.session_identity_check" % ident(self.clientid))
         self.state = CONNECTED
         self.connected_at = b.wallclock_ms()
         present = b.attach(self)
@@ -350,16 +368,16 @@ class Connection:
                 raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), 0x94)
             ai = self.alias_in
             if t:
-                if ai is None:
-                    ai = self.alias_in = {}
-                ai[a] = t
+                alias = a       # stored only once the publish is authorized, below
             else:
                 t = ai.get(a) if ai else None
                 if t is None:
                     raise ProtocolError("topic alias %d used before it was set" % a)
                 p.topic = t
+        else:
+            alias = None
         if not topics.valid_name(t, m["max_topic_levels"]):
-            raise MalformedPacket("invalid topic name %r" % t, 0x90)
+            raise MalformedPacket("invalid topic name %s" % ident(t), 0x90)
         qos = p.qos
         if qos > m["max_qos_allowed"]:
             raise ProtocolError("QoS %d above max_qos_allowed" % qos, 0x9B)
@@ -371,7 +389,8 @@ class Connection:
             # A resent QoS 2 PUBLISH: acknowledge again, deliver once.
             self.send(codec.encode_ack(codec.PUBREC, pid, 0, None, self.version))
             return
-        if qos == 2 and len(sess.awaiting_rel) >= self.recv_max:
+        if v5 and qos == 2 and len(sess.awaiting_rel) >= self.recv_max:
+            # MQTT 3.x has no Receive Maximum: there max_awaiting_rel applies (below), as in EMQX.
             raise ProtocolError("receive maximum (%d) exceeded" % self.recv_max, 0x93)
         rc = 0
         if v5 and props and props.get(P_PAYLOAD_FORMAT) == 1 and not codec.utf8_ok(p.payload):
@@ -379,24 +398,40 @@ class Connection:
                 raise ProtocolError("payload is not UTF-8 but Payload Format Indicator says it is", 0x99)
             rc = 0x99
         elif not b.authorize(self, "publish", t, qos, p.retain):
-            b.log("info", "client %s: publish to %r denied" % (self.name(), t))
             if b.deny_disconnect:
                 self.close("not_authorized", 0x87)
                 return
             rc = 0x87
         elif qos == 2 and m["max_awaiting_rel"] is not None and len(sess.awaiting_rel) >= m["max_awaiting_rel"]:
-            b.log("warning", "client %s: dropped QoS 2 message, max_awaiting_rel reached" % self.name())
+            b.refusal_log("warning", "client %s: dropped QoS 2 message, max_awaiting_rel (%d) reached" % (
+                self.name(), m["max_awaiting_rel"]))
             rc = 0x93
         else:
+            if alias is not None and not self._set_alias(alias, t):
+                return
             n = b.publish(Message.from_publish(p, b.clock(), self.clientid))
             if n == 0 and v5:
                 rc = 0x10
         if qos == 1:
             self.send(codec.encode_ack(codec.PUBACK, pid, rc if v5 else 0, None, self.version))
         elif qos == 2:
-            if rc < 0x80 or not v5:
+            if rc < 0x80 or not (v5 or rc == 0x93):
                 sess.awaiting_rel[pid] = b.clock()
             self.send(codec.encode_ack(codec.PUBREC, pid, rc if v5 else 0, None, self.version))
+
+    def _set_alias(self, a, t):
+        # False when the connection was closed: its aliases would hold too many topic bytes.
+        ai = self.alias_in
+        if ai is None:
+            ai = self.alias_in = {}
+        old = ai.get(a)
+        n = self.alias_bytes + len(t) - (len(old) if old is not None else 0)
+        if n > ALIAS_BYTES_MAX:
+            self.close("quota_exceeded", 0x97, "topic aliases hold more than %d bytes of topics" % ALIAS_BYTES_MAX)
+            return False
+        ai[a] = t
+        self.alias_bytes = n
+        return True
 
     def _on_pubrel(self, p):
         sess = self._sess()
@@ -510,7 +545,6 @@ class Connection:
                     len(sess.subs) >= m["max_subscriptions"]:
                 code = 0x97
             elif not b.authorize(self, "subscribe", flt, qos, False):
-                b.log("info", "client %s: subscribe to %r denied" % (self.name(), flt))
                 if b.deny_disconnect:
                     self.close("not_authorized", 0x87)
                     return

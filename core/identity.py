@@ -47,16 +47,21 @@ def _resolve(conn, m):
         elif m["use_subject_as_username"]:
             conn.username = peercert.subject_rfc2253(der)
             conn.password = None
-        mode = m["peer_cert_as_username"]
-        if mode != "disabled":
+        for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
+            mode = m[key]
+            if mode == "disabled":
+                continue
             v = peercert.identity(der, mode)
             if v is not None:
-                conn.username = _text(v)
-        mode = m["peer_cert_as_clientid"]
-        if mode != "disabled":
-            v = peercert.identity(der, mode)
-            if v is not None:
-                conn.clientid = _text(v)
+                if key == "peer_cert_as_username":
+                    conn.username = _text(v)
+                else:
+                    conn.clientid = _text(v)
+            elif m["peer_cert_require_field"]:
+                # EMQX keeps the CONNECT's value here, so any certificate from the CA without a
+                # CN could log in as anyone; Mosquitto's use_identity_as_username refuses.
+                return 0x87, "%s = %s: the certificate has no %s (set mqtt.peer_cert_require_field " \
+                             "= false to keep the CONNECT's value)" % (key, mode, mode.upper())
     elif m["use_identity_as_username"] and conn.listener_kind == "ssl":
         return 0x87, "use_identity_as_username: no client certificate"
     if m["use_username_as_clientid"]:

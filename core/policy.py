@@ -3,6 +3,7 @@
 # extend these classes with the chain and the rules; the broker imports them only when the
 # config has some, since their bytecode is ~60 KB of heap on boards that load .mpy into RAM.
 from gatemq.errors import ConfigError
+from gatemq.logline import ident
 from gatemq.ipaddr import is_loopback
 
 OK = 0x00
@@ -10,7 +11,7 @@ NOT_AUTHORIZED = 0x87
 
 
 def who(client):
-    return "client %r (username %r)" % (getattr(client, "clientid", None), getattr(client, "username", None))
+    return "client %s (username %s)" % (ident(getattr(client, "clientid", None)), ident(getattr(client, "username", None)))
 
 
 class Gate:
@@ -25,10 +26,9 @@ class Gate:
     def authenticate(self, client, listener_cfg):
         # A connection authenticates once, so its is_superuser/acl/auth_expire_at are still the
         # defaults here; the chain sets only what it grants.
+        # A refusal is logged once, by the connection that sends the CONNACK.
         rc, reason = self._decide(client, listener_cfg or {})
-        if rc:
-            self.log("warning", "authentication refused %s: %s" % (who(client), reason))
-        else:
+        if not rc:
             self.log("debug", "authentication allowed %s: %s" % (who(client), reason))
         return rc, reason
 
@@ -85,9 +85,15 @@ class NoMatch:
         verdict, where = self._rules(client, action, topic, qos, retain)
         if verdict is None:
             verdict, where = self.no_match, "no_match"
+        u = getattr(client, "unsafe_placeholder", None)
+        if u is not None and u is not True:
+            client.unsafe_placeholder = True
+            self.log("warning", "authorization: client %s: its ${%s} holds '/', '+', '#' or NUL, so the rules "
+                     "with that placeholder match nothing for it" % (ident(getattr(client, "clientid", None)), u))
         if verdict == "deny":
-            self.log("info", "authorization: %s of %r by client %r denied (%s)"
-                     % (action, topic, getattr(client, "clientid", None), where))
+            # The only line for a denial; the broker hands in a throttled log.
+            self.log("info", "authorization: %s of %s by client %s denied (%s)"
+                     % (action, ident(topic), ident(getattr(client, "clientid", None)), where))
             return False
         return True
 

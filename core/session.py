@@ -11,8 +11,8 @@ class Session:
     expiry = 0                         # Session Expiry Interval in seconds; None = never
     expire_at = None                   # set while disconnected
     will = None                        # (Message, fire_at) of a delayed will while disconnected
-    drops = 0                          # messages dropped from a full queue since the last log line
-    drop_log_at = None                 # when the next drop may be logged
+    drop_log = None                    # logline.Throttle of queue-full lines, made at the first drop
+    owner = None                       # who made it: (username, certificate identity) of that CONNECT
 
     def __init__(self, clientid):
         self.clientid = clientid

@@ -65,15 +65,20 @@ class Client:
 
 
 class Harness:
-    def __init__(self, text=""):
+    def __init__(self, text="", files=None):
+        # files: {path: text} that the broker reads (acl.conf, users files)
         self.clock = Clock()
         self.logs = []
         cfg = config.load(text) if text else config.default()
-        self.broker = Broker(cfg, self.clock, lambda: 1.7e9 + self.clock.t, self.log)
+        read = (lambda path: files[path].encode()) if files else None
+        self.broker = Broker(cfg, self.clock, lambda: 1.7e9 + self.clock.t, self.log, read)
         self.ports = 40000
 
     def log(self, level, msg):
         self.logs.append((level, msg))
+
+    def text(self):
+        return "\n".join(m for _, m in self.logs)
 
     def client(self, **kw):
         self.ports += 1

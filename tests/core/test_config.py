@@ -189,7 +189,8 @@ def test_default_has_one_loopback_listener_and_emqx_defaults():
     assert m["max_packet_size"] == 1048576 and m["max_clientid_len"] == 65535
     assert m["max_topic_levels"] == 128 and m["max_qos_allowed"] == 2 and m["max_topic_alias"] == 65535
     assert m["retain_available"] and m["wildcard_subscription"] and m["shared_subscription"]
-    assert m["max_subscriptions"] is None and m["max_inflight"] == 32 and m["max_awaiting_rel"] == 100
+    # gatemq bounds one session's subscriptions by default (EMQX: infinity), issue 11
+    assert m["max_subscriptions"] == 1000 and m["max_inflight"] == 32 and m["max_awaiting_rel"] == 100
     assert m["await_rel_timeout"] == 300 and m["max_mqueue_len"] == 1000 and m["mqueue_store_qos0"]
     assert m["session_expiry_interval"] == 7200 and m["server_keepalive"] is None
     assert m["keepalive_multiplier"] == 1.5 and m["idle_timeout"] == 15
@@ -198,7 +199,7 @@ def test_default_has_one_loopback_listener_and_emqx_defaults():
                 or m["use_identity_as_username"] or m["use_subject_as_username"])
     assert d["sys_topics"] == {"sys_msg_interval": 60, "sys_heartbeat_interval": 30}
     assert d["authentication"] == []
-    assert d["authorization"] == {"no_match": "allow", "deny_action": "ignore", "sources": []}
+    assert d["authorization"] == {"no_match": "allow", "deny_action": "ignore", "deny_sys_publish": True, "sources": []}
     db = d["dashboard"]
     assert db["listeners"]["http"] == {"enable": True, "bind": ("127.0.0.1", 18083)}
     assert db["listeners"]["https"]["enable"] is False
@@ -365,7 +366,7 @@ def test_authorization():
     cfg = config.load('authorization { no_match = deny, deny_action = disconnect\n'
                       '  sources = [ { type = file, path = "etc/acl.conf" } ] }')
     z = cfg["authorization"]
-    assert z == {"no_match": "deny", "deny_action": "disconnect",
+    assert z == {"no_match": "deny", "deny_action": "disconnect", "deny_sys_publish": True,
                  "sources": [{"type": "file", "enable": True, "path": "etc/acl.conf"}]}
 
 
@@ -558,7 +559,7 @@ def test_show_gives_back_what_users_write_and_checks_round_trip():
     assert shown["max_subscriptions"] == 5 and shown["max_mqueue_len"] == 1000
     assert shown["session_expiry_interval"] == "2h" and shown["server_keepalive"] == "disabled"
     d = config.show("mqtt", config.default()["mqtt"])
-    assert d["max_subscriptions"] == "infinity"
+    assert d["max_subscriptions"] == 1000
     assert config.check_mqtt(shown) == m
 
 
