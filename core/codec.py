@@ -2,7 +2,7 @@
 #
 # Reader frames a byte stream into (first byte, body) pairs; decode() turns one of them into a
 # packet object; the encode_* functions build packets, the hot server-side ones first. Only
-# MalformedPacket and ProtocolError (a MalformedPacket with reason 0x82) ever leave Reader.feed and
+# MalformedPacket and ProtocolError (two separate types: catch both) ever leave Reader.feed and
 # decode; their .reason is the MQTT 5 reason code to put in DISCONNECT (or CONNACK).
 #
 # API in brief (details at each definition):

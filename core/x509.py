@@ -107,24 +107,24 @@ def required_usages(spec):
 
 
 def check_client(leaf_der, issuer_der=None, crls=(), ext_key_usage=None, now=None):
-    # Raises CertRejected(reason) with reason in revoked|ext_key_usage|expired|not_yet_valid|
+    # Raises CertRejected(msg, reason) with reason in revoked|ext_key_usage|expired|not_yet_valid|
     # wrong_issuer, or DerError for a certificate that does not parse. Returns the parsed leaf.
     cert = der.parse_certificate(leaf_der)
     if issuer_der is not None:
         issuer = der.parse_certificate(issuer_der)
         if issuer.subject_der != cert.issuer_der:
-            raise CertRejected("wrong_issuer", "certificate was not issued by the given CA")
+            raise CertRejected("certificate was not issued by the given CA", "wrong_issuer")
     if now is not None:
         if now < cert.not_before:
-            raise CertRejected("not_yet_valid", "certificate is not valid before %d (now %d)"
-                               % (cert.not_before, now))
+            raise CertRejected("certificate is not valid before %d (now %d)" % (cert.not_before, now),
+                               "not_yet_valid")
         if now > cert.not_after:
-            raise CertRejected("expired", "certificate expired at %d (now %d)" % (cert.not_after, now))
+            raise CertRejected("certificate expired at %d (now %d)" % (cert.not_after, now), "expired")
     if ext_key_usage:
         have = cert.ext_key_usage or ()
         for oid in required_usages(ext_key_usage):
             if oid not in have:
-                raise CertRejected("ext_key_usage", "certificate lacks extended key usage %s" % oid)
+                raise CertRejected("certificate lacks extended key usage %s" % oid, "ext_key_usage")
     key = None
     current = False
     stale = None
@@ -138,8 +138,8 @@ def check_client(leaf_der, issuer_der=None, crls=(), ext_key_usage=None, now=Non
             continue
         for serial, when in crl.revoked:
             if serial == cert.serial:
-                raise CertRejected("revoked", "certificate serial %X was revoked at %d"
-                                   % (cert.serial, when))
+                raise CertRejected("certificate serial %X was revoked at %d" % (cert.serial, when),
+                                   "revoked")
         # As OpenSSL does (X509_V_ERR_CRL_HAS_EXPIRED / CRL_NOT_YET_VALID): a CRL outside its
         # validity cannot vouch for the certificate, unless another CRL of that CA is current.
         if now is None:
@@ -153,7 +153,7 @@ def check_client(leaf_der, issuer_der=None, crls=(), ext_key_usage=None, now=Non
         else:
             current = True
     if stale and not current:
-        raise CertRejected(stale[0], stale[1])
+        raise CertRejected(stale[1], stale[0])
     return cert
 
 

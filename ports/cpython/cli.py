@@ -11,6 +11,12 @@ from gatemq import __version__, config
 from gatemq.errors import ConfigError
 
 DEMO_DIR = "demo"
+# Exit statuses, the same on the MicroPython port (ports/micropython/cli.py).
+EXIT_OK = 0
+EXIT_CANNOT_START = 1   # a listener cannot bind (port in use, no permission), ...
+EXIT_CONFIG = 2         # the config file, or a file it names, is missing or wrong
+EXIT_STATUS_HELP = ("exit status: 0 ok (or stopped by a signal), 1 cannot start (e.g. a port in "
+                    "use), 2 config error (the file or a file it names is missing or wrong)")
 
 
 def _parser():
@@ -18,7 +24,8 @@ def _parser():
         prog="gatemq",
         description="gatemq: an MQTT 3.1/3.1.1/5.0 broker for edge gateways, with X.509 client "
                     "certificates mapped to MQTT identities as EMQX 5 does. Without --config it "
-                    "serves its embedded default: a plain listener on 127.0.0.1:1883.")
+                    "serves its embedded default: a plain listener on 127.0.0.1:1883.",
+        epilog=EXIT_STATUS_HELP)
     p.add_argument("--config", "-c", metavar="FILE", help="the broker's configuration file (EMQX-style HOCON)")
     p.add_argument("--check-config", metavar="FILE",
                    help="validate what --config FILE would run (FILE, its includes, the dashboard's "
@@ -35,18 +42,16 @@ def _parser():
     return p
 
 
-def _read_text(base):
-    def read(path):
-        full = path if os.path.isabs(path) else os.path.join(base, path)
-        with open(full, "rb") as f:
-            return config.decode(f.read(), full)
-    return read
+def _read_text(path):
+    # An include: hocon has made its path relative to the including file already.
+    with open(path, "rb") as f:
+        return config.decode(f.read(), path)
 
 
 def load_file(path):
-    with open(path, "rb") as f:
-        text = config.decode(f.read(), path)
-    return config.load(text, path, _read_text(os.path.dirname(os.path.abspath(path))))
+    # Every relative path in the file (includes, TLS files, users, ACL, keys, the overlay) comes
+    # back relative to the file's own folder: they are opened as the config says.
+    return config.load(_read_text(path), path, _read_text)
 
 
 def demo_config(demo_dir):
@@ -81,7 +86,7 @@ def check_config(path):
     from gatemq.cpython.server import make_reader
     cfg = load_file(path)
     base = os.path.dirname(os.path.abspath(path))
-    overlay = os.path.join(base, cfg["dashboard"]["overlay_file"])   # an absolute path stays itself
+    overlay = cfg["dashboard"]["overlay_file"]   # relative to the config's folder already
     cfg, _ = dashboard.prepare(cfg, base)
 
     def log(level, msg):
@@ -102,11 +107,11 @@ def main(argv=None):
             overlay = check_config(args.check_config)
         except ConfigError as e:
             print("gatemq: %s" % e, file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         except OSError as e:
             print("gatemq: cannot read %s: %s" % (getattr(e, "filename", None) or args.check_config, e.strerror),
                   file=sys.stderr)
-            return 1
+            return EXIT_CONFIG
         if overlay:
             print("%s: OK (with the dashboard overlay %s)" % (args.check_config, overlay))
         else:
@@ -124,10 +129,10 @@ def main(argv=None):
         cfg, dash = dashboard.prepare(cfg, base)
     except ConfigError as e:
         print("gatemq: %s" % e, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     except OSError as e:
         print("gatemq: cannot read %s: %s" % (getattr(e, "filename", args.config), e.strerror), file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     level = args.log_level or cfg["log"]["level"]
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -167,10 +172,10 @@ async def _serve(cfg, base, dash=None):
             await dash.start(srv)
     except ConfigError as e:
         print("gatemq: %s" % e, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     except OSError as e:
         print("gatemq: cannot start a listener: %s" % e, file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_START
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

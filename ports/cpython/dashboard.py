@@ -27,15 +27,11 @@ MAX_HEAD = 8192
 IDLE = 30  # seconds an idle keep-alive connection stays open
 
 
-def _resolve(base, path):
-    return path if os.path.isabs(path) else os.path.join(base, path)
-
-
 def prepare(cfg, base):
-    # -> (cfg with the overlay file applied, Dashboard or None). base: the folder relative paths
-    # in the config are taken from (the config file's, or the current one).
+    # -> (cfg with the overlay file applied, Dashboard or None). dashboard.overlay_file is
+    # relative to the config file's folder already (gatemq.config.resolve_path).
     d = cfg["dashboard"]
-    overlay = _resolve(base, d["overlay_file"])
+    overlay = d["overlay_file"]
     base_mqtt = cfg["mqtt"]
     if os.path.exists(overlay):
         with open(overlay, "rb") as f:

@@ -468,10 +468,10 @@ class Server:
                 pass
 
 
-def make_reader(base_dir):
+def make_reader(base_dir=None):
+    # The config has resolved every relative path against the folder of the file that names it
+    # (gatemq.config.resolve_path): open them as they are. base_dir is no longer used.
     def read_file(path):
-        if not os.path.isabs(path):
-            path = os.path.join(base_dir, path)
         with open(path, "rb") as f:
             return f.read()
     return read_file

@@ -14,7 +14,13 @@ USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-con
                        API on 127.0.0.1:18083 (admin / public; its files go to ./data)
   --stop-on-stdin-eof  shut down cleanly when stdin ends (how firmware/gatemq-micropython
                        stops the broker on SIGTERM)
+exit status: 0 ok (or stopped by a signal), 1 cannot start (e.g. a port in use),
+2 config error (the file or a file it names is missing or wrong)
 """
+# Exit statuses, the same as the CPython port's (ports/cpython/cli.py).
+EXIT_OK = 0
+EXIT_CANNOT_START = 1
+EXIT_CONFIG = 2
 
 
 def read_text(path):
@@ -41,11 +47,10 @@ def exists(path):
         return False
 
 
-def file_reader(base, text=False):
-    # Paths as written, else relative to the config file's folder.
+def file_reader(base=None, text=False):
+    # The config has resolved every relative path against the folder of the file that names it
+    # (gatemq.config.resolve_path): open them as they are. base is no longer used.
     def read(path):
-        if path[:1] != "/" and base and not exists(path):
-            path = base + "/" + path
         if text:
             return read_text(path)
         try:
@@ -53,16 +58,6 @@ def file_reader(base, text=False):
         except OSError as e:
             raise ConfigError("cannot read %s: %s" % (path, e))
     return read
-
-
-def resolve_paths(cfg, base):
-    # TLS file paths as written when they exist, else relative to the config file's folder.
-    for lc in cfg["listeners"].get("ssl", {}).values():
-        o = lc["ssl_options"]
-        for k in ("certfile", "keyfile", "cacertfile", "crlfile"):
-            p = o.get(k)
-            if p and p[:1] != "/" and base and not exists(p):
-                o[k] = base + "/" + p
 
 
 def config_text(path):
@@ -152,12 +147,19 @@ def main(argv, on_tick=None):
             return 2
     try:
         cfg, base_mqtt = load(path)
+    except ConfigError as e:
+        sys.stderr.write("gatemq: config error: %s\n" % e)
+        return EXIT_CONFIG
+    except OSError as e:
+        # The config file itself (or an include, the overlay) is missing or unreadable.
+        sys.stderr.write("gatemq: config error: cannot read %s: %s\n" % (path, e))
+        return EXIT_CONFIG
+    try:
         # The broker's modules only now: while the config modules are loaded (and dropped again)
         # the heap holds them alone, which keeps the start-up peak ~100 KB lower on a board.
         from . import server
         log = server.make_log(level or cfg["log"]["level"])
         base = dirname(path) if path else ""
-        resolve_paths(cfg, base)
         if check:
             server.Server(cfg, log, file_reader(base), file_reader(base, True))
             return 0
@@ -165,8 +167,8 @@ def main(argv, on_tick=None):
         server.run(cfg, log, file_reader(base), file_reader(base, True), heap, on_tick, dash, stdin_eof)
     except ConfigError as e:
         sys.stderr.write("gatemq: config error: %s\n" % e)
-        return 2
+        return EXIT_CONFIG
     except OSError as e:
         sys.stderr.write("gatemq: cannot start: %s\n" % (e,))
-        return 1
-    return 0
+        return EXIT_CANNOT_START
+    return EXIT_OK

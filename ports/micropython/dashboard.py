@@ -28,17 +28,11 @@ MAX_CLIENTS = 2  # requests served at once; more wait in the backlog
 ITERATIONS = 1024
 
 
-def _join(base, path):
-    if not path or path[:1] == "/" or not base:
-        return path
-    return base + "/" + path
-
-
 def prepare(cfg, base, read_text):
     # -> (cfg with the overlay file applied, the mqtt section of the file alone).
     from gatemq import config
     base_mqtt = cfg["mqtt"]
-    path = _join(base, cfg["dashboard"]["overlay_file"])
+    path = cfg["dashboard"]["overlay_file"]  # relative to the config's folder already
     if exists(path):
         cfg = config.merge(cfg, read_text(path), path)
     return cfg, base_mqtt
@@ -64,7 +58,7 @@ class Dashboard:
     def __init__(self, srv, cfg, base, base_mqtt, iterations=ITERATIONS):
         self.srv = srv
         self.dcfg = cfg["dashboard"]
-        self.overlay = _join(base, self.dcfg["overlay_file"])
+        self.overlay = self.dcfg["overlay_file"]
         d = dirname(self.overlay)
         self.admins_path = (d + "/" if d else "") + "admins.json"
         self.base_mqtt = base_mqtt

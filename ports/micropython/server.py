@@ -167,7 +167,11 @@ class Server:
 
     def start(self):
         for lst in self.listeners:
-            port = lst.listen(16)
+            try:
+                port = lst.listen(16)
+            except OSError as e:
+                # The exit status says "cannot start"; the line says which listener and address.
+                raise OSError("%s: cannot listen on %s: %s" % (lst.label, addr.show(lst.bind[0], lst.bind[1]), e))
             self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
             if lst.kind == "ssl" and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)

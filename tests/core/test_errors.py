@@ -1,4 +1,4 @@
-from gatemq.errors import DerError, MalformedPacket, ProtocolError
+from gatemq.errors import CertRejected, ConfigError, DerError, MalformedPacket, ProtocolError
 from _check import raises
 
 
@@ -12,7 +12,22 @@ def test_der_error_names_offset():
     assert "at byte 7" in str(e)
 
 
-def test_protocol_error_is_malformed_with_reason():
+def test_protocol_error_is_its_own_type_with_reason():
     e = ProtocolError("second CONNECT")
-    assert isinstance(e, MalformedPacket)
-    assert e.reason == 0x82
+    assert not isinstance(e, MalformedPacket)
+    assert e.reason == 0x82 and str(e) == "second CONNECT"
+    e = MalformedPacket("truncated")
+    assert not isinstance(e, ProtocolError) and e.reason == 0x81
+
+
+def test_every_error_takes_its_message_first():
+    assert ProtocolError("alias", 0x94).reason == 0x94
+    assert MalformedPacket("too big", 0x95).reason == 0x95
+    e = CertRejected("certificate expired at 5 (now 6)", "expired")
+    assert e.reason == "expired" and str(e) == "certificate expired at 5 (now 6)"
+    e = ConfigError("f.conf:3:1: mqtt.max_qos_allowed: expected 0|1|2, got 7",
+                    "mqtt.max_qos_allowed", "expected 0|1|2, got 7")
+    assert e.path == "mqtt.max_qos_allowed" and e.reason == "expected 0|1|2, got 7"
+    assert str(e) == "f.conf:3:1: mqtt.max_qos_allowed: expected 0|1|2, got 7"
+    e = ConfigError("acl.conf:2: bad rule")
+    assert e.path is None and e.reason is None and str(e) == "acl.conf:2: bad rule"

@@ -39,7 +39,9 @@ class Untranslatable(Exception):
 
 class BrokerProcess:
     def __init__(self, config_text="", runtime=None, tmp_path=None, extra_args=(), listeners=None,
-                 default_listener=True, start_timeout=15.0, env=None):
+                 default_listener=True, start_timeout=15.0, env=None, cwd=None):
+        # cwd: the folder the broker runs in (default: tmp_path, where the config is written);
+        # given, the config is named by its path relative to cwd.
         self.runtime = runtime or DEFAULT_RUNTIME
         self.log_lines = []
         self.ports = {}
@@ -63,7 +65,7 @@ class BrokerProcess:
             with open(path, "w") as f:
                 f.write(config_text)
             self.config_path = path
-            cmd = self._command(path) + list(extra_args)
+            cmd = self._command(os.path.relpath(path, cwd) if cwd else path) + list(extra_args)
         proc_env = dict(os.environ)
         proc_env["PYTHONUNBUFFERED"] = "1"
         if self.runtime == "micropython":
@@ -76,7 +78,7 @@ class BrokerProcess:
         # A session (and process group) of its own: stop() can then end whatever the broker left
         # behind (the launcher's interpreter), and a terminal's Ctrl-C does not reach it.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=self._tmp, env=proc_env,
+                                     stderr=subprocess.PIPE, cwd=cwd or self._tmp, env=proc_env,
                                      start_new_session=True)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()

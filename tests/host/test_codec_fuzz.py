@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gatemq import codec as c
 from gatemq import props as P
-from gatemq.errors import MalformedPacket
+from gatemq.errors import MalformedPacket, ProtocolError
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -122,7 +122,7 @@ def decode_all(data, version, max_size=None):
 def only_codec_errors(data, version, max_size=None):
     try:
         decode_all(data, version, max_size)
-    except MalformedPacket as e:
+    except (MalformedPacket, ProtocolError) as e:
         assert 0x80 <= e.reason <= 0xA2, e.reason
         assert str(e)
 

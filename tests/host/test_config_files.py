@@ -175,11 +175,11 @@ def test_check_config_applies_the_dashboard_overlay_as_start_up_does(tmp_path):
     where = "%s:3:" % overlay
 
     check = _gatemq("--check-config", str(conf))
-    assert check.returncode == 1, check.stdout
+    assert check.returncode == 2, check.stdout
     assert where in check.stderr and "max_inflight" in check.stderr, check.stderr
     # the start refuses the same file for the same reason
     start = _gatemq("--config", str(conf))
-    assert start.returncode == 1 and where in start.stderr, start.stderr
+    assert start.returncode == 2 and where in start.stderr, start.stderr
 
     overlay.write_text('mqtt.max_qos_allowed = 1\n')
     check = _gatemq("--check-config", str(conf))
@@ -196,13 +196,13 @@ def test_check_config_reads_the_users_and_acl_files(tmp_path):
     (tmp_path / "users").write_text('{"user_id": "a", "password_hash": "x", "salt": ""}\n')
     (tmp_path / "acl.conf").write_text('{allow, all, all, ["t/#"]}.\n{allow, all, read, ["u"]}.\n')
     check = _gatemq("--check-config", str(conf))
-    assert check.returncode == 1
+    assert check.returncode == 2
     assert "acl.conf:2: unknown action 'read'" in check.stderr, check.stderr
 
     (tmp_path / "acl.conf").write_text('{allow, all, all, ["t/#"]}.\n')
     (tmp_path / "users").write_text('{"user_id": "a", "password_hash": "x", "salt": ""}\nnot json\n')
     check = _gatemq("--check-config", str(conf))
-    assert check.returncode == 1 and "users:2:" in check.stderr, check.stderr
+    assert check.returncode == 2 and "users:2:" in check.stderr, check.stderr
 
     (tmp_path / "users").write_text('{"user_id": "a", "password_hash": "x", "salt": ""}\n')
     check = _gatemq("--check-config", str(conf))
@@ -215,11 +215,11 @@ def test_a_config_or_overlay_file_that_is_not_utf8_is_a_config_error(tmp_path):
     conf.write_bytes(b'listeners.tcp.default.bind = "127.0.0.1:0"\n# caf\xe9\n')
     for args in (("--check-config", str(conf)), ("--config", str(conf))):
         p = _gatemq(*args)
-        assert p.returncode == 1, p.stderr
+        assert p.returncode == 2, p.stderr
         assert "%s:2: not UTF-8 text (byte 0xe9 at offset 48)" % conf in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
     conf.write_bytes(b'listeners.tcp.default.bind = "127.0.0.1:0"\ndashboard.enable = false\n')
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "overlay.conf").write_bytes(b"mqtt.max_qos_allowed = 1 # \xff\n")
     p = _gatemq("--check-config", str(conf))
-    assert p.returncode == 1 and "overlay.conf:1: not UTF-8 text" in p.stderr, p.stderr
+    assert p.returncode == 2 and "overlay.conf:1: not UTF-8 text" in p.stderr, p.stderr
