@@ -84,8 +84,8 @@ class HeapRetain(RetainStore):
         super().__init__(max_messages)
         self.floor = floor
 
-    def put(self, msg):
-        if msg.payload and msg.topic not in self.msgs and gc.mem_free() < self.floor:
+    def admit(self, msg):
+        if gc.mem_free() < self.floor:
             if self.skip:
                 self.skip -= 1
                 return False
@@ -93,7 +93,7 @@ class HeapRetain(RetainStore):
             if gc.mem_free() < self.floor:
                 self.skip = 63
                 return False
-        return super().put(msg)
+        return True
 
 
 class Listener:
@@ -160,7 +160,7 @@ class Server:
         self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
         kept = getattr(self.broker, "retained", None)
-        if isinstance(kept, RetainStore) and not kept.msgs:
+        if isinstance(kept, RetainStore) and not len(kept):
             # A quarter of the heap stays out of reach of retained messages (see HeapRetain).
             heap = gc.mem_free() + gc.mem_alloc()
             self.broker.retained = HeapRetain(max(4 * RESERVE, heap // 4), kept.max_messages)
