@@ -8,7 +8,7 @@ import time
 import pytest
 from cryptography.x509.oid import NameOID
 
-from clients import V311, V5
+from clients import V311, V5, props
 from conftest import require_gatemq
 import rawmqtt
 from tlsutil import (PKI, Events, server_pki, expected_cn, expected_dn, md5_value, pem_value, raw_tls,
@@ -111,8 +111,23 @@ def test_use_username_as_clientid_with_connect_username(make_broker, pki):
     c.disconnect()
 
 
+def test_no_cn_is_refused_under_a_cn_mapping(make_broker, pki):
+    # Issue 11: a verified certificate without the mapped field must not log in as anyone.
+    b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn"))
+    c = tls_client(b, pki.root, pki.nocn, client_id="own-id", username="admin", connect=False)
+    c.connect(expect_ok=False)
+    assert c.rc.value == 0x87
+    c.disconnect()
+    b.wait_log("the certificate has no CN")
+    ev = Events(b)
+    c = tls_client(b, pki.root, pki.simple, client_id="own-id", username="admin")
+    assert ev.connected()["username"] == "dev-42"
+    c.disconnect()
+
+
 def test_no_cn_falls_back_to_connect_values(make_broker, pki):
-    b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\nmqtt.peer_cert_as_clientid = cn"))
+    b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\nmqtt.peer_cert_as_clientid = cn\n"
+                             "mqtt.peer_cert_require_field = false"))
     ev = Events(b)
     c = tls_client(b, pki.root, pki.nocn, client_id="own-id", username="connect-user")
     e = ev.connected()
@@ -219,3 +234,96 @@ def test_mosquitto_clients_over_mutual_tls(make_broker, pki):
         if sub.poll() is None:
             sub.kill()
             sub.wait()
+
+
+DEVICE_ACL = '{allow, all, all, ["devices/${cert_common_name}/#"]}.\n{deny, all}.\n'
+
+
+def _device_broker(make_broker, pki, tmp_path, extra=""):
+    acl = tmp_path / "acl.conf"
+    acl.write_text(DEVICE_ACL)
+    return make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\n"
+                                'authorization { no_match = deny, sources = [{type = file, path = "%s"}] }\n%s'
+                           % (acl, extra)))
+
+
+def test_a_device_cannot_resume_or_kick_another_devices_session(make_broker, pki, tmp_path):
+    # Issue 11, high 1: CN=alice with client id "bob" got bob's session and his commands.
+    b = _device_broker(make_broker, pki, tmp_path)
+    alice = pki.leaf(pki.root, "alice", [(NameOID.COMMON_NAME, "alice")])
+    bob = pki.leaf(pki.root, "bob", [(NameOID.COMMON_NAME, "bob")])
+    expiry = props("CONNECT", SessionExpiryInterval=600)
+    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
+    assert c.subscribe("devices/bob/#", 1) == [1]
+    # while bob is connected, alice can neither resume nor kick his session
+    for clean in (False, True):
+        a = tls_client(b, pki.root, alice, client_id="bob", clean=clean, connect_props=expiry, connect=False)
+        a.connect(expect_ok=False)
+        assert a.rc.value == 0x87 and not a.session_present
+        a.disconnect()
+    b.wait_log("has a session made by another identity")
+    assert c.c.is_connected()
+    c.disconnect()
+    # offline: a command for bob is queued; alice's attempt changes nothing; bob gets it
+    ctl = tls_client(b, pki.root, bob, client_id="bob-ctl")
+    ctl.publish("devices/bob/cmd", b"open", 1)
+    ctl.disconnect()
+    a = tls_client(b, pki.root, alice, client_id="bob", clean=False, connect_props=expiry, connect=False)
+    a.connect(expect_ok=False)
+    assert a.rc.value == 0x87
+    a.expect_none(0.3)
+    a.disconnect()
+    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
+    assert c.session_present
+    assert c.expect().payload == b"open"
+    c.disconnect()
+
+
+def test_a_renewed_certificate_keeps_its_session(make_broker, pki, tmp_path):
+    # The session is bound to the certificate's subject: a renewal (new key, same subject) resumes.
+    b = _device_broker(make_broker, pki, tmp_path)
+    old = pki.leaf(pki.root, "carol-old", [(NameOID.COMMON_NAME, "carol")])
+    new = pki.leaf(pki.root, "carol-new", [(NameOID.COMMON_NAME, "carol")])
+    expiry = props("CONNECT", SessionExpiryInterval=600)
+    c = tls_client(b, pki.root, old, client_id="carol", clean=False, connect_props=expiry)
+    assert c.subscribe("devices/carol/#", 1) == [1]
+    c.disconnect()
+    c = tls_client(b, pki.root, new, client_id="carol", clean=False, connect_props=expiry)
+    assert c.session_present
+    c.disconnect()
+
+
+def test_looser_identity_check_still_reauthorizes_subscriptions(make_broker, pki, tmp_path):
+    b = _device_broker(make_broker, pki, tmp_path, "mqtt.session_identity_check = false")
+    alice = pki.leaf(pki.root, "alice", [(NameOID.COMMON_NAME, "alice")])
+    bob = pki.leaf(pki.root, "bob", [(NameOID.COMMON_NAME, "bob")])
+    expiry = props("CONNECT", SessionExpiryInterval=600)
+    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
+    assert c.subscribe("devices/bob/#", 1) == [1]
+    c.disconnect()
+    a = tls_client(b, pki.root, alice, client_id="bob", clean=False, connect_props=expiry)
+    assert a.session_present
+    b.wait_log("subscription(s) of its resumed session dropped")
+    ctl = tls_client(b, pki.root, bob, client_id="bob-ctl")
+    ctl.publish("devices/bob/cmd", b"secret", 1)
+    assert a.subscribe("devices/alice/#", 1) == [1]
+    ctl2 = tls_client(b, pki.root, alice, client_id="alice-ctl")
+    ctl2.publish("devices/alice/cmd", b"hers", 1)
+    assert a.expect().payload == b"hers"       # the positive fence: bob's command never came first
+    a.expect_none(0.2)
+    for x in (a, ctl, ctl2):
+        x.disconnect()
+
+
+def test_a_slash_in_the_cn_does_not_reach_another_subtree(make_broker, pki, tmp_path):
+    # Issue 11, medium 8: CN "bob/cmd" matched devices/${cert_common_name}/# as devices/bob/cmd/#.
+    b = _device_broker(make_broker, pki, tmp_path)
+    evil = pki.leaf(pki.root, "evil", [(NameOID.COMMON_NAME, "bob/cmd")])
+    good = pki.leaf(pki.root, "good", [(NameOID.COMMON_NAME, "bob")])
+    e = tls_client(b, pki.root, evil, client_id="evil")
+    assert e.subscribe("devices/bob/cmd/#", 1) == [0x87]
+    b.wait_log("holds '/', '+', '#' or NUL")
+    g = tls_client(b, pki.root, good, client_id="good")
+    assert g.subscribe("devices/bob/cmd/#", 1) == [1]
+    e.disconnect()
+    g.disconnect()
