@@ -10,6 +10,7 @@ import time
 
 from gatemq.broker import Broker
 from gatemq.cpython import tlsctx
+from gatemq.logline import Throttle, more
 
 # The most plaintext one TLS record holds.
 _RECORD = 16384
@@ -87,6 +88,11 @@ class Listener:
         self.name = name
         self.tls = tls
         self.sockets = []
+        # TLS handshakes in progress. They count against max_connections from the accept (as in
+        # Mosquitto and EMQX; the broker counts a connection only once it is opened): 1,100 idle
+        # TCP connections that never sent a ClientHello used up the process's descriptors.
+        self.handshakes = 0
+        self.refusals = Throttle()
 
     async def bind(self, host, port):
         loop = asyncio.get_running_loop()
@@ -128,10 +134,30 @@ class Listener:
                 return
             s.setblocking(False)
             if self.tls:
+                if self._full():
+                    s.close()
+                    self._refused(addr)
+                    continue
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                TLSClient(srv, self.name).start(s, addr)
+                self.handshakes += 1
+                TLSClient(srv, self.name, self).start(s, addr)
             else:
                 srv.spawn(self._plain(s))
+
+    def _full(self):
+        kind, name = self.name.split(":", 1)
+        limit = self.srv.cfg["listeners"][kind][name].get("max_connections")
+        return limit is not None and self.handshakes + self.srv.broker.per_listener.get(self.name, 0) >= limit
+
+    def _refused(self, addr):
+        # One line per listener per interval, with the count held back: a flood is not a log flood.
+        held = self.refusals.allow(time.monotonic())
+        if held is not None:
+            kind, name = self.name.split(":", 1)
+            self.srv.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached, counting "
+                         "%d TLS handshakes in progress%s" % (
+                             self.name, addr[0], addr[1], self.srv.cfg["listeners"][kind][name]["max_connections"],
+                             self.handshakes, more(held, "refused")))
 
     async def _plain(self, s):
         # The transport sets TCP_NODELAY and calls Client.connection_made.
@@ -164,10 +190,11 @@ class TLSClient(Client):
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
     # this object (write/close/abort below).
-    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing")
+    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst")
 
-    def __init__(self, srv, listener):
+    def __init__(self, srv, listener, lst):
         Client.__init__(self, srv, listener)
+        self.lst = lst  # the Listener, whose handshake count this connection is in until _accept
         self.sock = self.tls = self.timer = self.peer = self.wq = None
         self.fd = -1
         self.wsize = 0
@@ -207,6 +234,7 @@ class TLSClient(Client):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+            self.lst.handshakes -= 1    # the handshake failed or timed out
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.fd)
         if self.wq is not None:
@@ -219,6 +247,7 @@ class TLSClient(Client):
 
     def _timed_out(self):
         self.timer = None
+        self.lst.handshakes -= 1
         self._refuse("handshake_timeout", "no TLS handshake within %gs" % self.srv.tls[self.listener].timeout)
 
     def _readable(self):
@@ -242,6 +271,7 @@ class TLSClient(Client):
         # The handshake is done: the broker's own checks on the leaf, then the broker.
         self.timer.cancel()
         self.timer = None
+        self.lst.handshakes -= 1        # from here the broker counts it (broker.open)
         lt = self.srv.tls[self.listener]
         der = self.tls.getpeercert(True)
         why = lt.check_leaf(der, self.tls)
