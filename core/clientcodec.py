@@ -1,19 +1,17 @@
 # The client side of the MQTT codec: the packets only a client receives (CONNACK, SUBACK,
 # UNSUBACK, PINGRESP) with their decoders, the encoders of what only a client sends (CONNECT,
-# SUBSCRIBE, UNSUBSCRIBE) and encode() for any packet object. gatemq.codec decodes the first ones
+# SUBSCRIBE, UNSUBSCRIBE). It builds on gatemq.packet only; gatemq.codec decodes the first ones
 # through here and re-exports every name in PUBLIC, so codec.encode_connect and codec.Connack work
 # as before; the broker itself never loads this module unless a client sends such a packet.
 from gatemq.errors import MalformedPacket, ProtocolError
-from gatemq.codec import (
-    Packet, CONNACK, SUBACK, UNSUBACK, PINGRESP, PUBLISH, CONNECT, PUBACK, PUBCOMP, SUBSCRIBE,
-    UNSUBSCRIBE, PINGREQ, DISCONNECT, AUTH, MQTT31, MQTT5, PINGREQ_BYTES, PINGRESP_BYTES,
-    _pid, _done, _rc, _packet, decode_props, encode_props, encode_str, encode_bin,
-    encode_publish, encode_connack, encode_ack, encode_suback, encode_unsuback, encode_disconnect,
-    encode_auth,
+from gatemq.packet import (
+    Packet, CONNACK, SUBACK, UNSUBACK, PINGRESP, MQTT31, MQTT5, pid as _pid, done as _done,
+    reason as _rc, frame as _packet,
 )
+from gatemq.props import decode_props, encode_props, encode_str, encode_bin
 
 PUBLIC = ("Connack", "Suback", "Unsuback", "Pingresp", "encode_connect", "encode_subscribe",
-          "encode_unsubscribe", "encode", "_RC_CONNACK5", "_RC_SUBACK5", "_RC_SUBACK3", "_RC_UNSUBACK")
+          "encode_unsubscribe", "_RC_CONNACK5", "_RC_SUBACK5", "_RC_SUBACK3", "_RC_UNSUBACK")
 
 _RC_CONNACK5 = frozenset((0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A,
                           0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F))
@@ -166,37 +164,3 @@ def encode_unsubscribe(pid, filters, props, version):
     for f in filters:
         body += encode_str(f)
     return _packet(0xA2, body)
-
-
-def encode(packet, version):
-    # Any packet object -> bytes, for clients and tests; the broker calls the encoders directly.
-    t = packet.ptype
-    if t == PUBLISH:
-        p = packet
-        return bytes(encode_publish(p.topic.encode(), p.payload, p.qos, p.retain, p.dup, p.pid,
-                                    encode_props(p.props) if version == MQTT5 else b"", version))
-    if t == CONNECT:
-        p = packet
-        return encode_connect(p.client_id, p.version, p.clean_start, p.keepalive, p.username,
-                              p.password, p.will, p.props)
-    if t == CONNACK:
-        return encode_connack(packet.session_present, packet.rc, packet.props, version)
-    if PUBACK <= t <= PUBCOMP:
-        return encode_ack(t, packet.pid, packet.rc, packet.props, version)
-    if t == SUBSCRIBE:
-        return encode_subscribe(packet.pid, packet.topics, packet.props, version)
-    if t == SUBACK:
-        return encode_suback(packet.pid, packet.codes, packet.props, version)
-    if t == UNSUBSCRIBE:
-        return encode_unsubscribe(packet.pid, packet.filters, packet.props, version)
-    if t == UNSUBACK:
-        return encode_unsuback(packet.pid, packet.codes, packet.props, version)
-    if t == PINGREQ:
-        return PINGREQ_BYTES
-    if t == PINGRESP:
-        return PINGRESP_BYTES
-    if t == DISCONNECT:
-        return encode_disconnect(packet.rc, packet.props, version)
-    if t == AUTH:
-        return encode_auth(packet.rc, packet.props)
-    raise ValueError("cannot encode packet type %r" % t)

@@ -13,7 +13,8 @@
 #   encode_disconnect, encode_auth (server side); encode_connect, encode_subscribe,
 #   encode_unsubscribe (client side); encode(packet, version) for any packet object. The client
 #   side (Connack, Suback, Unsuback, Pingresp and those encoders) is in gatemq.clientcodec and
-#   reachable here as codec.<name>;
+#   reachable here as codec.<name>; what both sides share (packet types, Packet, field checks,
+#   the fixed header) is in gatemq.packet, so clientcodec never imports this module;
 #   encode_props(dict) -> bytes, varint(n) -> bytes, utf8_ok(bytes) -> bool.
 #   PINGREQ and PINGRESP are packet types (12, 13); their encoded packets are PINGREQ_BYTES and
 #   PINGRESP_BYTES.
@@ -38,30 +39,11 @@ from gatemq.props import (  # noqa: F401  (re-exported: the broker uses codec.P_
     WILL, VARINT_MAX, varint, encode_props, decode_props, encode_str, encode_bin, read_str,
     read_bin, text, utf8_ok, _LAX_UTF8,
 )
-
-CONNECT = 1
-CONNACK = 2
-PUBLISH = 3
-PUBACK = 4
-PUBREC = 5
-PUBREL = 6
-PUBCOMP = 7
-SUBSCRIBE = 8
-SUBACK = 9
-UNSUBSCRIBE = 10
-UNSUBACK = 11
-PINGREQ = 12
-PINGRESP = 13
-DISCONNECT = 14
-AUTH = 15
-
-MQTT31 = 3
-MQTT311 = 4
-MQTT5 = 5
-
-NAMES = ("reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-         "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
-         "AUTH")
+from gatemq.packet import (  # noqa: F401  (re-exported: codec.CONNECT, codec.Packet, ...)
+    CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, SUBACK, UNSUBSCRIBE,
+    UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH, MQTT31, MQTT311, MQTT5, NAMES, Packet,
+    PINGREQ_BYTES, PINGRESP_BYTES, pid as _pid, done as _done, reason as _rc, frame as _packet,
+)
 
 # The largest packet MQTT can frame: a 4-byte remaining length of 268435455 plus the header.
 MAX_PACKET = 1 + 4 + VARINT_MAX
@@ -83,25 +65,6 @@ _RC_ACK = (None, None, None, None, _RC_PUBACK, _RC_PUBACK, _RC_PUBREL, _RC_PUBRE
 
 # ---------------------------------------------------------------------------------------------
 # Packet objects. Equality compares every attribute, so decoded packets compare to built ones.
-
-class Packet:
-    __slots__ = ()
-
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return False
-        for a in self.__slots__:
-            if getattr(self, a) != getattr(other, a):
-                return False
-        return True
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "%s(%s)" % (type(self).__name__,
-                           ", ".join("%s=%r" % (a, getattr(self, a)) for a in self.__slots__))
-
 
 class Will(Packet):
     __slots__ = ("topic", "payload", "qos", "retain", "props")
@@ -302,24 +265,6 @@ def decode(first_byte, body, version):
         raise MalformedPacket("%s is truncated" % NAMES[ptype])
 
 
-def _pid(body, pos, what):
-    pid = (body[pos] << 8) | body[pos + 1]
-    if not pid:
-        raise ProtocolError("%s has packet identifier 0" % what)
-    return pid
-
-
-def _done(body, pos, what):
-    if pos != len(body):
-        raise MalformedPacket("%s has %d unexpected bytes at its end" % (what, len(body) - pos))
-
-
-def _rc(rc, allowed, what):
-    if rc not in allowed:
-        raise ProtocolError("%s reason code 0x%02X is not defined for it" % (what, rc))
-    return rc
-
-
 def _publish(fb, body, version):
     qos = (fb >> 1) & 3
     if qos == 3:
@@ -509,14 +454,6 @@ _DECODERS = (None, _connect, _client, _publish, _ack, _ack, _ack, _ack, _subscri
 # ---------------------------------------------------------------------------------------------
 # Encoding. props arguments are dicts (or None); props_bytes is encode_props' output.
 
-PINGREQ_BYTES = b"\xc0\x00"
-PINGRESP_BYTES = b"\xd0\x00"
-
-
-def _packet(fb, body):
-    return bytes((fb,)) + varint(len(body)) + body
-
-
 def encode_publish(topic_bytes, payload, qos, retain, dup, pid, props_bytes, version):
     # -> bytearray. The packet identifier (QoS > 0) sits at offset
     # len(fixed header) + 2 + len(topic_bytes), so one encoding can serve many subscribers with
@@ -601,9 +538,47 @@ def encode_auth(rc=0, props=None):
     return _packet(0xF0, bytes((rc,)) + encode_props(props))
 
 
+def encode(packet, version):
+    # Any packet object -> bytes, for clients and tests; the broker calls the encoders directly.
+    # What only a client sends is encoded by gatemq.clientcodec, loaded on first use.
+    t = packet.ptype
+    if t == PUBLISH:
+        p = packet
+        return bytes(encode_publish(p.topic.encode(), p.payload, p.qos, p.retain, p.dup, p.pid,
+                                    encode_props(p.props) if version == MQTT5 else b"", version))
+    if t == CONNECT:
+        p = packet
+        from gatemq import clientcodec
+        return clientcodec.encode_connect(p.client_id, p.version, p.clean_start, p.keepalive, p.username,
+                              p.password, p.will, p.props)
+    if t == CONNACK:
+        return encode_connack(packet.session_present, packet.rc, packet.props, version)
+    if PUBACK <= t <= PUBCOMP:
+        return encode_ack(t, packet.pid, packet.rc, packet.props, version)
+    if t == SUBSCRIBE:
+        from gatemq import clientcodec
+        return clientcodec.encode_subscribe(packet.pid, packet.topics, packet.props, version)
+    if t == SUBACK:
+        return encode_suback(packet.pid, packet.codes, packet.props, version)
+    if t == UNSUBSCRIBE:
+        from gatemq import clientcodec
+        return clientcodec.encode_unsubscribe(packet.pid, packet.filters, packet.props, version)
+    if t == UNSUBACK:
+        return encode_unsuback(packet.pid, packet.codes, packet.props, version)
+    if t == PINGREQ:
+        return PINGREQ_BYTES
+    if t == PINGRESP:
+        return PINGRESP_BYTES
+    if t == DISCONNECT:
+        return encode_disconnect(packet.rc, packet.props, version)
+    if t == AUTH:
+        return encode_auth(packet.rc, packet.props)
+    raise ValueError("cannot encode packet type %r" % t)
+
+
 def __getattr__(name):
     # The client side of the codec (Connack, Suback, Unsuback, Pingresp, encode_connect,
-    # encode_subscribe, encode_unsubscribe, encode) lives in gatemq.clientcodec, which the broker
+    # encode_subscribe, encode_unsubscribe) lives in gatemq.clientcodec, which the broker
     # never needs: on boards that load bytecode into RAM it would cost heap. It stays reachable
     # here for clients and tests. (Dunder names are asked for by the import system itself.)
     if name[:2] == "__":
