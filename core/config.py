@@ -649,6 +649,8 @@ MQTT = Section([
     # One client with 50,000 $share groups made every publish take 18 ms: a gateway's devices
     # need a handful of filters each, so the default bounds the subscriptions of one session.
     ("max_subscriptions", Int(1, words=INFINITY), 1000),
+    # Share groups of one filter, across all clients ($share/<group>/<filter>).
+    ("max_shared_groups", Int(1, words=INFINITY), 100),
     ("max_inflight", Int(1, 65535), 32),
     ("max_awaiting_rel", Int(1, words=INFINITY), 100),
     ("await_rel_timeout", Duration(), "300s"),

@@ -76,6 +76,13 @@ class Router:
             self.count += 1
         return new
 
+    def new_group(self, flt, group):
+        # How many share groups flt has, or -1 when group is already one of them.
+        node = self._node(flt, False)
+        if node is None or not node.shared:
+            return 0
+        return -1 if group in node.shared else len(node.shared)
+
     def remove(self, clientid, flt, group):
         path = []
         node = self.root

@@ -339,3 +339,15 @@ def test_takeover_model_random_sequences():
                     del model[cid]
             _check_against_model(h, model)
             _route_check(h, model, pub)
+
+
+def test_share_groups_per_filter_are_bounded():
+    h = Harness("mqtt.max_shared_groups = 3")
+    c = h.client()
+    c.connect("g", 5)
+    codes = c.subscribe(1, [("$share/g%d/t" % i, 0) for i in range(5)]).codes
+    assert codes == [0, 0, 0, 0x97, 0x97]
+    # joining an existing group and other filters still work
+    d = h.client()
+    d.connect("h", 5)
+    assert d.subscribe(2, [("$share/g1/t", 0), ("$share/g9/u", 0)]).codes == [0, 0]
