@@ -7,7 +7,7 @@ from gatemq import __version__
 from gatemq import codec
 from gatemq.connection import Connection, CONNECTED
 from gatemq.message import Message
-from gatemq.retain import RetainStore
+from gatemq.retain import RetainStore, FULL, TOO_LARGE
 from gatemq.router import Router
 from gatemq.session import Session
 from gatemq import policy
@@ -34,20 +34,22 @@ class Broker:
         self.log = log
         self.read_file = read_file or _no_file
         self.router = Router()
-        self.retained = RetainStore()
+        rc = cfg.get("retainer") or {}
+        # retainer limits: 0 or infinity (None) is no limit, as in EMQX
+        self.retained = RetainStore(rc.get("max_retained_messages") or None, rc.get("max_payload_size") or None)
         self.sessions = {}
         self.conns = set()
         self.dirty = []
         self.per_listener = {}
         self._refused = {}            # listener -> Throttle of its max_connections refusals
-        self._retain_drops = None     # [retained messages dropped and not yet logged, next log time]
+        self._retain_drops = Throttle()
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.started = clock()
         self.started_wall = wallclock()
         self._idn = 0
         self._sys_next = self.started
         self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
-                      "messages.dropped": 0, "max_connections": 0}
+                      "messages.dropped": 0, "max_connections": 0, "retained.dropped": 0}
         # Refusals and denials share one throttle: clients choose how many there are.
         self._refusals = Throttle(INTERVAL, REFUSAL_BURST)
         self._login_failures = {}     # peer address -> [failures in the window, window end]
@@ -344,24 +346,29 @@ class Broker:
                 return k
         return start % n if n else -1
 
-    def _retain_dropped(self, topic):
-        # One line at most every 10 s: a client flooding a full store with retained messages made
-        # a line per message. The next line counts the drops in between.
-        now = self.clock()
-        r = self._retain_drops
-        if r is None or now >= r[1]:
-            self.log("warning", "retained message on %r dropped: store full%s" % (
-                topic, "; %d more dropped since the last such line" % r[0] if r is not None and r[0] else ""))
-            self._retain_drops = [0, now + 10]
-        else:
-            r[0] += 1
+    def _retain_dropped(self, topic, why):
+        # One line per interval: a client flooding a full store with retained messages made a
+        # line per message. The next line counts the drops in between.
+        self.stats["retained.dropped"] += 1
+        held = self._retain_drops.allow(self.clock())
+        if held is not None:
+            r = self.retained
+            why = ("payload over retainer.max_payload_size (%d bytes)" % r.max_payload if why == TOO_LARGE else
+                   "store full (retainer.max_retained_messages %d)" % r.max_messages if why == FULL else
+                   "store full (low memory)")
+            self.log("warning", "retained message on %s dropped: %s%s" % (ident(topic), why, more(held, "dropped")))
 
-    def publish(self, msg):
-        # Routes one message; returns how many sessions it was delivered or queued to.
+    def publish(self, msg, refuse_retain=False):
+        # Routes one message; returns how many sessions it was delivered or queued to. A retained
+        # message the store refuses (retainer limits) is still routed, unless refuse_retain (an
+        # MQTT 5 QoS 1/2 publisher, told 0x97 by the caller): then -1 and nothing is routed.
         self.stats["messages.received"] += 1
         if msg.retain:
-            if self.retained.put(msg, self.clock()):
-                self._retain_dropped(msg.topic)
+            why = self.retained.put(msg, self.clock())
+            if why:
+                self._retain_dropped(msg.topic, why)
+                if refuse_retain:
+                    return -1
         matched = self.router.match(msg.topic, self._pick, msg.sender)
         if not matched:
             return 0
@@ -495,6 +502,7 @@ class Broker:
         self._sys_pub("stats/connections/max", "%d" % self.stats["max_connections"])
         self._sys_pub("stats/subscriptions/count", "%d" % self.router.count)
         self._sys_pub("stats/retained/count", "%d" % len(self.retained))
+        self._sys_pub("stats/retained/dropped", "%d" % self.stats["retained.dropped"])
         self._sys_pub("stats/sessions/count", "%d" % len(self.sessions))
 
     def _event(self, c, what, info):

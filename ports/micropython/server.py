@@ -8,6 +8,7 @@ import time
 
 from gatemq.connection import CONNECTED
 from gatemq.errors import ConfigError
+from gatemq.logline import Throttle, more
 from gatemq.retain import RetainStore
 
 from . import addr
@@ -109,7 +110,7 @@ class Listener:
         self.links = 0
         self.sock = None
         self.handshake_timeout = None
-        self.refused = None  # [refusals not logged yet, clock() of the next line]: see Server.refuse
+        self.refused = Throttle()  # of the refusal lines: see Server.refuse
 
     def listen(self, backlog):
         host, port = self.bind
@@ -271,19 +272,13 @@ class Server:
                  "%s: out of memory; new connection refused", lst.label)
 
     def refuse(self, lst, s, peer, why):
-        # Closes a new connection at accept. One line per listener at most every 10 s: a
+        # Closes a new connection at accept. One line per listener per logline interval: a
         # connection flood against a full or low-memory broker wrote some 140 lines a second
         # (on a board, to its serial console). The next line counts the refusals in between.
         s.close()
-        now = self.clock()
-        r = lst.refused
-        if r is None or now >= r[1]:
-            self.log("warning", "%s: refused %s:%d: %s%s" % (
-                lst.label, peer[0], peer[1], why,
-                "; %d more refused since the last such line" % r[0] if r is not None and r[0] else ""))
-            lst.refused = [0, now + 10]
-        else:
-            r[0] += 1
+        held = lst.refused.allow(self.clock())
+        if held is not None:
+            self.log("warning", "%s: refused %s:%d: %s%s" % (lst.label, peer[0], peer[1], why, more(held, "refused")))
 
     def admit(self, lst, s, sa):
         peer = addr.peer(sa)

@@ -839,13 +839,8 @@ def test_a_connection_flood_past_max_connections_is_not_a_log_flood(make_broker,
     time.sleep(0.5)
     lines = [x for x in b.log_lines[mark:] if "max_connections (1) reached" in x]
     assert 1 <= len(lines) <= 3, lines[:5]
-    time.sleep(10.5 - 0.5)
-    s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
-    assert s.recv(10) == b""
-    s.close()
-    line = b.wait_log("more refused since the last such line", start=mark, timeout=5)
-    counted = sum(int(x.split("; ")[1].split()[0]) for x in b.log_lines[mark:] if "more refused" in x)
-    assert counted == 200 - len(lines), (counted, line)  # every refusal is a line or counted in one
+    # The counts of the next line come from gatemq.logline.Throttle, tested with a fake clock in
+    # tests/core/test_logline.py.
     holder.publish("x", b"still served", qos=1)
     assert b.alive()
 
@@ -856,10 +851,7 @@ def test_retained_messages_dropped_in_a_flood_are_counted_not_logged_one_by_one(
     b, p = retained_flood(make_broker, 9000)
     first = [x for x in b.log_lines if "dropped: store full" in x]
     assert 1 <= len(first) <= 3, (len(first), first[:3])
-    time.sleep(10.5)
-    p.send(R.publish("flood/late", b"r", retain=True))
-    line = b.wait_log("more dropped since the last such line", timeout=10)
-    assert int(line.split("; ")[1].split()[0]) > 100, line
+    # The count in the next line is gatemq.logline.Throttle's (tests/core/test_logline.py).
     assert p.is_open()
     p.close()
 
