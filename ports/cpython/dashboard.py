@@ -12,9 +12,9 @@ import ssl
 import time
 
 from gatemq import admin, config
-from gatemq.certs.files import write as write_file  # atomic: temp file, fsync, rename
 
 from . import tlsctx
+from .files import write as write_file  # atomic: temp file, fsync, rename, folder fsync
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_static")
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),

@@ -6,10 +6,11 @@ import getpass
 import json
 import os
 import sys
-import tempfile
 
 from gatemq import auth, pwhash
 from gatemq.errors import ConfigError
+
+from .files import write
 
 USAGE = """gatemq-passwd [-c] [--algorithm A] [--superuser] FILE USER          (prompts for the password)
        gatemq-passwd -b [-c] [--algorithm A] [--superuser] FILE USER PASSWORD
@@ -58,17 +59,7 @@ def _user_of(line):
 
 def _write(path, lines):
     # Atomic replace, readable only by the owner: the file holds password hashes.
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gatemq-passwd-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write(path, "".join(line + "\n" for line in lines), private=True)
 
 
 def _algorithm(args):

@@ -3,6 +3,8 @@ import sys
 
 from gatemq.errors import ConfigError
 
+from .files import read_text, read_bytes, dirname
+
 USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-config FILE]
                                      [--log-level LEVEL] [--heap-report SECS] [--demo]
                                      [--stop-on-stdin-eof]
@@ -21,30 +23,6 @@ exit status: 0 ok (or stopped by a signal), 1 cannot start (e.g. a port in use),
 EXIT_OK = 0
 EXIT_CANNOT_START = 1
 EXIT_CONFIG = 2
-
-
-def read_text(path):
-    with open(path) as f:
-        return f.read()
-
-
-def read_bytes(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def dirname(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else ("/" if i == 0 else "")
-
-
-def exists(path):
-    import os
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def file_reader(base=None, text=False):

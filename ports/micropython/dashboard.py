@@ -19,7 +19,7 @@ from gatemq import admin
 
 from . import addr
 from .link import accept_loop, unqueue
-from .cli import dirname, exists
+from .files import dirname, exists, write
 
 MAX_HEAD = 4096
 TIMEOUT = 10  # seconds a client has to send its request
@@ -36,22 +36,6 @@ def prepare(cfg, base, read_text):
     if exists(path):
         cfg = config.merge(cfg, read_text(path), path)
     return cfg, base_mqtt
-
-
-def write_atomic(path, text):
-    # Temp file then rename, so a reset mid-write leaves the old file or the new one.
-    d = dirname(path)
-    if d and not exists(d):
-        os.mkdir(d)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        # Some filesystems refuse to rename over a file.
-        os.remove(path)
-        os.rename(tmp, path)
 
 
 class Dashboard:
@@ -82,8 +66,8 @@ class Dashboard:
                 text = f.read()
         try:
             self.api = admin.Api(self.srv.broker, self.dcfg, self.base_mqtt, text,
-                                 lambda t: write_atomic(self.overlay, t),
-                                 lambda t: write_atomic(self.admins_path, t),
+                                 lambda t: write(self.overlay, t),
+                                 lambda t: write(self.admins_path, t),
                                  os.urandom, self._listeners, self.iterations)
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the API is off" % (self.admins_path, e))
@@ -175,8 +159,7 @@ class Dashboard:
             raise admin.HttpError(413, "PAYLOAD_TOO_LARGE", "body over %d bytes" % admin.MAX_BODY)
         body = await st.readexactly(n) if n > 0 else b""
         path, query = admin.split_target(target)
-        from .server import wallclock
-        r = self.api.handle(method, path, query, headers, body, peer[0], wallclock())
+        r = self.api.handle(method, path, query, headers, body, peer[0], self.srv.broker.wallclock())
         # A kick queues a DISCONNECT: hand it to the socket now.
         self.srv.pump()
         return r
