@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import json
 
+from gatemq import reasons as R
 from gatemq import __version__, config, pwhash
 from gatemq.connection import CONNECTED
 from gatemq.civil import civil_from_days
@@ -349,8 +350,7 @@ class Api:
                 return 200, client_info(self.b, c), []
             if method == "DELETE":
                 self.b.log("info", "dashboard: %s kicked client %s" % (user, c.name()))
-                c.reason = "kicked"
-                c.close("kicked", 0x98)
+                c.close(R.ADMINISTRATIVE_ACTION)
                 return 204, None, []
         elif n == 1 and method == "GET" and head in ("stats", "metrics"):
             v = stats(self.b) if head == "stats" else metrics(self.b)

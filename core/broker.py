@@ -9,8 +9,9 @@ from gatemq.connection import Connection, CONNECTED
 from gatemq.message import Message
 from gatemq.retain import RetainStore, FULL, TOO_LARGE
 from gatemq.router import Router
-from gatemq.session import Session
+from gatemq.session import Session, Delivery
 from gatemq import policy
+from gatemq import reasons as R
 from gatemq.logline import Throttle, more, ident, INTERVAL
 
 
@@ -228,7 +229,7 @@ class Broker:
         if old is not None and old.conn is not None:
             prev = old.conn
             self.log("info", "client %s taken over by %s:%s" % (prev.name(), c.peerhost, c.peerport))
-            prev.close("takenover", 0x8E)
+            prev.close(R.SESSION_TAKEN_OVER)
             # The old connection's teardown ends a session whose expiry was 0: look again, so
             # such a session is never resumed unregistered (its routes would outlive it).
             old = self.sessions.get(cid)
@@ -282,10 +283,10 @@ class Broker:
     def _resume(self, sess, c):
         # Unacknowledged messages go again: PUBLISH with DUP, or PUBREL where PUBREC came back.
         now = self.clock()
-        for pid, e in list(sess.inflight.items()):
-            if e[4]:
-                c.send(codec.encode_ack(codec.PUBREL, pid, 0, None, c.version))
-            elif not c.send_publish(e[0], e[1], e[2], pid, e[3], True, now):
+        for pid, d in list(sess.inflight.items()):
+            if d.phase:
+                c.send(codec.encode_ack(codec.PUBREL, pid, R.SUCCESS, None, c.version))
+            elif not c.send_publish(d.msg, d.qos, d.retain, pid, d.subids, True, now):
                 del sess.inflight[pid]
         self.pump(sess)
 
@@ -383,18 +384,18 @@ class Broker:
     def deliver(self, sess, msg, qos, retain, subids):
         c = sess.conn
         if c is None or c.state != CONNECTED or c.closing or c.congested:
-            self._queue(sess, [msg, qos, retain, subids])
+            self._queue(sess, Delivery(msg, qos, retain, subids))
             return
         if qos == 0:
             if c.send_publish(msg, 0, retain, None, subids, False, self.clock()):
                 self.stats["messages.sent"] += 1
             return
         if len(sess.inflight) >= c.window:
-            self._queue(sess, [msg, qos, retain, subids])
+            self._queue(sess, Delivery(msg, qos, retain, subids))
             return
         pid = sess.alloc_pid()
         if c.send_publish(msg, qos, retain, pid, subids, False, self.clock()):
-            sess.inflight[pid] = [msg, qos, retain, subids, 0]
+            sess.inflight[pid] = Delivery(msg, qos, retain, subids)
             self.stats["messages.sent"] += 1
 
     def _queue(self, sess, item):
@@ -402,7 +403,7 @@ class Broker:
         dropped = sess.enqueue(item, m["max_mqueue_len"], m["mqueue_store_qos0"])
         if dropped is not None:
             self.stats["messages.dropped"] += 1
-            if dropped[1] or m["mqueue_store_qos0"]:
+            if dropped.qos or m["mqueue_store_qos0"]:
                 # One line per session per interval: a fast publisher and a slow subscriber must
                 # not turn into a log line per message (on a board the log is the bottleneck).
                 t = sess.drop_log
@@ -412,7 +413,7 @@ class Broker:
                 if held is not None:
                     self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped %d message(s), "
                              "the last a QoS %d message on %s" % (ident(sess.clientid), m["max_mqueue_len"],
-                                                                 held + 1, dropped[1], ident(dropped[0].topic)))
+                                                                 held + 1, dropped.qos, ident(dropped.msg.topic)))
 
     def pump(self, sess):
         # Moves queued messages into the window as acknowledgements free it.
@@ -422,18 +423,18 @@ class Broker:
         q = sess.queue
         now = self.clock()
         while q:
-            msg, qos, retain, subids = q[0]
-            if qos and len(sess.inflight) >= c.window:
+            d = q[0]
+            if d.qos and len(sess.inflight) >= c.window:
                 break
             q.pop(0)
-            if msg.expired(now):
+            if d.msg.expired(now):
                 continue
-            if qos == 0:
-                c.send_publish(msg, 0, retain, None, subids, False, now)
+            if d.qos == 0:
+                c.send_publish(d.msg, 0, d.retain, None, d.subids, False, now)
                 continue
             pid = sess.alloc_pid()
-            if c.send_publish(msg, qos, retain, pid, subids, False, now):
-                sess.inflight[pid] = [msg, qos, retain, subids, 0]
+            if c.send_publish(d.msg, d.qos, d.retain, pid, d.subids, False, now):
+                sess.inflight[pid] = d
 
     # ---- timers ----
 
@@ -449,19 +450,16 @@ class Broker:
             if c.state != CONNECTED:
                 if now >= c.deadline:
                     self.log("info", "closing %s:%s: no CONNECT within idle_timeout" % (c.peerhost, c.peerport))
-                    c.reason = "idle_timeout"
-                    c.close("idle_timeout")
+                    c.close(word="idle_timeout")
                 continue
             if c.keepalive and now - c.last_rx > c.keepalive * mult:
                 self.log("info", "client %s: keepalive timeout (%ds x %s)" % (c.name(), c.keepalive, mult))
-                c.reason = "keepalive_timeout"
-                c.close("keepalive_timeout", 0x8D)
+                c.close(R.KEEPALIVE_TIMEOUT)
                 continue
             if c.auth_expire_at is not None and wall >= c.auth_expire_at:
                 # JWT disconnect_after_expire: the token's exp ends the connection, as in EMQX.
                 self.log("info", "client %s: credentials expired, disconnecting" % c.name())
-                c.reason = "not_authorized"
-                c.close("not_authorized", 0x87)
+                c.close(R.NOT_AUTHORIZED)
                 continue
             ar = c.session.awaiting_rel if c.session else None
             if ar and art is not None:
@@ -484,11 +482,8 @@ class Broker:
 
     def shutdown(self):
         for c in list(self.conns):
-            c.reason = "shutdown"
-            if c.state == CONNECTED:
-                c.close("shutdown", 0x8B)
-            else:
-                c.close("shutdown")
+            # MQTT 5 clients are told; a connection still before CONNECT just closes.
+            c.close(R.SERVER_SHUTTING_DOWN)
 
     # ---- $SYS ----
 

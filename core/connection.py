@@ -9,6 +9,7 @@ from gatemq.message import Message
 from gatemq.router import Subscription
 from gatemq import topic as topics
 from gatemq import identity
+from gatemq import reasons as R
 from gatemq.logline import ident, IDENT_MAX
 
 NEW, CONNECTED, CLOSED = 0, 1, 2
@@ -17,8 +18,6 @@ NEW, CONNECTED, CLOSED = 0, 1, 2
 # each could otherwise be stored per connection. 16 KB is ~160 aliases of 100-byte topics.
 ALIAS_BYTES_MAX = 16384
 
-# MQTT 5 reason code -> MQTT 3.x CONNACK return code.
-_RC3 = {0x84: 1, 0x85: 2, 0x88: 3, 0x89: 3, 0x86: 4, 0x87: 5, 0x8C: 5, 0x97: 3}
 
 
 class Connection:
@@ -124,11 +123,11 @@ class Connection:
             self._fault(e)
         except MemoryError:
             b.log("error", "client %s: out of memory, closing this connection" % self.name())
-            self.close("out of memory", 0x97)
+            self.close(R.QUOTA_EXCEEDED, word="out of memory")
         except Exception as e:
             # A bug must cost one connection, never the broker.
             b.log("error", "internal error on %s: %r" % (self.name(), e))
-            self.close("internal error", 0x80)
+            self.close(R.UNSPECIFIED_ERROR)
         b.flag(self)
 
     def set_congested(self, on):
@@ -162,10 +161,12 @@ class Connection:
             self.dirty = True
             self.broker.dirty.append(self)
 
-    def close(self, reason, rc=None, reason_string=None):
-        # Ends the connection after what is queued is written; sends DISCONNECT rc to MQTT 5 clients.
+    def close(self, rc=None, reason_string=None, word=None):
+        # Ends the connection after what is queued is written; sends DISCONNECT rc to MQTT 5
+        # clients. The log and $SYS word is rc's (gatemq.reasons) unless one is given.
         if self.closing or self.state == CLOSED:
             return
+        reason = word or R.word(rc)
         if rc is not None and self.version == 5 and self.state == CONNECTED:
             props = {P_REASON_STRING: reason_string} if reason_string else None
             self.send(codec.encode_disconnect(rc, props, 5))
@@ -178,13 +179,13 @@ class Connection:
         rc = e.reason
         b.log("warning", "client %s: %s (%s), closing" % (self.name(), e, "0x%02X" % rc))
         if self.state == NEW:
-            if rc == 0x84:
+            if rc == R.UNSUPPORTED_PROTOCOL_VERSION:
                 # Unsupported protocol level: answer in the 3.x format every client can read.
-                self.send(codec.encode_connack(False, 1, None, 4))
+                self.send(codec.encode_connack(False, R.V3_UNACCEPTABLE_PROTOCOL, None, 4))
             self.closing = True
             self._teardown("protocol_error", False)
             return
-        self.close("protocol_error" if rc == 0x82 else "frame_error", rc, str(e))
+        self.close(rc, str(e))
 
     # ---- packet dispatch ----
 
@@ -213,7 +214,7 @@ class Connection:
         elif t == codec.DISCONNECT:
             self._on_disconnect(p)
         elif t == codec.AUTH:
-            raise ProtocolError("enhanced authentication (AUTH) is not supported", 0x8C)
+            raise ProtocolError("enhanced authentication (AUTH) is not supported", R.BAD_AUTHENTICATION_METHOD)
         else:
             raise ProtocolError("a client may not send packet type %d" % t)
 
@@ -227,7 +228,7 @@ class Connection:
         if self.version == 5:
             self.send(codec.encode_connack(False, rc, {P_REASON_STRING: why}, 5))
         else:
-            self.send(codec.encode_connack(False, _RC3.get(rc, 5), None, self.version))
+            self.send(codec.encode_connack(False, R.connack_v3(rc), None, self.version))
         self.closing = True
         self._teardown("refused", False)
 
@@ -248,12 +249,12 @@ class Connection:
         props = p.props or {}
         self.reader.max_packet_size = m["max_packet_size"]
         if v == 5 and P_AUTH_METHOD in props:
-            return self._refuse(0x8C, "enhanced authentication is not supported")
+            return self._refuse(R.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported")
         cid = p.client_id
         if not cid and (v == 3 or not p.clean_start):
-            return self._refuse(0x85, "an empty client id needs MQTT 3.1.1 or 5.0 and a clean session")
+            return self._refuse(R.CLIENT_ID_NOT_VALID, "an empty client id needs MQTT 3.1.1 or 5.0 and a clean session")
         if len(cid) > m["max_clientid_len"]:
-            return self._refuse(0x85, "client id longer than max_clientid_len (%d)" % m["max_clientid_len"])
+            return self._refuse(R.CLIENT_ID_NOT_VALID, "client id longer than max_clientid_len (%d)" % m["max_clientid_len"])
         # Certificate identity, then the username-as-client-id rule, as EMQX orders them.
         mapped = identity.resolve(self, m)
         if mapped is not None:
@@ -272,7 +273,7 @@ class Connection:
         if b.logins_blocked(self.peerhost):
             if "password" in self.__dict__:
                 del self.password
-            return self._refuse(0x9F, "too many failed logins from %s; try again later" % self.peerhost)
+            return self._refuse(R.CONNECTION_RATE_EXCEEDED, "too many failed logins from %s; try again later" % self.peerhost)
         rc, why = b.authenticate(self)
         if "password" in self.__dict__:
             # Authentication was its only use: no secret stays in the broker's memory.
@@ -283,13 +284,13 @@ class Connection:
         if p.will is not None:
             w = p.will
             if not topics.valid_name(w.topic, m["max_topic_levels"]):
-                return self._refuse(0x90 if v == 5 else 0x85, "invalid will topic")
+                return self._refuse(R.TOPIC_NAME_INVALID if v == 5 else R.CLIENT_ID_NOT_VALID, "invalid will topic")
             if w.qos > m["max_qos_allowed"]:
-                return self._refuse(0x9B if v == 5 else 0x85, "will QoS above max_qos_allowed")
+                return self._refuse(R.QOS_NOT_SUPPORTED if v == 5 else R.CLIENT_ID_NOT_VALID, "will QoS above max_qos_allowed")
             if w.retain and not m["retain_available"]:
-                return self._refuse(0x9A if v == 5 else 0x85, "retained will but retain_available = false")
+                return self._refuse(R.RETAIN_NOT_SUPPORTED if v == 5 else R.CLIENT_ID_NOT_VALID, "retained will but retain_available = false")
             if not b.authorize(self, "publish", w.topic, w.qos, w.retain):
-                return self._refuse(0x87, "will topic not authorised")
+                return self._refuse(R.NOT_AUTHORIZED, "will topic not authorised")
             self.will = Message.from_publish(w, b.clock(), self.clientid)
             if w.props:
                 self.will_delay = w.props.get(P_WILL_DELAY, 0)
@@ -321,7 +322,7 @@ class Connection:
         if v == 5 and ska is not None:
             self.keepalive = ska
         if not b.session_owner_ok(self):
-            return self._refuse(0x87, "client id %s has a session made by another identity (username or "
+            return self._refuse(R.NOT_AUTHORIZED, "client id %s has a session made by another identity (username or "
                                 "certificate); mqtt.session_identity_check" % ident(self.clientid))
         self.state = CONNECTED
         self.connected_at = b.wallclock_ms()
@@ -365,7 +366,7 @@ class Connection:
         if v5 and props and P_TOPIC_ALIAS in props:
             a = props[P_TOPIC_ALIAS]
             if a == 0 or a > m["max_topic_alias"]:
-                raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), 0x94)
+                raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), R.TOPIC_ALIAS_INVALID)
             ai = self.alias_in
             if t:
                 alias = a       # stored only once the publish is authorized, below
@@ -377,12 +378,12 @@ class Connection:
         else:
             alias = None
         if not topics.valid_name(t, m["max_topic_levels"]):
-            raise MalformedPacket("invalid topic name %s" % ident(t), 0x90)
+            raise MalformedPacket("invalid topic name %s" % ident(t), R.TOPIC_NAME_INVALID)
         qos = p.qos
         if qos > m["max_qos_allowed"]:
-            raise ProtocolError("QoS %d above max_qos_allowed" % qos, 0x9B)
+            raise ProtocolError("QoS %d above max_qos_allowed" % qos, R.QOS_NOT_SUPPORTED)
         if p.retain and not m["retain_available"]:
-            raise ProtocolError("retain is not available (retain_available = false)", 0x9A)
+            raise ProtocolError("retain is not available (retain_available = false)", R.RETAIN_NOT_SUPPORTED)
         sess = self.session
         pid = p.pid
         if qos == 2 and pid in sess.awaiting_rel:
@@ -391,31 +392,35 @@ class Connection:
             return
         if v5 and qos == 2 and len(sess.awaiting_rel) >= self.recv_max:
             # MQTT 3.x has no Receive Maximum: there max_awaiting_rel applies (below), as in EMQX.
-            raise ProtocolError("receive maximum (%d) exceeded" % self.recv_max, 0x93)
+            raise ProtocolError("receive maximum (%d) exceeded" % self.recv_max, R.RECEIVE_MAXIMUM_EXCEEDED)
         rc = 0
         if v5 and props and props.get(P_PAYLOAD_FORMAT) == 1 and not codec.utf8_ok(p.payload):
             if qos == 0:
-                raise ProtocolError("payload is not UTF-8 but Payload Format Indicator says it is", 0x99)
-            rc = 0x99
+                raise ProtocolError("payload is not UTF-8 but Payload Format Indicator says it is",
+                                    R.PAYLOAD_FORMAT_INVALID)
+            rc = R.PAYLOAD_FORMAT_INVALID
         elif not b.authorize(self, "publish", t, qos, p.retain):
             if b.deny_disconnect:
-                self.close("not_authorized", 0x87)
+                self.close(R.NOT_AUTHORIZED)
                 return
-            rc = 0x87
+            rc = R.NOT_AUTHORIZED
         elif qos == 2 and m["max_awaiting_rel"] is not None and len(sess.awaiting_rel) >= m["max_awaiting_rel"]:
             b.refusal_log("warning", "client %s: dropped QoS 2 message, max_awaiting_rel (%d) reached" % (
                 self.name(), m["max_awaiting_rel"]))
-            rc = 0x93
+            rc = R.RECEIVE_MAXIMUM_EXCEEDED
         else:
             if alias is not None and not self._set_alias(alias, t):
                 return
-            n = b.publish(Message.from_publish(p, b.clock(), self.clientid))
-            if n == 0 and v5:
-                rc = 0x10
+            # a retained message over the retainer limits: 0x97 to an MQTT 5 publisher that gets an ack
+            n = b.publish(Message.from_publish(p, b.clock(), self.clientid), v5 and qos > 0)
+            if n < 0:
+                rc = R.QUOTA_EXCEEDED
+            elif n == 0 and v5:
+                rc = R.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             self.send(codec.encode_ack(codec.PUBACK, pid, rc if v5 else 0, None, self.version))
         elif qos == 2:
-            if rc < 0x80 or not (v5 or rc == 0x93):
+            if rc < R.UNSPECIFIED_ERROR or not (v5 or rc == R.RECEIVE_MAXIMUM_EXCEEDED):
                 sess.awaiting_rel[pid] = b.clock()
             self.send(codec.encode_ack(codec.PUBREC, pid, rc if v5 else 0, None, self.version))
 
@@ -427,7 +432,7 @@ class Connection:
         old = ai.get(a)
         n = self.alias_bytes + len(t) - (len(old) if old is not None else 0)
         if n > ALIAS_BYTES_MAX:
-            self.close("quota_exceeded", 0x97, "topic aliases hold more than %d bytes of topics" % ALIAS_BYTES_MAX)
+            self.close(R.QUOTA_EXCEEDED, "topic aliases hold more than %d bytes of topics" % ALIAS_BYTES_MAX)
             return False
         ai[a] = t
         self.alias_bytes = n
@@ -436,7 +441,7 @@ class Connection:
     def _on_pubrel(self, p):
         sess = self._sess()
         found = sess.awaiting_rel.pop(p.pid, None) is not None
-        self.send(codec.encode_ack(codec.PUBCOMP, p.pid, 0 if found else 0x92, None, self.version))
+        self.send(codec.encode_ack(codec.PUBCOMP, p.pid, R.SUCCESS if found else R.PACKET_ID_NOT_FOUND, None, self.version))
 
     # ---- PUBLISH out ----
 
@@ -452,15 +457,15 @@ class Connection:
 
     def _on_pubrec(self, p):
         sess = self._sess()
-        e = sess.inflight.get(p.pid)
-        if e is None or e[1] != 2:
-            self.send(codec.encode_ack(codec.PUBREL, p.pid, 0x92, None, self.version))
+        d = sess.inflight.get(p.pid)
+        if d is None or d.qos != 2:
+            self.send(codec.encode_ack(codec.PUBREL, p.pid, R.PACKET_ID_NOT_FOUND, None, self.version))
             return
-        if p.rc >= 0x80:
+        if p.rc >= R.UNSPECIFIED_ERROR:
             del sess.inflight[p.pid]
             self.broker.pump(sess)
             return
-        e[4] = 1
+        d.phase = 1
         self.send(codec.encode_ack(codec.PUBREL, p.pid, 0, None, self.version))
 
     def _on_pubcomp(self, p):
@@ -534,27 +539,27 @@ class Connection:
             group, real = topics.split_share(flt)
             code = None
             if group == "" or not topics.valid_filter(real, m["max_topic_levels"]):
-                code = 0x8F
+                code = R.TOPIC_FILTER_INVALID
             elif group is not None and not m["shared_subscription"]:
-                code = 0x9E
+                code = R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
             elif topics.is_wildcard(real) and not m["wildcard_subscription"]:
-                code = 0xA2
+                code = R.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED
             elif group is not None and opts & 4:
                 raise ProtocolError("No Local on a shared subscription")
             elif m["max_subscriptions"] is not None and flt not in sess.subs and \
                     len(sess.subs) >= m["max_subscriptions"]:
-                code = 0x97
+                code = R.QUOTA_EXCEEDED
             elif group is not None and m["max_shared_groups"] is not None and \
                     b.router.new_group(real, group) >= m["max_shared_groups"]:
                 # Each publish visits every group of a filter: 50,000 made each take 18 ms.
-                code = 0x97
+                code = R.QUOTA_EXCEEDED
             elif not b.authorize(self, "subscribe", flt, qos, False):
                 if b.deny_disconnect:
-                    self.close("not_authorized", 0x87)
+                    self.close(R.NOT_AUTHORIZED)
                     return
-                code = 0x87
+                code = R.NOT_AUTHORIZED
             if code is not None:
-                codes.append(code if v5 else 0x80)
+                codes.append(code if v5 else R.SUBACK_FAILURE_V3)
                 continue
             granted = qos if qos <= m["max_qos_allowed"] else m["max_qos_allowed"]
             sub = Subscription(self.clientid, real, (opts & ~3) | granted, subid, group)
@@ -579,7 +584,7 @@ class Connection:
                 b.router.remove(self.clientid, sub.filter, sub.group)
                 codes.append(0)
             else:
-                codes.append(0x11)
+                codes.append(R.NO_SUBSCRIPTION_EXISTED)
         self.send(codec.encode_unsuback(p.pid, codes, None, self.version))
 
     # ---- DISCONNECT and teardown ----
@@ -589,7 +594,7 @@ class Connection:
             raise ProtocolError("DISCONNECT before CONNECT")
         send_will = False
         if self.version == 5:
-            send_will = p.rc == 0x04
+            send_will = p.rc == R.DISCONNECT_WITH_WILL
             if p.props and P_SESSION_EXPIRY in p.props:
                 new = p.props[P_SESSION_EXPIRY]
                 if self.expiry == 0 and new != 0:

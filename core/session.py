@@ -3,6 +3,18 @@
 from collections import OrderedDict
 
 
+class Delivery:
+    # One message on its way to one session: queued, then (QoS 1/2) in flight under a packet id.
+    __slots__ = ("msg", "qos", "retain", "subids", "phase")
+
+    def __init__(self, msg, qos, retain, subids):
+        self.msg = msg
+        self.qos = qos
+        self.retain = retain
+        self.subids = subids
+        self.phase = 0        # 1: PUBREC came back and PUBREL went out (QoS 2)
+
+
 class Session:
     # Scalar defaults live on the class, as in Connection: a MicroPython instance pays per
     # attribute it sets, and most sessions never change these.
@@ -17,8 +29,8 @@ class Session:
     def __init__(self, clientid):
         self.clientid = clientid
         self.subs = {}                 # full filter (with $share/...) -> Subscription
-        self.inflight = OrderedDict()  # pid -> [msg, qos, retain, subids, phase]; phase 1 = PUBREL sent
-        self.queue = []                # [msg, qos, retain, subids] waiting for the window or a connection
+        self.inflight = OrderedDict()  # pid -> Delivery, in the order sent
+        self.queue = []                # Delivery waiting for the window or a connection
         self.awaiting_rel = {}         # pid -> time the PUBLISH arrived (incoming QoS 2)
 
     def alloc_pid(self):
@@ -32,7 +44,7 @@ class Session:
 
     def enqueue(self, item, max_len, store_qos0):
         # Returns the dropped item when the bounded queue overflowed (oldest first, QoS 0 first), or None.
-        if item[1] == 0 and not store_qos0:
+        if item.qos == 0 and not store_qos0:
             return item
         q = self.queue
         if max_len is None or len(q) < max_len:
@@ -41,11 +53,11 @@ class Session:
         if max_len == 0:
             return item
         for i in range(len(q)):
-            if q[i][1] == 0:
+            if q[i].qos == 0:
                 dropped = q.pop(i)
                 q.append(item)
                 return dropped
-        if item[1] == 0:
+        if item.qos == 0:
             return item
         dropped = q.pop(0)
         q.append(item)

@@ -31,3 +31,13 @@ def test_every_error_takes_its_message_first():
     assert str(e) == "f.conf:3:1: mqtt.max_qos_allowed: expected 0|1|2, got 7"
     e = ConfigError("acl.conf:2: bad rule")
     assert e.path is None and e.reason is None and str(e) == "acl.conf:2: bad rule"
+
+
+def test_reason_codes_have_names_words_and_3x_codes():
+    from gatemq import reasons as R
+    assert R.NOT_AUTHORIZED == 0x87 and R.SESSION_TAKEN_OVER == 0x8E and R.QUOTA_EXCEEDED == 0x97
+    assert R.connack_v3(R.BAD_USERNAME_OR_PASSWORD) == 4 and R.connack_v3(R.CLIENT_ID_NOT_VALID) == 2
+    assert R.connack_v3(R.NOT_AUTHORIZED) == 5 and R.connack_v3(R.CONNECTION_RATE_EXCEEDED) == 5
+    assert R.connack_v3(R.UNSUPPORTED_PROTOCOL_VERSION) == 1 and R.connack_v3(R.QUOTA_EXCEEDED) == 3
+    assert R.word(R.SESSION_TAKEN_OVER) == "takenover" and R.word(R.KEEPALIVE_TIMEOUT) == "keepalive_timeout"
+    assert R.word(R.PROTOCOL_ERROR) == "protocol_error" and R.word(R.MALFORMED_PACKET) == "frame_error"

@@ -1,0 +1,84 @@
+# MQTT 5 reason codes by name, the MQTT 3.x CONNACK return code each maps to, and the word a
+# connection ended by one is logged with (and reported as `reason` in $SYS disconnected events,
+# EMQX's words where EMQX has one).
+
+SUCCESS = 0x00
+GRANTED_QOS_1 = 0x01
+GRANTED_QOS_2 = 0x02
+DISCONNECT_WITH_WILL = 0x04
+NO_MATCHING_SUBSCRIBERS = 0x10
+NO_SUBSCRIPTION_EXISTED = 0x11
+UNSPECIFIED_ERROR = 0x80
+MALFORMED_PACKET = 0x81
+PROTOCOL_ERROR = 0x82
+IMPLEMENTATION_SPECIFIC_ERROR = 0x83
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+CLIENT_ID_NOT_VALID = 0x85
+BAD_USERNAME_OR_PASSWORD = 0x86
+NOT_AUTHORIZED = 0x87
+SERVER_UNAVAILABLE = 0x88
+SERVER_BUSY = 0x89
+BANNED = 0x8A
+SERVER_SHUTTING_DOWN = 0x8B
+BAD_AUTHENTICATION_METHOD = 0x8C
+KEEPALIVE_TIMEOUT = 0x8D
+SESSION_TAKEN_OVER = 0x8E
+TOPIC_FILTER_INVALID = 0x8F
+TOPIC_NAME_INVALID = 0x90
+PACKET_ID_IN_USE = 0x91
+PACKET_ID_NOT_FOUND = 0x92
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
+TOPIC_ALIAS_INVALID = 0x94
+PACKET_TOO_LARGE = 0x95
+QUOTA_EXCEEDED = 0x97
+ADMINISTRATIVE_ACTION = 0x98
+PAYLOAD_FORMAT_INVALID = 0x99
+RETAIN_NOT_SUPPORTED = 0x9A
+QOS_NOT_SUPPORTED = 0x9B
+SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = 0x9E
+CONNECTION_RATE_EXCEEDED = 0x9F
+WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED = 0xA2
+
+# The SUBACK code of a refused filter in MQTT 3.1.1 (3.1 has none).
+SUBACK_FAILURE_V3 = 0x80
+
+# MQTT 3.x CONNACK return codes.
+V3_UNACCEPTABLE_PROTOCOL = 1
+V3_IDENTIFIER_REJECTED = 2
+V3_SERVER_UNAVAILABLE = 3
+V3_BAD_CREDENTIALS = 4
+V3_NOT_AUTHORIZED = 5
+
+_V3 = {
+    UNSUPPORTED_PROTOCOL_VERSION: V3_UNACCEPTABLE_PROTOCOL,
+    CLIENT_ID_NOT_VALID: V3_IDENTIFIER_REJECTED,
+    SERVER_UNAVAILABLE: V3_SERVER_UNAVAILABLE,
+    SERVER_BUSY: V3_SERVER_UNAVAILABLE,
+    QUOTA_EXCEEDED: V3_SERVER_UNAVAILABLE,
+    BAD_USERNAME_OR_PASSWORD: V3_BAD_CREDENTIALS,
+}
+
+
+def connack_v3(rc):
+    # The 3.x CONNACK return code for an MQTT 5 refusal; anything without its own is "not authorized".
+    return _V3.get(rc, V3_NOT_AUTHORIZED)
+
+
+_WORDS = {
+    SUCCESS: "normal",
+    UNSPECIFIED_ERROR: "internal error",
+    MALFORMED_PACKET: "frame_error",
+    PROTOCOL_ERROR: "protocol_error",
+    NOT_AUTHORIZED: "not_authorized",
+    SERVER_SHUTTING_DOWN: "shutdown",
+    KEEPALIVE_TIMEOUT: "keepalive_timeout",
+    SESSION_TAKEN_OVER: "takenover",
+    QUOTA_EXCEEDED: "quota_exceeded",
+    ADMINISTRATIVE_ACTION: "kicked",
+}
+
+
+def word(rc):
+    # The log word of a connection ended with rc: a named one, else frame_error for any other
+    # malformed-packet family code the codec raises (0x81 and the packet-level errors).
+    return _WORDS.get(rc, "frame_error")
