@@ -768,6 +768,13 @@ ROOT = Section([
     ("log", Section([("level", Enum("debug", "info", "warning", "error"), "info")]), {}),
     ("listeners", LISTENERS, {}),
     ("mqtt", MQTT, {}),
+    # EMQX's retainer keys. One client publishing 4 KB retained messages to ever new topics grew
+    # the broker from 26 MB to 2.4 GB in 10 s: a gateway's devices retain a few states each, so
+    # 10,000 messages of up to 64 KB bound the store (EMQX: no count limit, 1MB). 0 = no limit.
+    ("retainer", Section([
+        ("max_retained_messages", Int(0, words=INFINITY), 10000),
+        ("max_payload_size", Size(0, 268435456, INFINITY), "64KB"),
+    ]), {}),
     ("sys_topics", Section([
         ("sys_msg_interval", Duration(DISABLED, zero=None), "1m"),
         ("sys_heartbeat_interval", Duration(DISABLED, zero=None), "30s"),

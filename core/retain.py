@@ -55,8 +55,9 @@ except ImportError:  # a MicroPython build without heapq
 
 # put() outcomes
 KEPT = 0          # stored, replaced or deleted
-FULL = 1          # a new topic past max_messages (or refused by admit())
+FULL = 1          # a new topic past max_messages
 TOO_LARGE = 2     # payload over max_payload
+REFUSED = 3       # a new topic admit() refused (the MicroPython port's heap floor)
 
 
 class RetainStore:
@@ -169,7 +170,7 @@ class RetainStore:
     # ---- changes ----
 
     def put(self, msg, now=None):
-        # Stores, replaces or (empty payload) deletes; -> KEPT, FULL or TOO_LARGE. A refused
+        # Stores, replaces or (empty payload) deletes; -> KEPT, or why not. A refused
         # message leaves what was stored under its topic untouched.
         topic = msg.topic
         if not msg.payload:
@@ -185,7 +186,7 @@ class RetainStore:
                 if now is None or not self.expiring or not self.purge(now) or self.count >= mx:
                     return FULL
             if not self.admit(msg):
-                return FULL
+                return REFUSED
         self._insert(topic, msg)
         if old is not None and old.expire_at is not None:
             self.expiring -= 1

@@ -72,29 +72,27 @@ def make_log(level):
     return log
 
 
-class HeapRetain(RetainStore):
-    # Retained messages never expire on their own: one client publishing retained messages to ever
-    # new topics filled an 8 MB heap in a second, and from then on every new connection was
-    # refused for low memory. Below `floor` free bytes a retained message on a new topic is not
-    # kept (the broker logs it as dropped, the message is still delivered); replacing or deleting
-    # one still works. Each collection here costs a pass over the heap, so under such a flood
-    # only every 64th refusal collects to see whether memory came back.
-    skip = 0
+def heap_guard(floor):
+    # The retained store's admit() hook (besides the retainer limits of the config): retained
+    # messages never expire on their own, and one client publishing retained messages to ever new
+    # topics filled an 8 MB heap in a second, after which every new connection was refused for
+    # low memory. Below `floor` free bytes a retained message on a new topic is not kept (the
+    # broker counts and logs it as dropped); replacing or deleting one still works. Each
+    # collection here costs a pass over the heap, so under such a flood only every 64th refusal
+    # collects to see whether memory came back.
+    skip = [0]
 
-    def __init__(self, floor, max_messages=None):
-        super().__init__(max_messages)
-        self.floor = floor
-
-    def admit(self, msg):
-        if gc.mem_free() < self.floor:
-            if self.skip:
-                self.skip -= 1
+    def admit(msg):
+        if gc.mem_free() < floor:
+            if skip[0]:
+                skip[0] -= 1
                 return False
             gc.collect()
-            if gc.mem_free() < self.floor:
-                self.skip = 63
+            if gc.mem_free() < floor:
+                skip[0] = 63
                 return False
         return True
+    return admit
 
 
 class Listener:
@@ -160,11 +158,11 @@ class Server:
             raise ConfigError("listeners: every listener is disabled; enable one")
         self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
-        kept = getattr(self.broker, "retained", None)
-        if isinstance(kept, RetainStore) and not len(kept):
-            # A quarter of the heap stays out of reach of retained messages (see HeapRetain).
+        store = getattr(self.broker, "retained", None)
+        if isinstance(store, RetainStore):
+            # A quarter of the heap stays out of reach of retained messages (see heap_guard).
             heap = gc.mem_free() + gc.mem_alloc()
-            self.broker.retained = HeapRetain(max(4 * RESERVE, heap // 4), kept.max_messages)
+            store.admit = heap_guard(max(4 * RESERVE, heap // 4))
 
     def start(self):
         for lst in self.listeners:

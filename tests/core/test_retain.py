@@ -2,7 +2,7 @@
 # replace/delete, expiry (lazy and by purge), limits, and that a lookup does not scan the store.
 from gatemq import retain, topic
 from gatemq.message import Message
-from gatemq.retain import RetainStore, KEPT, FULL, TOO_LARGE
+from gatemq.retain import RetainStore, KEPT, FULL, TOO_LARGE, REFUSED
 
 
 def msg(t, payload=b"x", expire_at=None):
@@ -131,7 +131,7 @@ def test_admit_hook_refuses_only_new_topics():
     s = NoNew()
     s.root["k"] = msg("k")  # as if stored before the hook said no
     s.count = 1
-    assert s.put(msg("new")) == FULL
+    assert s.put(msg("new")) == REFUSED
     assert s.put(msg("k", b"replaced")) == KEPT
     assert [m.payload for m in s.match("k", 0)] == [b"replaced"]
 
