@@ -12,8 +12,8 @@ import time
 import warnings
 import weakref
 
-from gatemq import x509
-from gatemq.errors import ConfigError, DerError
+from gatemq.errors import ConfigError
+from gatemq.leafpolicy import LeafPolicy
 
 _VERSIONS = [("tlsv1", ssl.TLSVersion.TLSv1, "OP_NO_TLSv1"),
              ("tlsv1.1", ssl.TLSVersion.TLSv1_1, "OP_NO_TLSv1_1"),
@@ -151,6 +151,16 @@ def set_tls13_suites(ctx, names):
     return lib.set_ciphersuites(p, ":".join(names).encode()) == 1
 
 
+def _stamp(path):
+    st = os.stat(path)
+    return (st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _pem_or_der(path):
     # -> (bytes, True when PEM). The MicroPython port takes DER files (boards want them), and one
     # config should run on both ports.
@@ -211,19 +221,15 @@ class ListenerTLS:
         self.name = name
         self.o = o
         self.log = log
-        self.crls = ()
-        self._crl_stamp = None
         # None when OpenSSL enforces depth itself; else checked on the verified chain afterwards.
         self.depth_after = None
         self.timeout = o.get("handshake_timeout") or 15
         # OpenSSL has checked the chain and its dates; the leaf is parsed again only for the CRL
         # and extended key usage checks OpenSSL does not make here.
-        self.leaf_checks = bool(o.get("enable_crl_check") and o.get("crlfile")) or bool(o.get("verify_peer_ext_key_usage"))
+        self.leaf = LeafPolicy(name, o, _stamp, _read, time.time, log, validity=False)
         self.context = self._context()
         lib = _native()
         self._ctx_p = lib.ctx_pointer(self.context) if lib and lib.peer_chain else None
-        if o.get("enable_crl_check") and o.get("crlfile"):
-            self.maybe_reload(first=True)
 
     def _fail(self, key, msg):
         return ConfigError("listener %s: ssl_options.%s: %s" % (self.name, key, msg))
@@ -305,45 +311,13 @@ class ListenerTLS:
             if not v12:
                 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
-    def maybe_reload(self, first=False):
-        # At start a crlfile that cannot be read or holds no valid CRL is a config error: serving
-        # without the revocations the operator asked for would let revoked devices in. Later, a
-        # broken or missing file is logged once and the last good CRL kept (a CRL being rewritten
-        # must not lock every device out, nor let revoked ones in).
-        o = self.o
-        path = o.get("crlfile")
-        if not o.get("enable_crl_check") or not path:
-            return
-        try:
-            st = os.stat(path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError as e:
-            if first:
-                raise self._fail("crlfile", "cannot read %s: %s" % (path, e))
-            if self._crl_stamp != "missing":
-                self.log("error", "listener %s: cannot read crlfile %s: %s; keeping the previous CRL"
-                         % (self.name, path, e))
-                self._crl_stamp = "missing"
-            return
-        if stamp == self._crl_stamp:
-            return
-        self._crl_stamp = stamp
-        try:
-            with open(path, "rb") as f:
-                crls = x509.load_crls(f.read())
-        except Exception as e:  # DerError, OSError, MemoryError: never out of a handshake or the timer
-            if first:
-                raise self._fail("crlfile", "%s: %s" % (path, e))
-            self.log("error", "listener %s: bad CRL %s: %s; keeping the previous one" % (self.name, path, e))
-            return
-        self.crls = crls
-        self.log("info", "listener %s: loaded CRL %s (%d revoked)" % (
-            self.name, path, sum(len(c.revoked) for c in crls)))
+    def maybe_reload(self):
+        # From the broker's timer: a changed crlfile is read again, so revoking needs no restart.
+        self.leaf.reload()
 
     def check_leaf(self, der, sslobj=None):
         # -> None when accepted, else (reason, detail). Runs right after the handshake, before any
         # MQTT byte is read.
-        o = self.o
         if der is None:
             return None
         if self.depth_after is not None and sslobj is not None:
@@ -354,17 +328,11 @@ class ListenerTLS:
             if len(chain) - 2 > self.depth_after:
                 return "chain_too_long", "%d intermediate CAs, ssl_options.depth = %d" % (
                     len(chain) - 2, self.depth_after)
-        if not self.leaf_checks:
+        if not self.leaf.active:
             return None
-        self.maybe_reload()
-        try:
-            x509.check_client(der, crls=self.crls if o.get("enable_crl_check") else (),
-                              ext_key_usage=o.get("verify_peer_ext_key_usage"), now=time.time())
-        except DerError as e:
-            return "bad_certificate", str(e)
-        except Exception as e:
-            return getattr(e, "reason", "certificate_rejected"), str(e)
-        return None
+        self.leaf.reload()
+        word = self.leaf.check(der, time.time())
+        return (word, self.leaf.detail) if word else None
 
     def drop_sent_chain(self, tls, sock):
         # After the checks: frees the copies of the CA certificates the client sent with its own

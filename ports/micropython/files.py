@@ -1,8 +1,12 @@
 # Files on MicroPython: reading, the folder of a path, and replacing a file atomically through
 # gatemq.atomicfile with the primitives a board has (no os.fsync: flush; no folder fsync).
 import os
+import time
 
 from gatemq import atomicfile
+
+# Some boards count time from 2000: stamps are given in epoch seconds since 1970, as the wall clock.
+_EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 
 def read_text(path):
@@ -18,6 +22,12 @@ def read_bytes(path):
 def dirname(path):
     i = path.rfind("/")
     return path[:i] if i > 0 else ("/" if i == 0 else "")
+
+
+def stamp(path):
+    # -> (mtime in epoch seconds, size), what gatemq.leafpolicy compares; OSError when missing.
+    st = os.stat(path)
+    return (st[8] + _EPOCH, st[6])
 
 
 def exists(path):

@@ -11,8 +11,11 @@
 import asyncio
 import tls
 
-from gatemq import der, x509
+from gatemq import der
 from gatemq.errors import ConfigError, DerError
+from gatemq.leafpolicy import LeafPolicy
+
+from .files import stamp
 
 # What the callback returns to refuse a certificate: MBEDTLS_ERR_X509_CERT_VERIFY_FAILED, so the
 # handshake ends with an alert rather than the TCP reset an exception inside the callback causes.
@@ -56,11 +59,6 @@ def _blobs(read, path, what, label):
     return [data]
 
 
-def _digest(data):
-    import hashlib
-    return hashlib.sha256(data).digest()
-
-
 class Binder:
     # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
     def __init__(self, name, o, read, wallclock, log):
@@ -70,19 +68,9 @@ class Binder:
         self.pending = {}  # asyncio task -> Link, while that link's handshake runs
         self.verify = o["verify"] == "verify_peer"
         self.max_depth = o["depth"] + 1  # depth counts intermediates; the callback also sees the root
-        self.eku = o["verify_peer_ext_key_usage"]
-        if self.eku:
-            try:
-                x509.required_usages(self.eku)
-            except (DerError, ConfigError) as e:
-                raise ConfigError("listeners.ssl.%s.ssl_options.verify_peer_ext_key_usage: %s" % (name, e))
-        self.read = read
-        self.crlfile = o["crlfile"] if o["enable_crl_check"] else None
-        self.crls = ()
-        self._crl_stamp = None
-        self._crl_digest = None
-        if self.crlfile:
-            self.maybe_reload(True)
+        # mbedTLS here checks neither revocation nor key usage, nor (without a set clock) dates.
+        self.leaf = LeafPolicy("ssl:" + name, o, stamp, read, wallclock, log)
+        self.crlfile = self.leaf.crlfile
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
         cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
         key = _blobs(read, o["keyfile"], "keyfile", None)[0]
@@ -112,45 +100,9 @@ class Binder:
             ctx.verify_mode = tls.CERT_NONE
         self.ctx = ctx
 
-    def maybe_reload(self, first=False):
-        # The CRL file is read again when it changes (checked at each new connection), as the
-        # CPython port does, so revoking a device needs no restart. At start a missing or broken
-        # file is a config error; later it is logged once and the last good CRL kept.
-        import os
-        where = "listeners.ssl.%s.ssl_options.crlfile %s" % (self.name, self.crlfile)
-        try:
-            st = os.stat(self.crlfile)
-            stamp = (st[6], st[8])
-        except OSError as e:
-            if first:
-                raise ConfigError("%s: %s" % (where, e))
-            if self._crl_stamp != "missing":
-                self._crl_stamp = "missing"
-                self.log("error", "listener ssl:%s: cannot read crlfile %s: %s; keeping the previous CRL"
-                         % (self.name, self.crlfile, e))
-            return
-        if stamp == self._crl_stamp:
-            return
-        # The stamp has whole seconds: a file rewritten twice within a second at the same size
-        # (one serial swapped for another) keeps it. So a file changed in the last two seconds is
-        # read again at the next check, and parsed only when its bytes differ.
-        import time
-        self._crl_stamp = stamp if abs(time.time() - st[8]) >= 2 else None
-        try:
-            data = self.read(self.crlfile)
-            digest = _digest(data)
-            if digest == self._crl_digest:
-                return
-            crls = x509.load_crls(data)
-        except Exception as e:  # DerError, OSError, MemoryError: the handshake goes on with the old CRL
-            if first:
-                raise ConfigError("%s: %s" % (where, e))
-            self.log("error", "listener ssl:%s: bad CRL %s: %s; keeping the previous one" % (self.name, self.crlfile, e))
-            return
-        self.crls = crls
-        self._crl_digest = digest
-        self.log("info", "listener ssl:%s: loaded CRL %s (%d revoked)" % (
-            self.name, self.crlfile, sum(len(c.revoked) for c in self.crls)))
+    def maybe_reload(self):
+        # At each new connection, so revoking a device needs no restart.
+        self.leaf.reload()
 
     def wrap(self, raw):
         return self.ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
@@ -194,15 +146,9 @@ class Binder:
             return REFUSE
 
     def _check_leaf(self, leaf):
-        # Validity against the wall clock, revocation and extended key usage (the last two
-        # mbedTLS here does not enforce) -> (reason, detail) or None.
-        try:
-            x509.check_client(leaf, crls=self.crls, ext_key_usage=self.eku, now=self.wallclock())
-        except DerError as e:
-            return ("bad_certificate", str(e))
-        except Exception as e:
-            return (getattr(e, "reason", "certificate_rejected"), str(e) or repr(e))
-        return None
+        # -> (reason, detail) or None.
+        word = self.leaf.check(leaf, self.wallclock())
+        return (word, self.leaf.detail) if word else None
 
     def refuse(self, peer, reason, detail):
         self.log("warning", "listener ssl:%s: TLS client %s:%s rejected: %s (%s)"
