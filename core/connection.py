@@ -14,6 +14,9 @@ from gatemq.logline import ident, IDENT_MAX
 
 NEW, CONNECTED, CLOSED = 0, 1, 2
 
+# Session Expiry Interval 0xFFFFFFFF: the session never expires (None inside the broker).
+NEVER = 0xFFFFFFFF
+
 # Topic bytes the incoming topic aliases of one connection may hold: up to 65,535 aliases of 64 KB
 # each could otherwise be stored per connection. 16 KB is ~160 aliases of 100-byte topics.
 ALIAS_BYTES_MAX = 16384
@@ -191,36 +194,18 @@ class Connection:
 
     def _packet(self, p):
         t = p.ptype
-        if t == codec.PUBLISH:
-            self._on_publish(p)
-        elif t == codec.PUBACK:
-            self._on_puback(p)
-        elif t == codec.PUBREC:
-            self._on_pubrec(p)
-        elif t == codec.PUBREL:
-            self._on_pubrel(p)
-        elif t == codec.PUBCOMP:
-            self._on_pubcomp(p)
-        elif t == codec.PINGREQ:
-            self.send(codec.PINGRESP_BYTES)
-        elif t == codec.SUBSCRIBE:
-            self._on_subscribe(p)
-        elif t == codec.UNSUBSCRIBE:
-            self._on_unsubscribe(p)
-        elif t == codec.CONNECT:
-            if self.state != NEW:
-                raise ProtocolError("second CONNECT on one connection")
-            self._on_connect(p)
-        elif t == codec.DISCONNECT:
-            self._on_disconnect(p)
-        elif t == codec.AUTH:
-            raise ProtocolError("enhanced authentication (AUTH) is not supported", R.BAD_AUTHENTICATION_METHOD)
-        else:
-            raise ProtocolError("a client may not send packet type %d" % t)
+        handler = _ALLOWED[self.state].get(t)
+        if handler is None:
+            raise _not_allowed(self.state, t)
+        handler(self, p)
+
+    def _on_pingreq(self, p):
+        self.send(codec.PINGRESP_BYTES)
 
     # ---- CONNECT ----
 
     def _refuse(self, rc, why):
+        # Sends the refusing CONNACK and closes. Returns False, so a CONNECT step can end with it.
         b = self.broker
         # Before authentication the client chose every byte of these: cut short, escaped, throttled.
         b.refusal_log("warning", "refused %s:%s (client id %s, username %s): %s" % (
@@ -231,13 +216,35 @@ class Connection:
             self.send(codec.encode_connack(False, R.connack_v3(rc), None, self.version))
         self.closing = True
         self._teardown("refused", False)
+        return False
 
     def _on_connect(self, p):
+        # A CONNECT's steps in EMQX's order. Each step that refuses sends the CONNACK (or closes)
+        # and returns False; the steps after it do not run.
         b = self.broker
         # The settings at CONNECT stay this connection's (the API may change broker.mqtt).
-        m = self.mqtt = b.mqtt
-        v = p.version
-        self.version = v
+        self.mqtt = b.mqtt
+        self._take_connect(p)
+        if not self._check_connect(p):
+            return
+        assigned = self._map_identity(p)
+        if assigned is False or not self._authenticate() or not self._take_will(p):
+            return
+        exp = self._negotiate(p)
+        if not b.session_owner_ok(self):
+            return self._refuse(R.NOT_AUTHORIZED, "client id %s has a session made by another identity (username or "
+                                "certificate); mqtt.session_identity_check" % ident(self.clientid))
+        self.state = CONNECTED
+        self.connected_at = b.wallclock_ms()
+        present = b.attach(self)
+        self._connack(p, present, assigned, exp)
+        b.log("info", "client %s connected (MQTT %s, username %s, keepalive %d)" % (
+            self.name(), {3: "3.1", 4: "3.1.1", 5: "5.0"}[self.version], ident(self.username), self.keepalive))
+        b.on_connected(self, present)
+
+    def _take_connect(self, p):
+        # What the CONNECT says, before any check: the refusal's log line names it.
+        self.version = p.version
         if not p.clean_start:
             self.clean_start = False
         self.keepalive = p.keepalive
@@ -246,58 +253,81 @@ class Connection:
         if p.password is not None:
             self.password = p.password
         self.clientid = p.client_id
-        props = p.props or {}
-        self.reader.max_packet_size = m["max_packet_size"]
-        if v == 5 and P_AUTH_METHOD in props:
+        self.reader.max_packet_size = self.mqtt["max_packet_size"]
+
+    def _check_connect(self, p):
+        m = self.mqtt
+        if p.version == 5 and p.props and P_AUTH_METHOD in p.props:
             return self._refuse(R.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported")
         cid = p.client_id
-        if not cid and (v == 3 or not p.clean_start):
+        if not cid and (p.version == 3 or not p.clean_start):
             return self._refuse(R.CLIENT_ID_NOT_VALID, "an empty client id needs MQTT 3.1.1 or 5.0 and a clean session")
         if len(cid) > m["max_clientid_len"]:
             return self._refuse(R.CLIENT_ID_NOT_VALID, "client id longer than max_clientid_len (%d)" % m["max_clientid_len"])
-        # Certificate identity, then the username-as-client-id rule, as EMQX orders them.
-        mapped = identity.resolve(self, m)
+        return True
+
+    def _map_identity(self, p):
+        # Certificate identity, then the username-as-client-id rule, as EMQX orders them; then a
+        # client id for a client that sent none. -> the Assigned Client Identifier (or None), or
+        # False when refused.
+        mapped = identity.resolve(self, self.mqtt)
         if mapped is not None:
             if mapped[0] == 0:
                 # The unsafe-text rule ends the connection before any CONNACK (EMQX 6).
-                b.refusal_log("warning", "closed %s:%s before CONNACK: %s" % (self.peerhost, self.peerport, mapped[1]))
+                self.broker.refusal_log("warning", "closed %s:%s before CONNACK: %s" % (
+                    self.peerhost, self.peerport, mapped[1]))
                 self.closing = True
                 self._teardown("unsafe_certificate", False)
-                return
-            return self._refuse(mapped[0], mapped[1])
-        assigned = None
+                return False
+            self._refuse(mapped[0], mapped[1])
+            return False
         if not self.clientid:
-            assigned = self.clientid = b.new_clientid()
-        elif not cid:
-            assigned = self.clientid
+            self.clientid = self.broker.new_clientid()
+            return self.clientid
+        return None if p.client_id else self.clientid
+
+    def _authenticate(self):
+        b = self.broker
         if b.logins_blocked(self.peerhost):
-            if "password" in self.__dict__:
-                del self.password
-            return self._refuse(R.CONNECTION_RATE_EXCEEDED, "too many failed logins from %s; try again later" % self.peerhost)
-        rc, why = b.authenticate(self)
+            rc, why = R.CONNECTION_RATE_EXCEEDED, "too many failed logins from %s; try again later" % self.peerhost
+        else:
+            rc, why = b.authenticate(self)
+            if rc:
+                b.login_failed(self.peerhost)
         if "password" in self.__dict__:
             # Authentication was its only use: no secret stays in the broker's memory.
             del self.password
-        if rc:
-            b.login_failed(self.peerhost)
-            return self._refuse(rc, why)
-        if p.will is not None:
-            w = p.will
-            if not topics.valid_name(w.topic, m["max_topic_levels"]):
-                return self._refuse(R.TOPIC_NAME_INVALID if v == 5 else R.CLIENT_ID_NOT_VALID, "invalid will topic")
-            if w.qos > m["max_qos_allowed"]:
-                return self._refuse(R.QOS_NOT_SUPPORTED if v == 5 else R.CLIENT_ID_NOT_VALID, "will QoS above max_qos_allowed")
-            if w.retain and not m["retain_available"]:
-                return self._refuse(R.RETAIN_NOT_SUPPORTED if v == 5 else R.CLIENT_ID_NOT_VALID, "retained will but retain_available = false")
-            if not b.authorize(self, "publish", w.topic, w.qos, w.retain):
-                return self._refuse(R.NOT_AUTHORIZED, "will topic not authorised")
-            self.will = Message.from_publish(w, b.clock(), self.clientid)
-            if w.props:
-                self.will_delay = w.props.get(P_WILL_DELAY, 0)
+        return self._refuse(rc, why) if rc else True
+
+    def _take_will(self, p):
+        w = p.will
+        if w is None:
+            return True
+        b = self.broker
+        m = self.mqtt
+        v5 = p.version == 5
+        if not topics.valid_name(w.topic, m["max_topic_levels"]):
+            return self._refuse(R.TOPIC_NAME_INVALID if v5 else R.CLIENT_ID_NOT_VALID, "invalid will topic")
+        if w.qos > m["max_qos_allowed"]:
+            return self._refuse(R.QOS_NOT_SUPPORTED if v5 else R.CLIENT_ID_NOT_VALID, "will QoS above max_qos_allowed")
+        if w.retain and not m["retain_available"]:
+            return self._refuse(R.RETAIN_NOT_SUPPORTED if v5 else R.CLIENT_ID_NOT_VALID,
+                                "retained will but retain_available = false")
+        if not b.authorize(self, "publish", w.topic, w.qos, w.retain):
+            return self._refuse(R.NOT_AUTHORIZED, "will topic not authorised")
+        self.will = Message.from_publish(w, b.clock(), self.clientid)
+        if w.props:
+            self.will_delay = w.props.get(P_WILL_DELAY, 0)
+        return True
+
+    def _negotiate(self, p):
+        # Session expiry, the outgoing window, packet size, aliases and keep alive. -> the expiry.
+        m = self.mqtt
         cap = m["session_expiry_interval"]
-        if v == 5:
+        if p.version == 5:
+            props = p.props or {}
             exp = props.get(P_SESSION_EXPIRY, 0)
-            if exp == 0xFFFFFFFF:
+            if exp == NEVER:
                 exp = None
             if cap is not None and (exp is None or exp > cap):
                 exp = cap
@@ -308,6 +338,8 @@ class Connection:
             am = props.get(P_TOPIC_ALIAS_MAXIMUM, 0)
             if am:
                 self.alias_max = am
+            if m["server_keepalive"] is not None:
+                self.keepalive = m["server_keepalive"]
         else:
             window = 65535
             exp = 0 if p.clean_start else cap
@@ -318,17 +350,12 @@ class Connection:
         self.expiry = exp
         if self.will_delay and exp is not None and self.will_delay > exp:
             self.will_delay = exp
-        ska = m["server_keepalive"]
-        if v == 5 and ska is not None:
-            self.keepalive = ska
-        if not b.session_owner_ok(self):
-            return self._refuse(R.NOT_AUTHORIZED, "client id %s has a session made by another identity (username or "
-                                "certificate); mqtt.session_identity_check" % ident(self.clientid))
-        self.state = CONNECTED
-        self.connected_at = b.wallclock_ms()
-        present = b.attach(self)
+        return exp
+
+    def _connack(self, p, present, assigned, exp):
+        m = self.mqtt
         ack = None
-        if v == 5:
+        if p.version == 5:
             ack = {P_RECEIVE_MAXIMUM: self.recv_max, P_TOPIC_ALIAS_MAXIMUM: m["max_topic_alias"],
                    codec.P_MAXIMUM_PACKET_SIZE: m["max_packet_size"], codec.P_SUB_ID_AVAILABLE: 1}
             if m["max_qos_allowed"] < 2:
@@ -339,23 +366,18 @@ class Connection:
                 ack[codec.P_WILDCARD_SUB_AVAILABLE] = 0
             if not m["shared_subscription"]:
                 ack[codec.P_SHARED_SUB_AVAILABLE] = 0
-            if ska is not None:
-                ack[codec.P_SERVER_KEEPALIVE] = ska
+            if m["server_keepalive"] is not None:
+                ack[codec.P_SERVER_KEEPALIVE] = m["server_keepalive"]
             if assigned is not None:
                 ack[codec.P_ASSIGNED_CLIENT_ID] = assigned
-            req = props.get(P_SESSION_EXPIRY, 0)
-            if exp != (None if req == 0xFFFFFFFF else req):
-                ack[P_SESSION_EXPIRY] = 0xFFFFFFFF if exp is None else exp
-        self.send(codec.encode_connack(present, 0, ack, v))
-        b.log("info", "client %s connected (MQTT %s, username %r, keepalive %d)" % (
-            self.name(), {3: "3.1", 4: "3.1.1", 5: "5.0"}[v], self.username, self.keepalive))
-        b.on_connected(self, present)
+            req = (p.props or {}).get(P_SESSION_EXPIRY, 0)
+            if exp != (None if req == NEVER else req):
+                ack[P_SESSION_EXPIRY] = NEVER if exp is None else exp
+        self.send(codec.encode_connack(present, R.SUCCESS, ack, p.version))
 
     # ---- PUBLISH in ----
 
     def _on_publish(self, p):
-        if self.state != CONNECTED:
-            raise ProtocolError("PUBLISH before CONNECT")
         b = self.broker
         m = self.mqtt
         v5 = self.version == 5
@@ -439,24 +461,19 @@ class Connection:
         return True
 
     def _on_pubrel(self, p):
-        sess = self._sess()
+        sess = self.session
         found = sess.awaiting_rel.pop(p.pid, None) is not None
         self.send(codec.encode_ack(codec.PUBCOMP, p.pid, R.SUCCESS if found else R.PACKET_ID_NOT_FOUND, None, self.version))
 
     # ---- PUBLISH out ----
 
-    def _sess(self):
-        if self.state != CONNECTED:
-            raise ProtocolError("packet before CONNECT")
-        return self.session
-
     def _on_puback(self, p):
-        sess = self._sess()
+        sess = self.session
         if sess.inflight.pop(p.pid, None) is not None:
             self.broker.pump(sess)
 
     def _on_pubrec(self, p):
-        sess = self._sess()
+        sess = self.session
         d = sess.inflight.get(p.pid)
         if d is None or d.qos != 2:
             self.send(codec.encode_ack(codec.PUBREL, p.pid, R.PACKET_ID_NOT_FOUND, None, self.version))
@@ -469,7 +486,7 @@ class Connection:
         self.send(codec.encode_ack(codec.PUBREL, p.pid, 0, None, self.version))
 
     def _on_pubcomp(self, p):
-        sess = self._sess()
+        sess = self.session
         if sess.inflight.pop(p.pid, None) is not None:
             self.broker.pump(sess)
 
@@ -522,7 +539,7 @@ class Connection:
     # ---- SUBSCRIBE / UNSUBSCRIBE ----
 
     def _on_subscribe(self, p):
-        sess = self._sess()
+        sess = self.session
         b = self.broker
         m = self.mqtt
         v5 = self.version == 5
@@ -575,7 +592,7 @@ class Connection:
             b.deliver(sess, msg, q, True, None if sid is None else [sid])
 
     def _on_unsubscribe(self, p):
-        sess = self._sess()
+        sess = self.session
         b = self.broker
         codes = []
         for flt in p.filters:
@@ -590,8 +607,6 @@ class Connection:
     # ---- DISCONNECT and teardown ----
 
     def _on_disconnect(self, p):
-        if self.state != CONNECTED:
-            raise ProtocolError("DISCONNECT before CONNECT")
         send_will = False
         if self.version == 5:
             send_will = p.rc == R.DISCONNECT_WITH_WILL
@@ -619,3 +634,36 @@ class Connection:
         if self.reason is None:
             self.reason = reason
         self.broker.detach(self, was == CONNECTED, send_will)
+
+
+# The packets a client may send in each state, and who handles them. Anything else is a protocol
+# error (_not_allowed says which). CLOSED takes nothing: feed() stops before it gets here.
+_ALLOWED = {
+    NEW: {codec.CONNECT: Connection._on_connect},
+    CONNECTED: {
+        codec.PUBLISH: Connection._on_publish,
+        codec.PUBACK: Connection._on_puback,
+        codec.PUBREC: Connection._on_pubrec,
+        codec.PUBREL: Connection._on_pubrel,
+        codec.PUBCOMP: Connection._on_pubcomp,
+        codec.SUBSCRIBE: Connection._on_subscribe,
+        codec.UNSUBSCRIBE: Connection._on_unsubscribe,
+        codec.PINGREQ: Connection._on_pingreq,
+        codec.DISCONNECT: Connection._on_disconnect,
+    },
+    CLOSED: {},
+}
+
+_NAMES = {codec.PUBLISH: "PUBLISH", codec.PUBACK: "PUBACK", codec.PUBREC: "PUBREC", codec.PUBREL: "PUBREL",
+          codec.PUBCOMP: "PUBCOMP", codec.SUBSCRIBE: "SUBSCRIBE", codec.UNSUBSCRIBE: "UNSUBSCRIBE",
+          codec.PINGREQ: "PINGREQ", codec.DISCONNECT: "DISCONNECT"}
+
+
+def _not_allowed(state, t):
+    if t == codec.AUTH:
+        return ProtocolError("enhanced authentication (AUTH) is not supported", R.BAD_AUTHENTICATION_METHOD)
+    if t == codec.CONNECT:
+        return ProtocolError("second CONNECT on one connection")
+    if state == NEW and t in _NAMES:
+        return ProtocolError("%s before CONNECT" % _NAMES[t])
+    return ProtocolError("a client may not send packet type %d" % t)
