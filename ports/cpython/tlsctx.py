@@ -1,19 +1,20 @@
 # TLS for one ssl listener: the ssl.SSLContext from EMQX-style ssl_options, the reason words a
 # refused handshake is logged with, and the checks the broker makes itself on the verified leaf
-# (CRL with gatemq.der, extended key usage). The TLS layer of each connection (OpenSSL on the
-# non-blocking socket, driven by the event loop's callbacks) is server.TLSClient.
+# (gatemq.leafpolicy). What the ssl module cannot do goes through openssl_ctypes, and only there.
+# The TLS layer of each connection (OpenSSL on the non-blocking socket, driven by the event
+# loop's callbacks) is server.TLSClient.
 import asyncio
 import base64
-import ctypes
 import os
 import ssl
 import tempfile
 import time
 import warnings
-import weakref
 
 from gatemq.errors import ConfigError
 from gatemq.leafpolicy import LeafPolicy
+
+from .openssl_ctypes import chain_handle, drop_sent_chain, set_tls13_suites, set_verify_depth
 
 _VERSIONS = [("tlsv1", ssl.TLSVersion.TLSv1, "OP_NO_TLSv1"),
              ("tlsv1.1", ssl.TLSVersion.TLSv1_1, "OP_NO_TLSv1_1"),
@@ -52,103 +53,6 @@ def describe(exc):
     if isinstance(exc, (ConnectionError, EOFError)):
         return "connection_lost", str(exc) or exc.__class__.__name__
     return "tls_error", repr(exc)
-
-
-# -- OpenSSL calls Python's ssl module does not offer -------------------------------------------
-# SSL_CTX_set_verify_depth (EMQX's ssl_options.depth) and SSL_CTX_set_ciphersuites (TLS 1.3
-# names in ssl_options.ciphers) are called through ctypes on the libssl that _ssl itself uses,
-# with the SSL_CTX pointer read from the SSLContext object (its first field after the object
-# header, as in CPython's Modules/_ssl.c). The pointer is trusted only after OpenSSL, asked
-# through it, returns the same options and verify mode as the SSLContext reports.
-
-class _OpenSSL:
-    def __init__(self):
-        import _ssl
-        lib = ctypes.CDLL(_ssl.__file__)
-        self.get_options = lib.SSL_CTX_get_options
-        self.get_options.restype = ctypes.c_uint64
-        self.get_options.argtypes = [ctypes.c_void_p]
-        self.get_verify_mode = lib.SSL_CTX_get_verify_mode
-        self.get_verify_mode.restype = ctypes.c_int
-        self.get_verify_mode.argtypes = [ctypes.c_void_p]
-        self.set_verify_depth = lib.SSL_CTX_set_verify_depth
-        self.set_verify_depth.restype = None
-        self.set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        self.get_verify_depth = lib.SSL_CTX_get_verify_depth
-        self.get_verify_depth.restype = ctypes.c_int
-        self.get_verify_depth.argtypes = [ctypes.c_void_p]
-        self.set_ciphersuites = lib.SSL_CTX_set_ciphersuites
-        self.set_ciphersuites.restype = ctypes.c_int
-        self.set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        try:
-            self.ssl_ctx = self._fn(lib, "SSL_get_SSL_CTX", ctypes.c_void_p, ctypes.c_void_p)
-            self.peer_chain = self._fn(lib, "SSL_get_peer_cert_chain", ctypes.c_void_p, ctypes.c_void_p)
-            self.sk_num = self._fn(lib, "OPENSSL_sk_num", ctypes.c_int, ctypes.c_void_p)
-            self.sk_pop = self._fn(lib, "OPENSSL_sk_pop", ctypes.c_void_p, ctypes.c_void_p)
-            self.x509_free = self._fn(lib, "X509_free", None, ctypes.c_void_p)
-        except AttributeError:
-            self.peer_chain = None
-
-    @staticmethod
-    def _fn(lib, name, restype, *argtypes):
-        f = getattr(lib, name)
-        f.restype = restype
-        f.argtypes = list(argtypes)
-        return f
-
-    def ctx_pointer(self, ctx):
-        p = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
-        if not p:
-            return None
-        want_mode = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}[ctx.verify_mode]
-        if self.get_options(p) != int(ctx.options) or self.get_verify_mode(p) != want_mode:
-            return None
-        return p
-
-    def ssl_pointer(self, tls, sock, ctx, ctx_p):
-        # The SSL* of an _ssl._SSLSocket from SSLContext._wrap_socket: the field between its weak
-        # reference to the socket and its context (PySSLSocket in Modules/_ssl.c). Both neighbours
-        # are checked by reading only that object's own memory, then OpenSSL must confirm the SSL
-        # belongs to this listener's SSL_CTX.
-        base = id(tls) + object.__basicsize__
-        field = lambda i: ctypes.c_void_p.from_address(base + i * ctypes.sizeof(ctypes.c_void_p)).value
-        if field(0) != id(weakref.ref(sock)) or field(2) != id(ctx):
-            return None
-        p = field(1)
-        if not p or self.ssl_ctx(p) != ctx_p:
-            return None
-        return p
-
-
-_openssl = None
-
-
-def _native():
-    global _openssl
-    if _openssl is None:
-        try:
-            _openssl = _OpenSSL()
-        except (OSError, AttributeError):
-            _openssl = False
-    return _openssl or None
-
-
-def set_verify_depth(ctx, depth):
-    # True when OpenSSL enforces depth during the handshake.
-    lib = _native()
-    p = lib and lib.ctx_pointer(ctx)
-    if not p:
-        return False
-    lib.set_verify_depth(p, depth)
-    return lib.get_verify_depth(p) == depth
-
-
-def set_tls13_suites(ctx, names):
-    lib = _native()
-    p = lib and lib.ctx_pointer(ctx)
-    if not p:
-        return False
-    return lib.set_ciphersuites(p, ":".join(names).encode()) == 1
 
 
 def _stamp(path):
@@ -228,8 +132,7 @@ class ListenerTLS:
         # and extended key usage checks OpenSSL does not make here.
         self.leaf = LeafPolicy(name, o, _stamp, _read, time.time, log, validity=False)
         self.context = self._context()
-        lib = _native()
-        self._ctx_p = lib.ctx_pointer(self.context) if lib and lib.peer_chain else None
+        self._ctx_p = chain_handle(self.context)
 
     def _fail(self, key, msg):
         return ConfigError("listener %s: ssl_options.%s: %s" % (self.name, key, msg))
@@ -336,17 +239,9 @@ class ListenerTLS:
 
     def drop_sent_chain(self, tls, sock):
         # After the checks: frees the copies of the CA certificates the client sent with its own
-        # (OpenSSL clients send their CA along when they have it). The session keeps them for
-        # nothing the broker uses - the leaf and the verified chain are held apart - and each
-        # parsed certificate is ~4.5 KB of every idle TLS connection.
-        lib = _openssl
-        p = self._ctx_p and lib.ssl_pointer(tls, sock, self.context, self._ctx_p)
-        if not p:
-            return
-        sk = lib.peer_chain(p)
-        if sk:
-            while lib.sk_num(sk) > 0:
-                lib.x509_free(lib.sk_pop(sk))
+        # (see openssl_ctypes.drop_sent_chain); nothing when OpenSSL cannot be reached.
+        if self._ctx_p:
+            drop_sent_chain(tls, sock, self.context, self._ctx_p)
 
     def refuse(self, peer, reason, detail):
         self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (

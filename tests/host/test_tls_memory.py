@@ -1,7 +1,9 @@
 # The CPython port frees the CA certificates a client sends along with its own once the handshake
 # has been checked (each parsed copy is ~4.5 KB of every idle TLS connection). It reaches OpenSSL
-# through ctypes and a field of CPython's _ssl object, so this checks on the running Python that
-# the copies are really gone and that the connection, and its leaf certificate, are unharmed.
+# through ctypes and a field of CPython's _ssl object (ports/cpython/openssl_ctypes.py), so this
+# checks on the running Python that the copies are really gone and that the connection, and its
+# leaf certificate, are unharmed; and that with the module switched off nothing reaches OpenSSL
+# and the listener still works, checking depth on the verified chain instead.
 import socket
 import threading
 
@@ -22,12 +24,10 @@ def pki(tmp_path_factory):
 
 
 def sent_chain_length(lt, tls, sock):
-    from gatemq.cpython import tlsctx
-    lib = tlsctx._openssl
-    p = lib.ssl_pointer(tls, sock, lt.context, lt._ctx_p)
-    assert p, "cannot reach the SSL object of this Python's _ssl"
-    sk = lib.peer_chain(p)
-    return lib.sk_num(sk) if sk else 0
+    from gatemq.cpython import openssl_ctypes
+    n = openssl_ctypes.sent_chain_length(tls, sock, lt.context, lt._ctx_p)
+    assert n is not None, "cannot reach the SSL object of this Python's _ssl"
+    return n
 
 
 def test_the_sent_chain_is_freed_and_the_connection_still_works(pki):
@@ -65,3 +65,37 @@ def test_the_sent_chain_is_freed_and_the_connection_still_works(pki):
         a.close()
     assert got["reply"] == b"pong"
     assert not logs
+
+
+def test_switched_off_nothing_reaches_openssl_and_depth_is_checked_after(pki, monkeypatch):
+    from gatemq.cpython import openssl_ctypes, tlsctx
+    monkeypatch.setattr(openssl_ctypes, "enabled", False)
+    assert openssl_ctypes.native() is None
+    lt = tlsctx.ListenerTLS("ssl:t", {
+        "certfile": pki.server.crt, "keyfile": pki.server.key, "cacertfile": pki.root.crt,
+        "verify": "verify_peer", "fail_if_no_peer_cert": True, "depth": 0,
+    }, lambda level, msg: None)
+    assert lt._ctx_p is None and lt.depth_after == 0
+    a, b = socket.socketpair()
+
+    def client():
+        ctx = client_context(pki.root.crt, pki.dev.chain, pki.dev.key)
+        ctx.check_hostname = False
+        try:
+            with ctx.wrap_socket(b) as s:
+                s.recv(1)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        tls = lt.context._wrap_socket(a, True, None)
+        tls.do_handshake()
+        # one intermediate under depth = 0: refused after the handshake, on the verified chain
+        assert lt.check_leaf(tls.getpeercert(True), tls)[0] == "chain_too_long"
+        lt.drop_sent_chain(tls, a)  # a no-op without OpenSSL
+    finally:
+        a.close()
+        b.close()
+        t.join(5)
