@@ -15,6 +15,8 @@ from gatemq import reasons as R
 from gatemq.logline import Throttle, more, ident, INTERVAL
 
 
+# The longest tick() asks the port to wait before it calls again, in seconds.
+TICK_MAX = 0.5
 # Refusal and denial lines let through per logline interval before they are only counted.
 REFUSAL_BURST = 20
 # Peer addresses whose failed logins are remembered at once.
@@ -439,7 +441,10 @@ class Broker:
     # ---- timers ----
 
     def tick(self):
+        # Runs the timers that are due; returns the seconds until the next deadline, at most
+        # TICK_MAX (the ports hang their own periodic work, CRL re-reads and heap reports, on it).
         now = self.clock()
+        nxt = now + TICK_MAX
         m = self.mqtt
         mult = m["keepalive_multiplier"]
         art = m["await_rel_timeout"]
@@ -451,34 +456,52 @@ class Broker:
                 if now >= c.deadline:
                     self.log("info", "closing %s:%s: no CONNECT within idle_timeout" % (c.peerhost, c.peerport))
                     c.close(word="idle_timeout")
+                elif c.deadline < nxt:
+                    nxt = c.deadline
                 continue
-            if c.keepalive and now - c.last_rx > c.keepalive * mult:
-                self.log("info", "client %s: keepalive timeout (%ds x %s)" % (c.name(), c.keepalive, mult))
-                c.close(R.KEEPALIVE_TIMEOUT)
-                continue
-            if c.auth_expire_at is not None and wall >= c.auth_expire_at:
-                # JWT disconnect_after_expire: the token's exp ends the connection, as in EMQX.
-                self.log("info", "client %s: credentials expired, disconnecting" % c.name())
-                c.close(R.NOT_AUTHORIZED)
-                continue
+            if c.keepalive:
+                due = c.last_rx + c.keepalive * mult
+                if now > due:
+                    self.log("info", "client %s: keepalive timeout (%ds x %s)" % (c.name(), c.keepalive, mult))
+                    c.close(R.KEEPALIVE_TIMEOUT)
+                    continue
+                if due < nxt:
+                    nxt = due
+            if c.auth_expire_at is not None:
+                if wall >= c.auth_expire_at:
+                    # JWT disconnect_after_expire: the token's exp ends the connection, as in EMQX.
+                    self.log("info", "client %s: credentials expired, disconnecting" % c.name())
+                    c.close(R.NOT_AUTHORIZED)
+                    continue
+                if now + c.auth_expire_at - wall < nxt:
+                    nxt = now + c.auth_expire_at - wall
             ar = c.session.awaiting_rel if c.session else None
             if ar and art is not None:
                 for pid in [p for p, t in ar.items() if now - t > art]:
                     del ar[pid]
         if self.offline:
             for sess in list(self.offline):
-                if sess.will is not None and now >= sess.will[1]:
-                    self.publish(sess.will[0])
-                    sess.will = None
-                if sess.expire_at is not None and now >= sess.expire_at:
-                    self.end_session(sess, "expired")
+                if sess.will is not None:
+                    if now >= sess.will[1]:
+                        self.publish(sess.will[0])
+                        sess.will = None
+                    elif sess.will[1] < nxt:
+                        nxt = sess.will[1]
+                if sess.expire_at is not None:
+                    if now >= sess.expire_at:
+                        self.end_session(sess, "expired")
+                    elif sess.expire_at < nxt:
+                        nxt = sess.expire_at
         if self.retained.expiring:
             self.retained.purge(now)  # costs the expired retained messages only
         si = self.cfg["sys_topics"]["sys_msg_interval"]
-        if si and now >= self._sys_next:
-            self._sys_next = now + si
-            self._sys(now)
-        return 0.5
+        if si:
+            if now >= self._sys_next:
+                self._sys_next = now + si
+                self._sys(now)
+            if self._sys_next < nxt:
+                nxt = self._sys_next
+        return nxt - now if nxt > now else 0
 
     def shutdown(self):
         for c in list(self.conns):

@@ -218,3 +218,17 @@ def test_jwt_expiry_disconnects_after_exp():
     assert c.expect(codec.DISCONNECT).rc == 0x87
     bad = h.client()
     assert bad.connect("k", version=5, username="u", password=_hs256({"exp": int(now) + 30}, b"no")).rc == 0x86
+
+
+def test_tick_returns_the_time_to_the_next_deadline():
+    from gatemq.broker import TICK_MAX
+    h = Harness("mqtt.idle_timeout = 200ms")
+    assert h.broker.tick() == TICK_MAX                    # nothing due: the port's own cadence
+    c = h.client()                                        # no CONNECT yet: its idle_timeout is next
+    assert abs(h.broker.tick() - 0.2) < 1e-9
+    h.clock.t += 0.15
+    assert abs(h.broker.tick() - 0.05) < 1e-9
+    h.clock.t += 0.06
+    h.broker.tick()
+    h.pump()
+    assert c.closed
