@@ -20,6 +20,10 @@ _HIGH_WATER = 65536
 # Seconds a closed connection may take to hand over its last output (DISCONNECT, queued
 # messages) before its socket is dropped: a peer that stopped reading would hold it forever.
 _CLOSE_GRACE = 5.0
+# Seconds a connection the broker ended (a server DISCONNECT, a CONNACK refusal) keeps reading and
+# discarding after its last packet and its FIN: closed at once, a socket with unread input resets
+# the connection, and a client still writing (past Receive Maximum, say) lost the reason code.
+_LINGER = 2.0
 
 
 class Client(asyncio.Protocol):
@@ -70,6 +74,30 @@ class Client(asyncio.Protocol):
             self.conn = None
             c.lost()
             self.srv.flush()
+
+    def linger(self):
+        # The broker ended this connection (self.conn is None by now): FIN once the output is
+        # written, read and discard what still comes (eof_received closes on the client's FIN),
+        # close after _LINGER.
+        tr = self.transport
+        if tr.is_closing():
+            return
+        tr.resume_reading()  # a congested connection was not being read
+        try:
+            tr.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            tr.close()
+            return
+        asyncio.get_running_loop().call_later(_LINGER, self._linger_end)
+
+    def _linger_end(self):
+        tr = self.transport
+        if tr.is_closing():
+            return
+        tr.close()
+        if tr.get_write_buffer_size():
+            # A peer that stopped reading would hold the socket forever.
+            asyncio.get_running_loop().call_later(_CLOSE_GRACE - _LINGER, tr.abort)
 
 
 class Listener:
@@ -190,12 +218,12 @@ class TLSClient(Client):
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
     # this object (write/close/abort below).
-    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst")
+    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst", "lingering")
 
     def __init__(self, srv, listener, lst):
         Client.__init__(self, srv, listener)
         self.lst = lst  # the Listener, whose handshake count this connection is in until _accept
-        self.sock = self.tls = self.timer = self.peer = self.wq = None
+        self.sock = self.tls = self.timer = self.peer = self.wq = self.lingering = None
         self.fd = -1
         self.wsize = 0
         self.closing = False
@@ -235,6 +263,9 @@ class TLSClient(Client):
             self.timer.cancel()
             self.timer = None
             self.lst.handshakes -= 1    # the handshake failed or timed out
+        if self.lingering is not None:
+            self.lingering.cancel()
+            self.lingering = None
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.fd)
         if self.wq is not None:
@@ -381,7 +412,8 @@ class TLSClient(Client):
             asyncio.get_running_loop().remove_reader(self.fd)
 
     def close(self):
-        if self.sock is None:
+        # After the queued output: our close_notify and FIN, then a lingering read (see _LINGER).
+        if self.sock is None or self.lingering is not None:
             return
         if self.wq:
             self.closing = True     # after the queued output
@@ -390,7 +422,30 @@ class TLSClient(Client):
             self.tls.shutdown()     # our close_notify; the client's is not waited for
         except (ssl.SSLError, OSError, ValueError):
             pass
-        self._teardown()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._teardown()
+            return
+        loop = asyncio.get_running_loop()
+        self.lingering = loop.call_later(_LINGER, self._teardown)
+        loop.add_reader(self.fd, self._discard)   # replaces _readable; also after congestion
+
+    def _discard(self):
+        # Lingering: the raw bytes the client still sends are read and dropped, its FIN ends it.
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._teardown()
+
+    def linger(self):
+        self.close()
+        if self.wq:
+            asyncio.get_running_loop().call_later(_CLOSE_GRACE, self.abort)
 
     def abort(self):
         self._teardown()
@@ -428,9 +483,7 @@ class Server:
                 tr.write(data)
             if c.closing:
                 c.handle.conn = None
-                tr.close()
-                if tr.get_write_buffer_size():
-                    asyncio.get_running_loop().call_later(_CLOSE_GRACE, tr.abort)
+                c.handle.linger()
 
     def reload_auth(self):
         # SIGHUP: the core re-reads the files and logs "reload: ..." with what it read or why it

@@ -7,6 +7,14 @@ from asyncio import core
 # Bytes per read. The buffer is allocated per read and dropped, so an idle connection holds none;
 # it is kept small because it needs a contiguous block in a heap that fragments over time.
 READ_SIZE = 512
+# Seconds a connection the broker ended (a server DISCONNECT, a CONNACK refusal) goes on reading and
+# discarding after its last packet is written: closed at once, a socket with unread input resets
+# the connection, and a client still writing (past Receive Maximum, say) lost the reason code.
+# MicroPython's sockets have no shutdown(), so the FIN comes when this ends: at once when the
+# client is quiet for LINGER_QUIET_MS (nothing unread, so a FIN and no reset), at the latest after
+# CLOSE_LINGER while it goes on writing.
+CLOSE_LINGER = 2
+LINGER_QUIET_MS = 100
 # Sockets are waited on with `yield core._io_queue.queue_read(s)` in the task itself, as asyncio's
 # own streams do: awaiting a helper coroutine instead would allocate one on every wait.
 # On the unix port a TLS link waits on its accepted socket, never on the TLS object. select.poll
@@ -83,6 +91,7 @@ class Link:
     task = None
     deadline = None  # clock() by which the handshake and CONNECT (or the final flush) must be done
     done = False  # the broker asked to close after its output
+    linger = False  # ... and this link reads and discards before closing (finish; abort clears it)
     closed = False
 
     def __init__(self, srv, lst, sock, peer):
@@ -133,8 +142,15 @@ class Link:
                     return
                 self._feed(data)
                 await asyncio.sleep_ms(0)
+            if self.linger:
+                await self._linger()
         except asyncio.CancelledError:
-            pass
+            # finish() wakes a task waiting on its socket this way: then it lingers.
+            if self.linger:
+                try:
+                    await self._linger()
+                except (asyncio.CancelledError, OSError):
+                    pass
         except OSError as e:
             srv.log("debug", "%s: %s: socket error %s" % (self.lst.label, self.name(), e))
         except MemoryError:
@@ -208,6 +224,24 @@ class Link:
                     return None
         return data
 
+    async def _linger(self):
+        # The broker ended this connection: its last output first (Server.reap aborts at the
+        # deadline finish set when the client does not take it), then read and drop what the
+        # client still sends until it is quiet, sends its FIN, or CLOSE_LINGER has passed.
+        while self.writer is not None:
+            await asyncio.sleep_ms(LINGER_QUIET_MS)
+        sock = self.sock
+        end = self.srv.clock() + CLOSE_LINGER
+        while self.srv.clock() < end:
+            await asyncio.sleep_ms(LINGER_QUIET_MS)
+            data = sock.read(READ_SIZE)
+            if not data:  # quiet (None) or its FIN (b"")
+                return
+            while data:
+                data = sock.read(READ_SIZE)
+            if data is not None:
+                return
+
     def _feed(self, data):
         self.conn.feed(data)
         self.srv.pump()
@@ -276,24 +310,30 @@ class Link:
             # Its queued output is lost: the connection cannot go on.
             self.srv.oom("%s: %s: out of memory writing to it, connection closed", (self.lst.label, self.name()))
             self.out = None
-            self.done = True
+            self.writer = None
+            self.abort()
+            return
         finally:
             self.writer = None
-        if self.done:
-            self.abort()
 
     # -- closing ----------------------------------------------------------------------------
 
     def finish(self, linger):
-        # The broker closes this connection: write what is queued, then close.
-        self.done = True
-        if self.out is not None:
-            self.deadline = self.srv.clock() + linger
+        # The broker closes this connection: write what is queued, then read and discard what the
+        # client still sends (_linger) before closing, so a client still writing reads the reason
+        # code rather than a reset. Server.reap aborts it linger seconds from now in any case.
+        if self.done:
             return
-        self.abort()
+        self.done = True
+        self.linger = True
+        self.deadline = self.srv.clock() + linger
+        t = self.task
+        if t is not None and not self.closed and t is not asyncio.current_task():
+            t.cancel()  # out of its wait on the socket, into _linger
 
     def abort(self):
         self.done = True
+        self.linger = False
         t = self.task
         if t is not None and not self.closed and t is not asyncio.current_task():
             t.cancel()

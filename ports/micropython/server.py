@@ -244,7 +244,9 @@ class Server:
             elif now > link.deadline:
                 link.deadline = None
                 if link.done:
-                    self.log("info", "%s: %s: output not taken in %ds; closed" % (link.lst.label, link.name(), LINGER))
+                    if link.out is not None:
+                        self.log("info", "%s: %s: output not taken in %ds; closed" % (link.lst.label, link.name(), LINGER))
+                    # else the lingering read after the last packet is over (link.CLOSE_LINGER)
                 elif c is None:
                     link.lst.binder.refuse(link.peer, "handshake_timeout", "no TLS handshake within %ss"
                                            % link.lst.handshake_timeout)
