@@ -1,4 +1,4 @@
-# Where the certificate becomes the MQTT identity, in EMQX's order (peer-cert-mapping spec,
+# Where the certificate becomes the MQTT identity, in EMQX's order (docs/peer-cert-mapping.md,
 # "Where the mapping sits in a connection", steps 2-5 and 7). The mapped values are computed once
 # per connection from that connection's own leaf certificate. gatemq.peercert (and gatemq.der)
 # load with the first certificate: a broker with plain listeners only never needs them.

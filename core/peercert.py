@@ -1,4 +1,4 @@
-# Client-certificate identity, byte for byte as EMQX 5 maps it (docs: peer-cert-mapping spec).
+# Client-certificate identity, byte for byte as EMQX 5 maps it (docs/peer-cert-mapping.md).
 #
 #   identity(der, mode)      mode in cn|dn|crt|pem|md5 -> bytes, or None when there is no value
 #   subject_rfc2253(der)     the subject as `openssl x509 -noout -subject -nameopt RFC2253` prints it
