@@ -2,40 +2,24 @@ from gatemq import atomicfile
 from _check import raises
 
 
+def _primitive(fs, name):
+    def call(*args):
+        fs.calls.append((name,) + args)
+        if name == fs.fail:
+            raise OSError(28, "no space left")
+        return "F" if name == "create" else None
+    return call
+
+
 class _Fs:
-    # Records every primitive the helper calls, in order.
+    # Records every primitive the helper calls, in order; fail names one that raises OSError.
     def __init__(self, has_dir_fsync=True, fail=None):
         self.calls = []
         self.fail = fail
+        for name in ("create", "write", "fsync", "close", "rename", "remove", "fsync_dir"):
+            setattr(self, name, _primitive(self, name))
         if not has_dir_fsync:
             self.fsync_dir = None
-
-    def _do(self, *call):
-        self.calls.append(call)
-        if call[0] == self.fail:
-            raise OSError(28, "no space left")
-
-    def create(self, tmp):
-        self._do("create", tmp)
-        return "F"
-
-    def write(self, f, data):
-        self._do("write", f, data)
-
-    def fsync(self, f):
-        self._do("fsync", f)
-
-    def close(self, f):
-        self._do("close", f)
-
-    def rename(self, a, b):
-        self._do("rename", a, b)
-
-    def remove(self, p):
-        self._do("remove", p)
-
-    def fsync_dir(self, d):
-        self._do("fsync_dir", d)
 
 
 def test_temporary_file_fsync_rename_then_folder_fsync():
