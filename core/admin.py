@@ -6,9 +6,7 @@ import binascii
 import hashlib
 import json
 
-from gatemq import reasons as R
 from gatemq import __version__, config, pwhash
-from gatemq.connection import CONNECTED
 from gatemq.civil import civil_from_days
 from gatemq.errors import ConfigError
 
@@ -246,21 +244,13 @@ def client_info(b, c):
     return d
 
 
-def live(b):
-    return [c for c in b.conns if c.state == CONNECTED and not c.closing]
+_STATS = ("connections.count", "connections.max", "live_connections.count", "sessions.count",
+          "subscriptions.count", "retained.count")
+_METRICS = ("messages.received", "messages.sent", "messages.dropped")
 
 
-def stats(b):
-    n = len(live(b))
-    return {"connections.count": b.stats["connections"], "connections.max": b.stats["max_connections"],
-            "live_connections.count": n, "sessions.count": len(b.sessions),
-            "subscriptions.count": b.router.count, "retained.count": len(b.retained)}
-
-
-def metrics(b):
-    s = b.stats
-    return {"messages.received": s["messages.received"], "messages.sent": s["messages.sent"],
-            "messages.dropped": s["messages.dropped"]}
+def _pick(snap, names):
+    return dict((k, snap[k]) for k in names)
 
 
 def _int_arg(query, name, default, lo, hi):
@@ -349,11 +339,10 @@ class Api:
             if method == "GET":
                 return 200, client_info(self.b, c), []
             if method == "DELETE":
-                self.b.log("info", "dashboard: %s kicked client %s" % (user, c.name()))
-                c.close(R.ADMINISTRATIVE_ACTION)
+                self.b.kick(c, "dashboard: %s" % user)
                 return 204, None, []
         elif n == 1 and method == "GET" and head in ("stats", "metrics"):
-            v = stats(self.b) if head == "stats" else metrics(self.b)
+            v = _pick(self.b.snapshot(), _STATS if head == "stats" else _METRICS)
             if query.get("aggregate") == "true":
                 return 200, v, []
             v["node"] = self.b.node
@@ -427,9 +416,8 @@ class Api:
         return 200, config.show("mqtt", new), []
 
     def find(self, clientid):
-        s = self.b.sessions.get(clientid)
-        c = s.conn if s is not None else None
-        if c is None or c.state != CONNECTED or c.closing:
+        c = self.b.client(clientid)
+        if c is None:
             raise HttpError(404, "CLIENTID_NOT_FOUND", "no connected client with client id %r" % clientid)
         return c
 
@@ -439,7 +427,7 @@ class Api:
         cid, user = query.get("clientid"), query.get("username")
         like_c, like_u = query.get("like_clientid"), query.get("like_username")
         rows = []
-        for c in live(self.b):
+        for c in self.b.clients():
             if cid is not None and c.clientid != cid:
                 continue
             if user is not None and c.username != user:
@@ -456,10 +444,9 @@ class Api:
                                        "hasnext": start + limit < len(rows)}}
 
     def listener_list(self):
-        per = self.b.per_listener
         out = []
         for lid, kind, name, lc, bound in self.listeners():
-            n = per.get(lid, 0)
+            n = self.b.listener_connections(lid)
             host, port = bound
             d = {"id": lid, "type": kind, "name": name, "enable": True, "running": True,
                  "bind": ("[%s]:%d" if ":" in host else "%s:%d") % (host, port),
@@ -473,8 +460,8 @@ class Api:
 
     def monitor(self, now):
         # EMQX's monitor_current: gauges now, message rates per second since the last sample.
-        s = self.b.stats
-        cur = (now, s["messages.received"], s["messages.sent"], s["messages.dropped"])
+        st = self.b.snapshot()
+        cur = (now, st["messages.received"], st["messages.sent"], st["messages.dropped"])
         p = self.sample
         if p is None:
             self.sample = cur
@@ -482,7 +469,6 @@ class Api:
             dt = now - p[0]
             self.rates = tuple(round((cur[i] - p[i]) / dt, 1) for i in (1, 2, 3))
             self.sample = cur
-        st = stats(self.b)
         return {"connections": st["connections.count"], "live_connections": st["live_connections.count"],
                 "sessions": st["sessions.count"], "subscriptions": st["subscriptions.count"],
                 "retained_msg_count": st["retained.count"], "received_msg_rate": self.rates[0],

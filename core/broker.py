@@ -15,6 +15,9 @@ from gatemq import reasons as R
 from gatemq.logline import Throttle, more, ident, INTERVAL
 
 
+# The snapshot() entries published under $SYS/brokers/<node>/stats/ (dots become levels).
+_SYS_STATS = ("connections.count", "connections.max", "subscriptions.count", "retained.count",
+              "retained.dropped", "sessions.count")
 # The longest tick() asks the port to wait before it calls again, in seconds.
 TICK_MAX = 0.5
 # Refusal and denial lines let through per logline interval before they are only counted.
@@ -508,6 +511,34 @@ class Broker:
             # MQTT 5 clients are told; a connection still before CONNECT just closes.
             c.close(R.SERVER_SHUTTING_DOWN)
 
+    # ---- the management facade: what the HTTP API and $SYS read, and what they may do ----
+
+    def snapshot(self):
+        # Gauges and counters, under EMQX's stats/metrics names.
+        st = self.stats
+        return {"connections.count": st["connections"], "connections.max": st["max_connections"],
+                "live_connections.count": len(self.clients()), "sessions.count": len(self.sessions),
+                "subscriptions.count": self.router.count, "retained.count": len(self.retained),
+                "retained.dropped": st["retained.dropped"], "messages.received": st["messages.received"],
+                "messages.sent": st["messages.sent"], "messages.dropped": st["messages.dropped"]}
+
+    def clients(self):
+        # The connected clients (CONNACK sent, not closing).
+        return [c for c in self.conns if c.state == CONNECTED and not c.closing]
+
+    def client(self, clientid):
+        # The connected client with this client id, or None.
+        s = self.sessions.get(clientid)
+        c = s.conn if s is not None else None
+        return c if c is not None and c.state == CONNECTED and not c.closing else None
+
+    def listener_connections(self, listener):
+        return self.per_listener.get(listener, 0)
+
+    def kick(self, c, by):
+        self.log("info", "%s kicked client %s" % (by, c.name()))
+        c.close(R.ADMINISTRATIVE_ACTION)
+
     # ---- $SYS ----
 
     def _sys_pub(self, suffix, payload):
@@ -516,12 +547,9 @@ class Broker:
     def _sys(self, now):
         self._sys_pub("version", __version__)
         self._sys_pub("uptime", "%d" % int(now - self.started))
-        self._sys_pub("stats/connections/count", "%d" % self.stats["connections"])
-        self._sys_pub("stats/connections/max", "%d" % self.stats["max_connections"])
-        self._sys_pub("stats/subscriptions/count", "%d" % self.router.count)
-        self._sys_pub("stats/retained/count", "%d" % len(self.retained))
-        self._sys_pub("stats/retained/dropped", "%d" % self.stats["retained.dropped"])
-        self._sys_pub("stats/sessions/count", "%d" % len(self.sessions))
+        st = self.snapshot()
+        for name in _SYS_STATS:
+            self._sys_pub("stats/" + name.replace(".", "/"), "%d" % st[name])
 
     def _event(self, c, what, info):
         if c.clientid is None:

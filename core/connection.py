@@ -389,10 +389,11 @@ class Connection:
             a = props[P_TOPIC_ALIAS]
             if a == 0 or a > m["max_topic_alias"]:
                 raise ProtocolError("topic alias %d out of range 1..%d" % (a, m["max_topic_alias"]), R.TOPIC_ALIAS_INVALID)
-            ai = self.alias_in
+            alias = None
             if t:
                 alias = a       # stored only once the publish is authorized, below
             else:
+                ai = self.alias_in
                 t = ai.get(a) if ai else None
                 if t is None:
                     raise ProtocolError("topic alias %d used before it was set" % a)

@@ -351,3 +351,15 @@ def test_share_groups_per_filter_are_bounded():
     d = h.client()
     d.connect("h", 5)
     assert d.subscribe(2, [("$share/g1/t", 0), ("$share/g9/u", 0)]).codes == [0, 0]
+
+
+def test_an_alias_once_set_carries_later_publishes():
+    h = Harness()
+    s = h.client()
+    s.connect("s", 5)
+    s.subscribe(1, [("alias/t", 0)])
+    c = h.client()
+    c.connect("c", 5)
+    c.publish("alias/t", b"1", 0, props={codec.P_TOPIC_ALIAS: 3})
+    c.publish("", b"2", 0, props={codec.P_TOPIC_ALIAS: 3})
+    assert [m.payload for m in s.publishes()] == [b"1", b"2"] and not c.closed
