@@ -89,9 +89,9 @@ class PasswordDb:
                               % (self.user_id_type,))
         from gatemq import pwhash
         self.algo = pwhash.normalise(cfg.get("password_hash_algorithm"))
-        # user_file is gatemq's key (the config schema requires it); bootstrap_file is EMQX's
-        # name for a file of initial users and is accepted too.
-        self.path = cfg.get("user_file") or cfg.get("bootstrap_file")
+        # user_file is gatemq's key; the config schema requires it (EMQX's bootstrap_file is an
+        # unknown key there).
+        self.path = cfg.get("user_file")
         self.read_file = read_file
         self.users = {}
         self.reload()
@@ -149,18 +149,13 @@ class JwtAuth:
     name = "jwt"
 
     def __init__(self, cfg, read_file, log):
-        if cfg.get("use_jwks", False):
-            raise ConfigError("authentication.use_jwks: JWKS endpoints are not supported; configure public_key")
         self.source = cfg.get("from", "password")
         if self.source not in ("password", "username"):
             raise ConfigError("authentication.from: expected password|username, got %r" % (self.source,))
         from gatemq import jwt
         self.verifier = jwt.Verifier(cfg, read_file)
         self.leeway = cfg.get("leeway", 0)
-        self.verify_claims = cfg.get("verify_claims", {}) or {}
-        if isinstance(self.verify_claims, list):
-            # EMQX also accepts [{name, value}] pairs
-            self.verify_claims = dict((c["name"], c["value"]) for c in self.verify_claims)
+        self.verify_claims = cfg.get("verify_claims", {}) or {}  # the schema makes it a string map
         self.acl_claim_name = cfg.get("acl_claim_name", "acl")
         self.disconnect_after_expire = cfg.get("disconnect_after_expire", True)
         spec = cfg.get("public_key")
