@@ -88,8 +88,9 @@ def split_target(target):
 
 
 REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-           429: "Too Many Requests", 500: "Internal Server Error"}
+           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+           413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented"}
 
 
 def response_head(status, ctype, length, extra=(), keep_alive=True):
@@ -182,6 +183,10 @@ class Tokens:
         return user
 
 
+def _loopback(ip):
+    return ip == "::1" or ip.startswith("127.") or ip.startswith("::ffff:127.")
+
+
 class LoginLimit:
     # Failed logins per client address: after `tries` failures within `window` seconds that address
     # waits out the window. A global cap bounds guessing spread over many addresses, and the table
@@ -197,7 +202,9 @@ class LoginLimit:
     def wait(self, ip, now):
         # Seconds this address must still wait (0 when it may try).
         t = self.total
-        if t[0] >= self.global_tries and now - t[1] < self.window:
+        if t[0] >= self.global_tries and now - t[1] < self.window and not _loopback(ip):
+            # The overall cap is guessing spread over many addresses; it must not lock the
+            # administrator out of a login on the gateway itself (its own limit still applies).
             return int(self.window - (now - t[1])) + 1
         f = self.fails.get(ip)
         if f is not None and f[0] >= self.tries and now - f[1] < self.window:

@@ -761,6 +761,9 @@ DASHBOARD = Section([
     ("default_password", STR, "public"),
     ("token_expired_time", Duration(lo=1), "60m"),
     ("overlay_file", PATH, "data/overlay.conf"),
+    # Host header names the dashboard answers to besides its bind address (against DNS
+    # rebinding; gatemq.http.host_allowed): "*" accepts any.
+    ("allowed_hosts", StrList(split=True), []),
 ])
 
 ROOT = Section([

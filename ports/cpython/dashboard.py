@@ -11,7 +11,7 @@ import os
 import ssl
 import time
 
-from gatemq import admin, config
+from gatemq import admin, config, http
 
 from . import tlsctx
 from .files import write as write_file  # atomic: temp file, fsync, rename, folder fsync
@@ -23,8 +23,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/style.css": ("style.css", "text/css; charset=utf-8")}
 PAGE_HEADERS = [("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
                 ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer")]
-MAX_HEAD = 8192
-IDLE = 30  # seconds an idle keep-alive connection stays open
+IDLE = 30  # seconds an idle keep-alive connection (or a request still arriving) stays open
 
 
 def prepare(cfg, base):
@@ -110,7 +109,8 @@ class Dashboard:
             host, port = lc["bind"]
             try:
                 ctx = _ssl_context(lc["ssl_options"]) if kind == "https" else None
-                s = await asyncio.start_server(self._client, host or None, port, ssl=ctx, reuse_address=True)
+                s = await asyncio.start_server(self._serving(host), host or None, port, ssl=ctx,
+                                               reuse_address=True)
             except (OSError, ssl.SSLError) as e:
                 # The broker's job is MQTT: a dashboard that cannot listen must not stop it.
                 log("error", "listener %s:dashboard: cannot listen on %s:%d: %s" % (kind, host, port, e))
@@ -134,52 +134,50 @@ class Dashboard:
             except Exception:
                 pass
 
-    async def _client(self, reader, writer):
+    def _serving(self, bind_host):
+        async def client(reader, writer):
+            await self._client(reader, writer, bind_host)
+        return client
+
+    async def _client(self, reader, writer, bind_host):
+        # Requests framed by gatemq.http (the MicroPython port's too): the same head limit,
+        # Content-Length rules and refusal of chunked bodies on both ports.
         self.conns.add(writer)
         peer = writer.get_extra_info("peername") or ("", 0)
+        rr = http.RequestReader()
         try:
             while True:
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    req = rr.next()
+                    if req is not None:
+                        http.check_host(req, bind_host, self.dcfg["allowed_hosts"])
+                except http.HttpError as e:
+                    await self._send(writer, e.status, {"code": e.code, "message": e.message}, [], False)
                     return
-                except asyncio.LimitOverrunError:
-                    await self._send(writer, 400, {"code": "BAD_REQUEST", "message": "request head too large"},
-                                     [], False)
+                if req is None or req.expect_continue:
+                    if req is not None:
+                        # curl asks before sending a larger body; answering saves it a second.
+                        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    try:
+                        data = await asyncio.wait_for(reader.read(65536), IDLE)
+                    except (asyncio.TimeoutError, ConnectionError):
+                        return  # idle, or a request (its body, say) that never arrived
+                    if not data:
+                        return
+                    rr.feed(data)
+                    continue
+                if not await self._request(writer, req, peer):
                     return
-                if len(head) > MAX_HEAD:
-                    await self._send(writer, 400, {"code": "BAD_REQUEST", "message": "request head too large"},
-                                     [], False)
-                    return
-                if not await self._request(reader, writer, head[:-4], peer):
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             pass
         finally:
             self.conns.discard(writer)
             writer.close()
 
-    async def _request(self, reader, writer, head, peer):
+    async def _request(self, writer, req, peer):
         # -> whether to keep the connection open for another request.
-        try:
-            method, target, version, headers = admin.parse_head(head)
-            n = headers.get("content-length", "0")
-            if not n.isdigit():
-                raise admin.HttpError(400, "BAD_REQUEST", "Content-Length: expected a number")
-            n = int(n)
-            if n > admin.MAX_BODY:
-                raise admin.HttpError(413, "PAYLOAD_TOO_LARGE", "body over %d bytes" % admin.MAX_BODY)
-            if "chunked" in headers.get("transfer-encoding", ""):
-                raise admin.HttpError(400, "BAD_REQUEST", "send the body with Content-Length")
-        except admin.HttpError as e:
-            await self._send(writer, e.status, {"code": e.code, "message": e.message}, [], False)
-            return False
-        if n and headers.get("expect", "").lower() == "100-continue":
-            # curl asks before sending a larger body; answering saves it a one-second wait.
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await asyncio.wait_for(reader.readexactly(n), IDLE) if n else b""
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        path, query = admin.split_target(target)
+        method, headers, body, keep = req.method, req.headers, req.body, req.keep_alive
+        path, query = admin.split_target(req.target)
         if path.startswith("/api/"):
             status, value, extra = self.api.handle(method, path, query, headers, body, peer[0], time.time())
             # A kick queues a DISCONNECT: write it now.

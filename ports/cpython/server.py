@@ -530,8 +530,9 @@ class Server:
             except Exception:
                 peer = None
         if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, asyncio.TimeoutError)):
-            self.log("warning", "TLS with %s failed: %s (%s)" % (
-                ("%s:%s" % peer[:2]) if peer else "a client",) + tlsctx.describe(exc))
+            # The tuple is built first: "%" binds tighter than "+" (this line raised TypeError).
+            args = (("%s:%s" % peer[:2]) if peer else "a client",) + tlsctx.describe(exc)
+            self.log("warning", "TLS with %s failed: %s (%s)" % args)
             return
         self.log("error", "event loop: %s %r" % (ctx.get("message"), exc))
 

@@ -15,13 +15,12 @@ import gc
 import json
 import os
 
-from gatemq import admin
+from gatemq import admin, http
 
 from . import addr
 from .link import accept_loop, unqueue
 from .files import dirname, exists, write
 
-MAX_HEAD = 4096
 TIMEOUT = 10  # seconds a client has to send its request
 MAX_CLIENTS = 2  # requests served at once; more wait in the backlog
 # PBKDF2 rounds for a new admin password: pure-Python HMAC on a board is slow (a login hashes once).
@@ -112,7 +111,7 @@ class Dashboard:
             st = asyncio.StreamReader(s)  # MicroPython: one Stream class reads and writes
             try:
                 status, value, extra = await asyncio.wait_for(self._request(st, peer), TIMEOUT)
-            except admin.HttpError as e:
+            except (admin.HttpError, http.HttpError) as e:
                 status, value, extra = e.status, {"code": e.code, "message": e.message}, []
             data = b"" if value is None else json.dumps(value).encode()
             st.write(admin.response_head(status, "application/json" if data else None, len(data), extra, False))
@@ -139,27 +138,22 @@ class Dashboard:
             gc.collect()
 
     async def _request(self, st, peer):
-        head = b""
+        # One request, framed by gatemq.http as on the CPython port: the same head limit,
+        # Content-Length rules, refusal of chunked bodies and Host check.
+        rr = http.RequestReader()
         while True:
-            line = await st.readline()
-            if not line:
-                raise OSError("closed before the request ended")
-            if line == b"\r\n" or line == b"\n":
+            req = rr.next()
+            if req is not None and not req.expect_continue:
                 break
-            head += line
-            if len(head) > MAX_HEAD:
-                raise admin.HttpError(400, "BAD_REQUEST", "request head too large")
-        method, target, _, headers = admin.parse_head(head.rstrip(b"\r\n"))
-        n = headers.get("content-length", "0")
-        try:
-            n = int(n)
-        except ValueError:
-            raise admin.HttpError(400, "BAD_REQUEST", "Content-Length: expected a number")
-        if n > admin.MAX_BODY:
-            raise admin.HttpError(413, "PAYLOAD_TOO_LARGE", "body over %d bytes" % admin.MAX_BODY)
-        body = await st.readexactly(n) if n > 0 else b""
-        path, query = admin.split_target(target)
-        r = self.api.handle(method, path, query, headers, body, peer[0], self.srv.broker.wallclock())
+            if req is not None:
+                st.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            data = await st.read(512)
+            if not data:
+                raise OSError("closed before the request ended")
+            rr.feed(data)
+        http.check_host(req, self.dcfg["listeners"]["http"]["bind"][0], self.dcfg["allowed_hosts"])
+        path, query = admin.split_target(req.target)
+        r = self.api.handle(req.method, path, query, req.headers, req.body, peer[0], self.srv.broker.wallclock())
         # A kick queues a DISCONNECT: hand it to the socket now.
         self.srv.pump()
         return r
