@@ -175,7 +175,7 @@ class Listener:
     def _full(self):
         kind, name = self.name.split(":", 1)
         limit = self.srv.cfg["listeners"][kind][name].get("max_connections")
-        return limit is not None and self.handshakes + self.srv.broker.per_listener.get(self.name, 0) >= limit
+        return limit is not None and self.handshakes + self.srv.broker.listener_connections(self.name) >= limit
 
     def _refused(self, addr):
         # One line per listener per interval, with the count held back: a flood is not a log flood.
