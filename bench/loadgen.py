@@ -12,6 +12,8 @@ Roles:
          {"msgs", "seconds", "rate"}.
   pub    one publisher, flat out (QoS 0) or with a window of unacknowledged
          PUBLISHes (QoS 1), until told to stop.
+  retain N retained messages, then S SUBSCRIBEs from one client (exact or wildcard
+         filters); prints how fast the SUBACKs and retained messages came back.
   conns  N connections (CONNECT + CONNACK, optionally over mutual TLS) with P
          connectors in parallel; prints {"seconds", "ok"} then holds them idle
          until told to stop.
@@ -352,10 +354,98 @@ def role_conns(a):
                 pass
 
 
+def role_retain(a):
+    """Stores N retained messages on dev/<i>/status, then one client sends S SUBSCRIBEs (one
+    filter each, pipelined) and reads until every SUBACK and the expected retained PUBLISHes are
+    in: {"seconds", "subacks", "msgs", "subs_rate", "msg_rate"}."""
+    import selectors
+    stop = watch_stdin()
+    deadline = time.perf_counter() + a.deadline
+    loader = open_conn(a.port, "bret-load-%d" % os.getpid(), timeout=a.deadline)
+    batch = []
+    for i in range(a.n):
+        batch.append(bytes(codec.encode_publish(("dev/%d/status" % i).encode(), b"online-%08d" % i, 0,
+                                                True, False, None, b"", codec.MQTT311)))
+        if len(batch) == 1000:
+            loader.sendall(b"".join(batch))
+            batch = []
+    # a QoS 1 PUBLISH after them: its PUBACK says the broker has taken every retained message
+    batch.append(publish_packet("bench/sync", b"s", 1, 1))
+    loader.sendall(b"".join(batch))
+    first, _ = read_packet(loader)
+    if first != 0x40:
+        raise ConnectionError("expected PUBACK, got packet 0x%02x" % first)
+    step = max(1, a.n // max(1, a.subs))
+    filters = [a.filter.replace("{}", str((i * step) % a.n)) for i in range(a.subs)]
+    packets = b"".join(codec.encode_subscribe(1 + i % 65535, [(f, 0)], None, codec.MQTT311)
+                       for i, f in enumerate(filters))
+    s = open_conn(a.port, "bret-sub-%d" % os.getpid(), timeout=a.deadline)
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    out = memoryview(packets)
+    pend = bytearray()
+    buf = bytearray(1 << 18)
+    subacks = msgs = 0
+    err = None
+    t0 = time.perf_counter()
+    last = t0
+    while subacks < a.subs or msgs < a.expect:
+        now = time.perf_counter()
+        if stop.is_set() or now > deadline:
+            err = "gave up with %d of %d SUBACKs and %d of %d messages" % (subacks, a.subs, msgs, a.expect)
+            break
+        if now - last > a.idle:
+            err = "nothing for %.0f s after %d of %d SUBACKs and %d of %d messages" % (
+                a.idle, subacks, a.subs, msgs, a.expect)
+            break
+        for key, ev in sel.select(0.2):
+            if ev & selectors.EVENT_WRITE and out:
+                k = s.send(out)
+                out = out[k:]
+                if not out:
+                    sel.modify(s, selectors.EVENT_READ)
+            if ev & selectors.EVENT_READ:
+                n = s.recv_into(buf)
+                if not n:
+                    raise ConnectionError("broker closed the subscriber")
+                last = time.perf_counter()
+                pend += buf[:n]
+                i, m = 0, len(pend)
+                while m - i >= 2:
+                    j, mult, length, whole = i + 1, 1, 0, False
+                    while j < m and j - i <= 4:
+                        b = pend[j]
+                        j += 1
+                        length += (b & 0x7F) * mult
+                        mult *= 128
+                        if not b & 0x80:
+                            whole = True
+                            break
+                    if not whole or j + length > m:
+                        break
+                    t = pend[i] >> 4
+                    if t == 9:
+                        subacks += 1
+                    elif t == 3:
+                        msgs += 1
+                    i = j + length
+                del pend[:i]
+    secs = last - t0
+    res = {"seconds": secs, "subacks": subacks, "msgs": msgs,
+           "subs_rate": subacks / secs if secs > 0 else None,
+           "msg_rate": msgs / secs if secs > 0 else None}
+    if err:
+        res["error"] = err
+    emit(res)
+    s.close()
+    loader.close()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="role", required=True)
-    for name in ("sub", "pub", "conns"):
+    for name in ("sub", "pub", "conns", "retain"):
         r = sub.add_parser(name)
         r.add_argument("--port", type=int, required=True)
         r.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
@@ -372,9 +462,15 @@ def main(argv=None):
     r.add_argument("--n", type=int, default=1000)
     r.add_argument("--parallel", type=int, default=4)
     r.add_argument("--certdir", help="mutual TLS with the ca/client*.pem files in this folder")
+    r = sub.choices["retain"]
+    r.add_argument("--n", type=int, default=50000, help="retained messages on dev/<i>/status")
+    r.add_argument("--subs", type=int, default=2000, help="SUBSCRIBE packets, one filter each")
+    r.add_argument("--filter", default="dev/{}/status", help="{} is replaced by a stored i")
+    r.add_argument("--expect", type=int, default=2000, help="retained PUBLISHes to wait for")
+    r.add_argument("--idle", type=float, default=10.0, help="give up after this long without data")
     a = p.parse_args(argv)
     try:
-        {"sub": role_sub, "pub": role_pub, "conns": role_conns}[a.role](a)
+        {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain}[a.role](a)
     except (OSError, ConnectionError) as e:
         emit({"error": "%s: %s" % (type(e).__name__, e)})
         return 1

@@ -164,12 +164,15 @@ class Broker:
     def env(self):
         return None
 
-    def start(self, workdir, tls=False, certdir=None, heap=False):
+    def start(self, workdir, tls=False, certdir=None, heap=False, extra=None):
+        # extra: config lines for the gatemq ports only (a scenario's own limits)
         port = free_port()
         tls_port = free_port() if tls else None
         cfgfile = os.path.join(workdir, "%s.conf" % self.name)
         with open(cfgfile, "w") as f:
             f.write(self.config(port, tls_port, certdir))
+            if extra and self.name in ("gatemq", "micropython"):
+                f.write("\n".join(extra) + "\n")
         logpath = os.path.join(workdir, "%s.log" % self.name)
         logf = open(logpath, "ab")
         p = spawn(self.argv(cfgfile, heap), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
@@ -469,7 +472,15 @@ ROWS = [
     ("connect_1000", "1000 connects", "s", False),
     ("tls_rate", "mTLS connects", "conn/s", True),
     ("tls_rss", "RSS/idle TLS conn", "KB", False),
+    ("retain_exact", "ret 50k: 2000 exact subs", "sub/s", True),
+    ("retain_plus", "ret 50k: 2000 dev/<n>/+", "sub/s", True),
+    ("retain_wild", "ret 50k: 5x dev/+/status", "msg/s", True),
 ]
+
+RETAINED_N = 50000
+# one client holds the 2000 subscriptions: above gatemq's per-session default (1000), and the store
+# must take the 50,000 retained messages
+RETAIN_EXTRA = ["mqtt.max_subscriptions = infinity", "retainer.max_retained_messages = 100000"]
 
 
 def _flow_group(key, qos, subs):
@@ -495,6 +506,25 @@ def _tls_conns(run, o, certdir):
     return out, note
 
 
+def retained(run, o, flt, subs, expect):
+    c = Child("retain", "--port", run.port, "--n", RETAINED_N, "--subs", subs, "--filter", flt,
+              "--expect", expect, "--deadline", 180)
+    try:
+        res = c.result(200)
+    finally:
+        c.stop()
+    run.rss_kb()  # raises if the broker died under the load
+    return res, res.get("error")
+
+
+def _retain_group(key, flt, subs, per_sub):
+    def fn(run, o, certdir):
+        res, note = retained(run, o, flt, subs, subs * per_sub)
+        v = res["subs_rate"] if key != "retain_wild" else res["msg_rate"]
+        return {key: None if note else v}, note
+    return fn
+
+
 # (scenario keys, needs the TLS listener, runner); each runs on a fresh broker
 GROUPS = [
     (("qos0_1_1",), False, _flow_group("qos0_1_1", 0, 1)),
@@ -502,6 +532,9 @@ GROUPS = [
     (("qos1_1_1",), False, _flow_group("qos1_1_1", 1, 1)),
     (("idle_rss", "connect_1000"), False, _plain_conns),
     (("tls_rate", "tls_rss"), True, _tls_conns),
+    (("retain_exact",), False, _retain_group("retain_exact", "dev/{}/status", 2000, 1)),
+    (("retain_plus",), False, _retain_group("retain_plus", "dev/{}/+", 2000, 1)),
+    (("retain_wild",), False, _retain_group("retain_wild", "dev/+/status", 5, RETAINED_N)),
 ]
 
 
@@ -510,7 +543,8 @@ def run_group(b, o, workdir, certdir, keys, tls, fn):
     run = None
     notes = []
     try:
-        run = b.start(workdir, tls=tls, certdir=certdir, heap=keys[0] in ("idle_rss", "tls_rate"))
+        run = b.start(workdir, tls=tls, certdir=certdir, heap=keys[0] in ("idle_rss", "tls_rate"),
+                      extra=RETAIN_EXTRA if keys[0].startswith("retain") else None)
         vals, note = fn(run, o, certdir)
         if note:
             notes.append("%s: %s" % ("/".join(keys), note))
@@ -565,6 +599,27 @@ def peercert_bench(certdir, rounds=2000):
     return (g, c), None
 
 
+# --- retained store on its own: memory per message, lookups (bench/bench_retain.py) ----------
+
+def retain_store_bench():
+    """The bench_retain.py summary lines on CPython and, when built, under MicroPython."""
+    script = os.path.join(HERE, "bench_retain.py")
+    runs = [("cpython", [VENV_PY, script], None)]
+    mp = Micropython()
+    if not mp.missing():
+        runs.append(("micropython", [mp.mp, "-X", "heapsize=64M", script], mp.env()))
+    out = []
+    for name, argv, env in runs:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+        except (subprocess.SubprocessError, OSError) as e:
+            out.append("%s: bench_retain.py failed: %s" % (name, e))
+            continue
+        lines = [l for l in p.stdout.splitlines() if l and not l.startswith("RESULT")]
+        out += lines if p.returncode == 0 else ["%s: bench_retain.py failed: %s" % (name, p.stderr.strip()[-200:])]
+    return out
+
+
 # --- report -----------------------------------------------------------------------
 
 def fmt(v, unit):
@@ -601,6 +656,8 @@ def verdict(key, res):
         return ">=0.7x mosq", _v([g / m >= 0.7] if g is not None and m else [])
     if key == "tls_rss":
         return "<=mosq", _v([g <= m] if g is not None and m is not None else [])
+    if key == "retain_exact":
+        return ">=0.5x mosq", _v([g / m >= 0.5] if g is not None and m else [])
     return "", "-"
 
 
@@ -711,6 +768,7 @@ def main(argv=None):
             res[n] = {k: best(k, v) for k, v in per.items()}
             raw[n] = per
         pc = None
+        store = retain_store_bench() if "gatemq" in names and any(k.startswith("retain") for k in keys) else None
         if "gatemq" in names and certdir:
             pc, why = peercert_bench(certdir)
             if why:
@@ -723,6 +781,10 @@ def main(argv=None):
     if pc:
         print("peercert.identity(der, 'dn'): %.1f us; cryptography load_der + rfc4514_string: %.1f us "
               "(%.2fx; target < 50 us)" % (pc[0], pc[1], pc[0] / pc[1]))
+    if store:
+        print("\nretained store alone (bench/bench_retain.py, 50,000 messages):")
+        for line in store:
+            print("  " + line)
     if notes:
         print("\nnotes:")
         for n in notes:
