@@ -5,7 +5,7 @@ import json
 
 from gatemq import __version__
 from gatemq import codec
-from gatemq.connection import Connection, CONNECTED
+from gatemq.connection import Connection, CONNECTED, NEW
 from gatemq.message import Message
 from gatemq.retain import RetainStore, FULL, TOO_LARGE
 from gatemq.router import Router
@@ -49,6 +49,11 @@ class Broker:
         self.per_listener = {}
         self._refused = {}            # listener -> Throttle of its max_connections refusals
         self._retain_drops = Throttle()
+        # Partial packets held by connections before their CONNECT (see hold_pre_connect). 16
+        # slow CONNECTs of max_connect_size; a port with a small heap lowers it.
+        self.pre_connect_held = 0
+        self.pre_connect_budget = 16 * (self.mqtt.get("max_connect_size") or 65536)
+        self._pre_connect_log = Throttle()
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.started = clock()
         self.started_wall = wallclock()
@@ -295,8 +300,29 @@ class Broker:
                 del sess.inflight[pid]
         self.pump(sess)
 
+    def hold_pre_connect(self, c):
+        # What connections hold before their CONNECT is in (partial packets) stays under
+        # pre_connect_budget in total: one slow CONNECT per connection is mqtt.max_connect_size at
+        # most, and many of them could still fill the memory. The connection whose bytes pass the
+        # budget is closed (a line per interval, counting the others).
+        n = c.reader.pending() if c.state == NEW and not c.closing else 0
+        self.pre_connect_held += n - c.held
+        c.held = n
+        if n and self.pre_connect_held > self.pre_connect_budget:
+            held = self._pre_connect_log.allow(self.clock())
+            if held is not None:
+                self.log("warning", "closing %s:%s: connections before CONNECT hold %d bytes, over the "
+                         "budget of %d%s" % (c.peerhost, c.peerport, self.pre_connect_held,
+                                             self.pre_connect_budget, more(held, "closed")))
+            self.pre_connect_held -= n
+            c.held = 0
+            c.close(word="pre_connect_budget")
+
     def detach(self, c, was_connected, send_will):
         self.conns.discard(c)
+        if c.held:
+            self.pre_connect_held -= c.held
+            c.held = 0
         n = self.per_listener.get(c.listener, 1) - 1
         self.per_listener[c.listener] = n
         sess = c.session

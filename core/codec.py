@@ -236,6 +236,10 @@ class Reader:
             self._need = need
         return out
 
+    def pending(self):
+        # Bytes of a partial packet held until the rest arrives.
+        return len(self._buf) if self._buf is not None else 0
+
     def _fail(self, done, msg, reason):
         self._buf = None
         e = MalformedPacket(msg, reason)

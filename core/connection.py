@@ -58,6 +58,7 @@ class Connection:
     # The port's send buffer to this client is full (a slow reader): deliveries wait in the
     # session queue, bounded by max_mqueue_len, instead of in the port's buffer without bound.
     congested = False
+    held = 0      # bytes of a partial packet counted in broker.pre_connect_held (before CONNECT)
 
     def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
         self.broker = broker
@@ -71,7 +72,9 @@ class Connection:
         self.listener = listener
         self.lcfg = lcfg
         m = self.mqtt = broker.mqtt
-        self.reader = codec.Reader(m["max_packet_size"])
+        # until its CONNECT is in, a connection holds no more than mqtt.max_connect_size
+        mcs = m.get("max_connect_size")
+        self.reader = codec.Reader(mcs if mcs and mcs < m["max_packet_size"] else m["max_packet_size"])
         self.last_rx = now
         self.deadline = now + m["idle_timeout"]
         if peer_cert is not None:
@@ -131,6 +134,8 @@ class Connection:
             # A bug must cost one connection, never the broker.
             b.log("error", "internal error on %s: %r" % (self.name(), e))
             self.close(R.UNSPECIFIED_ERROR)
+        if self.state == NEW or self.held:
+            b.hold_pre_connect(self)  # what it buffers before CONNECT counts against a budget
         b.flag(self)
 
     def set_congested(self, on):

@@ -163,6 +163,9 @@ class Server:
             # A quarter of the heap stays out of reach of retained messages (see heap_guard).
             heap = gc.mem_free() + gc.mem_alloc()
             store.admit = heap_guard(max(4 * RESERVE, heap // 4))
+            # what connections may hold before CONNECT, together: an eighth of the heap at most
+            b = self.broker
+            b.pre_connect_budget = min(b.pre_connect_budget, max(2 * RESERVE, heap // 8))
 
     def start(self):
         for lst in self.listeners:
