@@ -37,7 +37,7 @@ srv = server.Server(cfg, log, cli.file_reader("."), cli.file_reader(".", True))
 srv.start()
 # The port forgets the config reader after start-up; so do we, to count it as the API's.
 import gatemq
-for m in ("gatemq.config", "gatemq.hocon"):
+for m in ("gatemq.config", "gatemq.schema", "gatemq.hocon"):
     sys.modules.pop(m, None)
     try:
         delattr(gatemq, m.split(".")[1])

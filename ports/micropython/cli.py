@@ -75,7 +75,7 @@ def load(path):
         return cfg, None
     finally:
         if not keep:
-            unload("gatemq.config", "gatemq.hocon")
+            unload("gatemq.config", "gatemq.schema", "gatemq.hocon")
 
 
 def unload(*names):
