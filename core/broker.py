@@ -17,7 +17,10 @@ from gatemq.logline import Throttle, more, ident, INTERVAL
 
 # The snapshot() entries published under $SYS/brokers/<node>/stats/ (dots become levels).
 _SYS_STATS = ("connections.count", "connections.max", "subscriptions.count", "retained.count",
-              "retained.dropped", "sessions.count")
+              "retained.dropped", "sessions.count", "messages.dropped", "delivery.dropped.queue_full",
+              "delivery.dropped.qos0_msg")
+# The queue length that pauses a publisher when max_mqueue_len is infinity.
+FLOW_HIGH = 1000
 # The longest tick() asks the port to wait before it calls again, in seconds.
 TICK_MAX = 0.5
 # Refusal and denial lines let through per logline interval before they are only counted.
@@ -55,12 +58,20 @@ class Broker:
         self.pre_connect_budget = 16 * (self.mqtt.get("max_connect_size") or 65536)
         self._pre_connect_log = Throttle()
         self.offline = set()          # sessions without a connection that may expire or owe a will
+        self.persist = None           # gatemq.persist.Persist when persistence.enable (the port sets it)
+        # Flow control (see _hold): the connection whose packets are being handled, the publishers
+        # not read from now, and those let go since the last flush (resumed there).
+        self.feeding = None
+        self.paused = set()
+        self._resumable = []
+        self._flow_log = Throttle()
         self.started = clock()
         self.started_wall = wallclock()
         self._idn = 0
         self._sys_next = self.started
         self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
-                      "messages.dropped": 0, "max_connections": 0, "retained.dropped": 0}
+                      "messages.dropped": 0, "max_connections": 0, "retained.dropped": 0,
+                      "delivery.dropped.queue_full": 0, "delivery.dropped.qos0_msg": 0}
         # Refusals and denials share one throttle: clients choose how many there are.
         self._refusals = Throttle(INTERVAL, REFUSAL_BURST)
         self._login_failures = {}     # peer address -> [failures in the window, window end]
@@ -153,6 +164,14 @@ class Broker:
             self.dirty.append(c)
 
     def flush(self):
+        # Publishers let go by flow control go on with the packets they had read (at the top
+        # level, not inside the acknowledgement that let them go); then the output.
+        r = self._resumable
+        while r:
+            self._resumable = []
+            for c in r:
+                c.resume()
+            r = self._resumable
         d = self.dirty
         if d:
             self.dirty = []
@@ -261,6 +280,8 @@ class Broker:
         sess.expiry = c.expiry
         sess.conn = c
         c.session = sess
+        if self.persist:
+            self.persist.session(sess)
         self.stats["connections"] += 1
         if self.stats["connections"] > self.stats["max_connections"]:
             self.stats["max_connections"] = self.stats["connections"]
@@ -275,6 +296,8 @@ class Broker:
                 self.router.remove(sess.clientid, sub.filter, sub.group)
                 del sess.subs[flt]
                 denied.append(flt)
+                if self.persist:
+                    self.persist.unsub(sess, flt)
         if denied:
             self.log("warning", "client %s: %d subscription(s) of its resumed session dropped, no longer "
                      "authorized (the first %s)" % (c.name(), len(denied), ident(denied[0])))
@@ -298,6 +321,8 @@ class Broker:
                 c.send(codec.encode_ack(codec.PUBREL, pid, R.SUCCESS, None, c.version))
             elif not c.send_publish(d.msg, d.qos, d.retain, pid, d.subids, True, now):
                 del sess.inflight[pid]
+                if self.persist:
+                    self.persist.ack(sess, pid)
         self.pump(sess)
 
     def hold_pre_connect(self, c):
@@ -325,10 +350,14 @@ class Broker:
             c.held = 0
         n = self.per_listener.get(c.listener, 1) - 1
         self.per_listener[c.listener] = n
+        if c.paused:
+            self.paused.discard(c)
         sess = c.session
         if sess is None or sess.conn is not c:
             return
         sess.conn = None
+        if sess.holding is not None:
+            self._release(sess)       # only a connected subscriber holds publishers back
         self.stats["connections"] -= 1
         now = self.clock()
         will = c.will if send_will else None
@@ -344,6 +373,8 @@ class Broker:
         else:
             sess.expire_at = None if sess.expiry is None else now + sess.expiry
             self.offline.add(sess)
+            if self.persist:
+                self.persist.session(sess)
         try:
             if will is not None:
                 self.publish(will)
@@ -364,6 +395,8 @@ class Broker:
             self.router.remove(sess.clientid, sub.filter, sub.group)
         sess.subs = {}
         self.offline.discard(sess)
+        if self.persist:
+            self.persist.end(sess)
         if self.sessions.get(sess.clientid) is sess:
             del self.sessions[sess.clientid]
 
@@ -397,6 +430,8 @@ class Broker:
         self.stats["messages.received"] += 1
         if msg.retain:
             why = self.retained.put(msg, self.clock())
+            if not why and self.persist:
+                self.persist.retained(msg)
             if why:
                 self._retain_dropped(msg.topic, why)
                 if refuse_retain:
@@ -426,14 +461,28 @@ class Broker:
             return
         pid = sess.alloc_pid()
         if c.send_publish(msg, qos, retain, pid, subids, False, self.clock()):
-            sess.inflight[pid] = Delivery(msg, qos, retain, subids)
+            d = sess.inflight[pid] = Delivery(msg, qos, retain, subids)
             self.stats["messages.sent"] += 1
+            if self.persist:
+                self.persist.inflight(sess, pid, d)
 
     def _queue(self, sess, item):
         m = self.mqtt
-        dropped = sess.enqueue(item, m["max_mqueue_len"], m["mqueue_store_qos0"])
+        mq = m["max_mqueue_len"]
+        dropped = sess.enqueue(item, mq, m["mqueue_store_qos0"])
+        if self.persist:
+            if dropped is not item:
+                self.persist.enq(sess, item)
+            if dropped is not None:
+                self.persist.deq(sess, dropped)
+        f = self.feeding
+        if item.qos and f is not None and not f.paused and not sess.slow and sess.conn is not None and sess.conn is not f \
+                and mq != 0 and len(sess.queue) >= (mq // 2 if mq is not None else FLOW_HIGH) \
+                and m["flow_control_timeout"] is not None:
+            self._hold(f, sess)
         if dropped is not None:
             self.stats["messages.dropped"] += 1
+            self.stats["delivery.dropped.queue_full" if dropped.qos else "delivery.dropped.qos0_msg"] += 1
             if dropped.qos or m["mqueue_store_qos0"]:
                 # One line per session per interval: a fast publisher and a slow subscriber must
                 # not turn into a log line per message (on a board the log is the bottleneck).
@@ -445,6 +494,56 @@ class Broker:
                     self.log("warning", "client %s: queue full (max_mqueue_len %s), dropped %d message(s), "
                              "the last a QoS %d message on %s" % (ident(sess.clientid), m["max_mqueue_len"],
                                                                  held + 1, dropped.qos, ident(dropped.msg.topic)))
+
+    # ---- flow control towards publishers ----
+    # A burst of QoS 1 messages in one read used to land in a subscriber's queue faster than its
+    # window drained, and past max_mqueue_len acknowledged messages were dropped. Now, while a
+    # connected subscriber's queue of QoS 1/2 deliveries (QoS 0 may be dropped, at most once) is
+    # past half of max_mqueue_len, the publisher feeding it is
+    # paused: the rest of its read waits in its backlog and the port stops reading from it, so
+    # TCP slows it down. When the queue is back under a quarter the publisher goes on. A
+    # subscriber that does not drain within flow_control_timeout is marked slow: it holds nobody
+    # until it has drained, and its queue drops as before (logged and counted).
+
+    def _hold(self, f, sess):
+        f.paused = True
+        f.paused_by = sess
+        f.paused_until = self.clock() + self.mqtt["flow_control_timeout"]
+        self.paused.add(f)
+        if sess.holding is None:
+            sess.holding = [f]
+        else:
+            sess.holding.append(f)
+
+    def _release(self, sess):
+        for f in sess.holding:
+            if f.paused and f.paused_by is sess:
+                f.paused = False
+                f.paused_by = None
+                self.paused.discard(f)
+                self._resumable.append(f)
+                if not f.dirty:
+                    # The port learns from flush that it may read from it again.
+                    f.dirty = True
+                    self.dirty.append(f)
+        sess.holding = None
+
+    def _flow_timeouts(self, now, nxt):
+        for f in list(self.paused):
+            if now < f.paused_until:
+                if f.paused_until < nxt:
+                    nxt = f.paused_until
+                continue
+            sess = f.paused_by
+            held = self._flow_log.allow(now)
+            if held is not None:
+                self.log("warning", "client %s: not read from for %gs (flow_control_timeout) while client %s "
+                         "did not take its messages; that client's queue now drops instead%s" % (
+                             f.name(), self.mqtt["flow_control_timeout"], ident(sess.clientid),
+                             more(held, "such timeouts")))
+            sess.slow = True
+            self._release(sess)
+        return nxt
 
     def pump(self, sess):
         # Moves queued messages into the window as acknowledgements free it.
@@ -458,6 +557,8 @@ class Broker:
             if d.qos and len(sess.inflight) >= c.window:
                 break
             q.pop(0)
+            if self.persist:
+                self.persist.deq(sess, d)
             if d.msg.expired(now):
                 continue
             if d.qos == 0:
@@ -466,6 +567,16 @@ class Broker:
             pid = sess.alloc_pid()
             if c.send_publish(d.msg, d.qos, d.retain, pid, d.subids, False, now):
                 sess.inflight[pid] = d
+                if self.persist:
+                    self.persist.inflight(sess, pid, d)
+        if (sess.holding is not None or sess.slow) and len(q) <= self._flow_low():
+            sess.slow = False
+            if sess.holding is not None:
+                self._release(sess)
+
+    def _flow_low(self):
+        mq = self.mqtt["max_mqueue_len"]
+        return (mq if mq is not None else FLOW_HIGH * 2) // 4
 
     # ---- timers ----
 
@@ -508,12 +619,16 @@ class Broker:
             if ar and art is not None:
                 for pid in [p for p, t in ar.items() if now - t > art]:
                     del ar[pid]
+                    if self.persist:
+                        self.persist.rel_done(c.session, pid)
         if self.offline:
             for sess in list(self.offline):
                 if sess.will is not None:
                     if now >= sess.will[1]:
                         self.publish(sess.will[0])
                         sess.will = None
+                        if self.persist:
+                            self.persist.session(sess)
                     elif sess.will[1] < nxt:
                         nxt = sess.will[1]
                 if sess.expire_at is not None:
@@ -521,6 +636,8 @@ class Broker:
                         self.end_session(sess, "expired")
                     elif sess.expire_at < nxt:
                         nxt = sess.expire_at
+        if self.paused:
+            nxt = self._flow_timeouts(now, nxt)
         if self.retained.expiring:
             self.retained.purge(now)  # costs the expired retained messages only
         si = self.cfg["sys_topics"]["sys_msg_interval"]
@@ -546,7 +663,9 @@ class Broker:
                 "live_connections.count": len(self.clients()), "sessions.count": len(self.sessions),
                 "subscriptions.count": self.router.count, "retained.count": len(self.retained),
                 "retained.dropped": st["retained.dropped"], "messages.received": st["messages.received"],
-                "messages.sent": st["messages.sent"], "messages.dropped": st["messages.dropped"]}
+                "messages.sent": st["messages.sent"], "messages.dropped": st["messages.dropped"],
+                "delivery.dropped.queue_full": st["delivery.dropped.queue_full"],
+                "delivery.dropped.qos0_msg": st["delivery.dropped.qos0_msg"]}
 
     def clients(self):
         # The connected clients (CONNACK sent, not closing).

@@ -113,6 +113,9 @@ MQTT = Section([
     ("await_rel_timeout", Duration(), "300s"),
     ("max_mqueue_len", Int(0, words=INFINITY), 1000),
     ("mqueue_store_qos0", BOOL, True),
+    # How long a publisher may be not read from while a subscriber it feeds is backed up
+    # (flow control, so that a burst loses nothing); past it that subscriber's queue drops again.
+    ("flow_control_timeout", Duration(DISABLED, zero=None), "10s"),
     ("session_expiry_interval", Duration(), "2h"),
     ("server_keepalive", Int(1, 65535, DISABLED), "disabled"),
     ("keepalive_multiplier", Number(0), 1.5),

@@ -59,6 +59,12 @@ class Connection:
     # session queue, bounded by max_mqueue_len, instead of in the port's buffer without bound.
     congested = False
     held = 0      # bytes of a partial packet counted in broker.pre_connect_held (before CONNECT)
+    # Flow control: not read from while a subscriber it feeds is backed up (Broker._hold); the
+    # packets of the read that paused it wait in backlog; paused_until bounds the pause.
+    paused = False
+    backlog = None
+    paused_by = None
+    paused_until = 0
 
     def __init__(self, broker, handle, peer, listener, lcfg, peer_cert, now):
         self.broker = broker
@@ -118,12 +124,33 @@ class Connection:
     def feed(self, data):
         if self.state == CLOSED or self.closing:
             return
+        self.last_rx = self.broker.clock()
+        self._serve(data)
+
+    def resume(self):
+        # Flow control let go of this publisher (broker.flush calls this): the packets it read
+        # before the pause are handled now, and the port reads from it again.
+        if self.state != CLOSED and not self.closing and not self.paused and self.backlog:
+            self._serve(None)
+
+    def _serve(self, data):
         b = self.broker
-        self.last_rx = b.clock()
+        b.feeding = self        # whose packets these are, for flow control (Broker._queue)
         try:
-            for b0, body in self.reader.feed(data):
-                if self.closing:
+            packets = self.reader.feed(data) if data else ()
+            if self.backlog:
+                packets = self.backlog + list(packets)
+                self.backlog = None
+            i = 0
+            n = len(packets)
+            while i < n and not self.closing:
+                if self.paused:
+                    # A subscriber this client feeds is backed up: the rest waits, and the port
+                    # stops reading from it, so TCP slows the publisher and nothing is dropped.
+                    self.backlog = packets[i:]
                     break
+                b0, body = packets[i]
+                i += 1
                 self._packet(codec.decode(b0, body, self.version))
         except (MalformedPacket, ProtocolError) as e:
             self._fault(e)
@@ -134,6 +161,7 @@ class Connection:
             # A bug must cost one connection, never the broker.
             b.log("error", "internal error on %s: %r" % (self.name(), e))
             self.close(R.UNSPECIFIED_ERROR)
+        b.feeding = None
         if self.state == NEW or self.held:
             b.hold_pre_connect(self)  # what it buffers before CONNECT counts against a budget
         b.flag(self)
@@ -436,6 +464,11 @@ class Connection:
             b.refusal_log("warning", "client %s: dropped QoS 2 message, max_awaiting_rel (%d) reached" % (
                 self.name(), m["max_awaiting_rel"]))
             rc = R.RECEIVE_MAXIMUM_EXCEEDED
+        elif qos and b.persist and b.persist.refuse(self):
+            # the store is full (persistence.max_size, or the disk): 0x97, and no ack to MQTT 3.x
+            if not v5:
+                return
+            rc = R.QUOTA_EXCEEDED
         else:
             if alias is not None and not self._set_alias(alias, t):
                 return
@@ -450,6 +483,8 @@ class Connection:
         elif qos == 2:
             if rc < R.UNSPECIFIED_ERROR or not (v5 or rc == R.RECEIVE_MAXIMUM_EXCEEDED):
                 sess.awaiting_rel[pid] = b.clock()
+                if b.persist:
+                    b.persist.rel(sess, pid)
             self.send(codec.encode_ack(codec.PUBREC, pid, rc if v5 else 0, None, self.version))
 
     def _set_alias(self, a, t):
@@ -469,6 +504,8 @@ class Connection:
     def _on_pubrel(self, p):
         sess = self.session
         found = sess.awaiting_rel.pop(p.pid, None) is not None
+        if found and self.broker.persist:
+            self.broker.persist.rel_done(sess, p.pid)
         self.send(codec.encode_ack(codec.PUBCOMP, p.pid, R.SUCCESS if found else R.PACKET_ID_NOT_FOUND, None, self.version))
 
     # ---- PUBLISH out ----
@@ -476,6 +513,8 @@ class Connection:
     def _on_puback(self, p):
         sess = self.session
         if sess.inflight.pop(p.pid, None) is not None:
+            if self.broker.persist:
+                self.broker.persist.ack(sess, p.pid)
             self.broker.pump(sess)
 
     def _on_pubrec(self, p):
@@ -486,14 +525,20 @@ class Connection:
             return
         if p.rc >= R.UNSPECIFIED_ERROR:
             del sess.inflight[p.pid]
+            if self.broker.persist:
+                self.broker.persist.ack(sess, p.pid)
             self.broker.pump(sess)
             return
+        if not d.phase and self.broker.persist:
+            self.broker.persist.phase(sess, p.pid)
         d.phase = 1
         self.send(codec.encode_ack(codec.PUBREL, p.pid, 0, None, self.version))
 
     def _on_pubcomp(self, p):
         sess = self.session
         if sess.inflight.pop(p.pid, None) is not None:
+            if self.broker.persist:
+                self.broker.persist.ack(sess, p.pid)
             self.broker.pump(sess)
 
     def send_publish(self, msg, qos, retain, pid, subids, dup, now):
@@ -588,6 +633,8 @@ class Connection:
             sub = Subscription(self.clientid, real, (opts & ~3) | granted, subid, group)
             new = b.router.add(sub)
             sess.subs[flt] = sub
+            if b.persist:
+                b.persist.sub(sess, flt, sub)
             codes.append(granted)
             if group is None and m["retain_available"] and (sub.rh == 0 or (sub.rh == 1 and new)):
                 for msg in b.retained.match(real, now):
@@ -606,6 +653,8 @@ class Connection:
             if sub is not None:
                 b.router.remove(self.clientid, sub.filter, sub.group)
                 codes.append(0)
+                if b.persist:
+                    b.persist.unsub(sess, flt)
             else:
                 codes.append(R.NO_SUBSCRIPTION_EXISTED)
         self.send(codec.encode_unsuback(p.pid, codes, None, self.version))

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 class Delivery:
     # One message on its way to one session: queued, then (QoS 1/2) in flight under a packet id.
-    __slots__ = ("msg", "qos", "retain", "subids", "phase")
+    __slots__ = ("msg", "qos", "retain", "subids", "phase", "seq")
 
     def __init__(self, msg, qos, retain, subids):
         self.msg = msg
@@ -13,6 +13,7 @@ class Delivery:
         self.retain = retain
         self.subids = subids
         self.phase = 0        # 1: PUBREC came back and PUBREL went out (QoS 2)
+        self.seq = 0          # its record's key in the offline queue (gatemq.persist), 0: none
 
 
 class Session:
@@ -25,6 +26,8 @@ class Session:
     will = None                        # (Message, fire_at) of a delayed will while disconnected
     drop_log = None                    # logline.Throttle of queue-full lines, made at the first drop
     owner = None                       # who made it: (username, certificate identity) of that CONNECT
+    holding = None                     # publishers paused while this queue is backed up (flow control)
+    slow = False                       # held a publisher past flow_control_timeout: holds none until drained
 
     def __init__(self, clientid):
         self.clientid = clientid

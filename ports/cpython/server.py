@@ -27,13 +27,14 @@ _LINGER = 2.0
 
 
 class Client(asyncio.Protocol):
-    __slots__ = ("srv", "listener", "transport", "conn")
+    __slots__ = ("srv", "listener", "transport", "conn", "paused")
 
     def __init__(self, srv, listener):
         self.srv = srv
         self.listener = listener
         self.transport = None
         self.conn = None
+        self.paused = False     # not read from: the core's flow control paused it (conn.paused)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -64,9 +65,28 @@ class Client(asyncio.Protocol):
     def resume_writing(self):
         c = self.conn
         if c is not None:
-            self.transport.resume_reading()
+            if not self.paused:
+                self.transport.resume_reading()
             c.set_congested(False)
             self.srv.flush()
+
+    # Flow control (docs/design.md): Server.flush calls this for every connection it hands
+    # output to; the core pauses a publisher while a subscriber it feeds is backed up.
+    def flow(self, c):
+        if c.paused:
+            if not self.paused:
+                self.paused = True
+                self.stop_reading()
+        elif self.paused:
+            self.paused = False
+            if not c.congested:
+                self.start_reading()
+
+    def stop_reading(self):
+        self.transport.pause_reading()
+
+    def start_reading(self):
+        self.transport.resume_reading()
 
     def connection_lost(self, exc):
         c = self.conn
@@ -319,12 +339,16 @@ class TLSClient(Client):
 
     def _read(self):
         tls = self.tls
+        if tls is None:
+            return
         c = self.conn
         try:
             # At most 16 records per turn, so one busy client cannot hold the loop; the rest waits
             # in the kernel, where the reader callback sees it (a full record leaves nothing
             # buffered inside OpenSSL).
             for _ in range(16):
+                if c is not None and c.paused:
+                    break       # flow control: the rest stays in OpenSSL and the kernel
                 data = tls.read(_RECORD)
                 if not data:
                     raise ssl.SSLZeroReturnError
@@ -385,10 +409,21 @@ class TLSClient(Client):
             return
         c = self.conn
         if c is not None and c.congested:
-            asyncio.get_running_loop().add_reader(self.fd, self._readable)
+            if not self.paused:
+                asyncio.get_running_loop().add_reader(self.fd, self._readable)
             c.set_congested(False)      # the queued deliveries; _read's flush sends them
         # Whatever a read gave up on for want of writing.
         self._read()
+
+    def stop_reading(self):
+        if self.sock is not None and self.lingering is None:
+            asyncio.get_running_loop().remove_reader(self.fd)
+
+    def start_reading(self):
+        if self.sock is not None and self.lingering is None:
+            loop = asyncio.get_running_loop()
+            loop.add_reader(self.fd, self._readable)
+            loop.call_soon(self._read)  # records OpenSSL already holds, which poll() cannot see
 
     # -- the transport interface Server.flush uses -------------------------------------------
     def write(self, data):
@@ -478,12 +513,15 @@ class Server:
     def flush(self):
         for c in self.broker.flush():
             data = c.take()
-            tr = c.handle.transport
+            h = c.handle
+            tr = h.transport
             if data:
                 tr.write(data)
             if c.closing:
-                c.handle.conn = None
-                c.handle.linger()
+                h.conn = None
+                h.linger()
+            elif c.paused is not h.paused:
+                h.flow(c)
 
     def reload_auth(self):
         # SIGHUP: the core re-reads the files and logs "reload: ..." with what it read or why it

@@ -93,6 +93,7 @@ class Link:
     done = False  # the broker asked to close after its output
     linger = False  # ... and this link reads and discards before closing (finish; abort clears it)
     closed = False
+    flow = None  # an Event while the core's flow control pauses this connection (Server.pump sets it)
 
     def __init__(self, srv, lst, sock, peer):
         self.srv = srv
@@ -133,7 +134,15 @@ class Link:
             # measurable (bench/run.py --only micropython).
             sock = self.sock
             io = self.io()
+            c = self.conn
             while not self.done:
+                if c.paused:
+                    # Flow control: a subscriber this client feeds is backed up. Not read from
+                    # until the core lets go (Server.pump wakes this), so TCP slows it down.
+                    self.flow = asyncio.Event()
+                    await self.flow.wait()
+                    self.flow = None
+                    continue
                 data = sock.read(READ_SIZE)
                 if data is None:
                     yield core._io_queue.queue_read(io)

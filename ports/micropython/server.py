@@ -224,6 +224,8 @@ class Server:
                     link.send(data)
                 if c.closing:
                     link.finish(LINGER)
+                elif link.flow is not None and not c.paused:
+                    link.flow.set()     # flow control let go of it: read from it again
             except MemoryError:
                 link.abort()
                 self.oom("%s: %s: out of memory writing to it, connection closed", (link.lst.label, link.name()))

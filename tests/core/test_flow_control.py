@@ -1,0 +1,75 @@
+# Issue 12: nothing acknowledged is dropped under a burst. While a connected subscriber's queue
+# is past its high-water mark the publisher feeding it is not read from (its packets wait), and
+# it resumes as the queue drains; a subscriber that stops reading holds nobody for longer than
+# mqtt.flow_control_timeout. Driven by the fake-clock harness.
+from gatemq import codec
+from _harness import Harness
+
+
+def _burst(n, version=4, first=1):
+    out = bytearray()
+    for i in range(first, first + n):
+        out += codec.encode_publish(b"burst", b"%d" % i, 1, False, False, (i % 65535) + 1, b"", version)
+    return bytes(out)
+
+
+def _ack_all(s):
+    got = s.publishes()
+    for p in got:
+        s.conn.feed(codec.encode_ack(codec.PUBACK, p.pid, 0, None, s.version))
+    s.h.pump()
+    return got
+
+
+def test_a_burst_to_an_acknowledging_subscriber_loses_nothing():
+    h = Harness()
+    s = h.client()
+    s.connect("sub", 4)
+    s.subscribe(1, [("burst", 1)])
+    p = h.client()
+    p.connect("pub", 4)
+    p.send(_burst(2000))                      # one read holding 2,000 QoS 1 messages
+    sess = h.broker.sessions["sub"]
+    assert p.conn.paused and len(sess.queue) <= h.broker.mqtt["max_mqueue_len"]
+    got = []
+    for _ in range(1000):
+        more = _ack_all(s)
+        if not more:
+            break
+        got += more
+    assert [int(m.payload) for m in got] == list(range(1, 2001))
+    assert h.broker.stats["messages.dropped"] == 0
+    assert not p.conn.paused
+    assert len([x for x in p.take() if x.ptype == codec.PUBACK]) == 2000
+
+
+def test_a_subscriber_that_stops_reading_holds_the_publisher_only_so_long():
+    h = Harness("mqtt.flow_control_timeout = 5s\nmqtt.max_mqueue_len = 100")
+    stuck = h.client()
+    stuck.connect("stuck", 4)
+    stuck.subscribe(1, [("burst", 1)])
+    other = h.client()
+    other.connect("other", 4)
+    other.subscribe(1, [("burst", 0)])
+    p = h.client()
+    p.connect("pub", 4)
+    p.send(_burst(500))
+    assert p.conn.paused
+    h.advance(6)                              # past flow_control_timeout: queue-and-drop again
+    assert not p.conn.paused
+    assert "flow_control_timeout" in h.text()
+    assert len(other.publishes()) == 500      # the other subscriber got every message
+    st = h.broker.snapshot()
+    assert st["delivery.dropped.queue_full"] > 0 and st["messages.dropped"] > 0
+    # the stuck one is marked slow: it does not hold the publisher again until it drains
+    p.send(_burst(200, first=501))
+    assert not p.conn.paused and len(other.publishes()) == 200
+
+
+def test_a_publisher_subscribed_to_itself_is_not_held():
+    h = Harness()
+    c = h.client()
+    c.connect("self", 4)
+    c.subscribe(1, [("burst", 1)])
+    c.send(_burst(1000))
+    assert not c.conn.paused
