@@ -497,6 +497,10 @@ class Server:
         self.cfg = cfg
         self.log = log
         self.broker = Broker(cfg, time.monotonic, time.time, log, read_file)
+        self.durable = None
+        if cfg.get("persistence", {}).get("enable"):
+            from gatemq.cpython.store import Durable
+            self.durable = Durable(self.broker, cfg, log)   # loads the store before any listener
         self.servers = []
         self.tls = {}
         self.stopping = None
@@ -511,7 +515,13 @@ class Server:
         return t
 
     def flush(self):
-        for c in self.broker.flush():
+        dur = self.durable
+        if dur is not None and dur.defer(self):
+            return      # the group commit of this round runs once the ready reads are handled
+        dirty = self.broker.flush()
+        if dur is not None and not dur.commit(dirty):
+            return
+        for c in dirty:
             data = c.take()
             h = c.handle
             tr = h.transport
@@ -532,6 +542,8 @@ class Server:
 
     def _tick(self):
         delay = self.broker.tick()
+        if self.durable is not None:
+            self.durable.tick()
         self.flush()
         for t in self.tls.values():
             t.maybe_reload()
@@ -583,6 +595,9 @@ class Server:
             self._timer.cancel()
         # Give the transports a moment to write the DISCONNECTs.
         await asyncio.sleep(0.05)
+        if self.durable is not None:
+            self.durable.close()
+            self.durable = None
         for s in self.servers:
             try:
                 await asyncio.wait_for(s.wait_closed(), 1.0)

@@ -1,0 +1,572 @@
+# Persistence, sans-IO: what a change is, how the broker's state is rebuilt from the stored records,
+# the append-only log's framing, and compaction. The ports store and read (ports/cpython/store.py:
+# SQLite; ports/micropython/store.py: the log); docs/persistence.md describes the whole.
+#
+# The state is a set of records, each under a key (kind, client, key):
+#   "r", "",  topic   a retained message
+#   "s", cid, ""      a session that outlives its connection: expiry, deadline, owner, delayed will
+#   "u", cid, filter  one of its subscriptions (options, identifier)
+#   "q", cid, seq     a message in its offline queue (seq orders the queue)
+#   "i", cid, pid     an outgoing QoS 1/2 message in flight (phase 1: PUBREL sent; no message then)
+#   "a", cid, pid     an incoming QoS 2 packet id awaiting PUBREL
+# A change is an op: [PUT, kind, client, key, value], [DEL, kind, client, key] or [DROP, client]
+# (every record of that client's session). The broker's hooks queue ops in Persist.ops; the port
+# commits them (one write and one sync per round in sync = commit) before it writes any
+# acknowledgement the round produced. Times are stored as wall-clock deadlines, so expiry holds
+# across a restart.
+import binascii
+import struct
+
+from gatemq.message import Message
+from gatemq.router import Subscription
+from gatemq.session import Session, Delivery
+from gatemq import topic as topics
+
+VERSION = 1                   # format version of the records, the log and the SQLite schema
+MAGIC = b"GATEMQ-LOG"         # a log file starts with MAGIC and one version byte
+PUT, DEL, DROP = 0, 1, 2
+KINDS = ("r", "s", "u", "q", "i", "a")
+ENOSPC = 28
+FRAME_MAX = 16 * 1024 * 1024  # a frame header announcing more is corruption, not a record
+
+
+class StoreError(Exception):
+    # A store that cannot be used: corrupt, unreadable, or written by a newer version (.newer).
+    def __init__(self, msg, newer=False):
+        super().__init__(msg)
+        self.newer = newer
+
+
+# ---- values: a small self-describing binary encoding (payloads are bytes; JSON has none) ----
+
+def _varint(n, out):
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _pack(v, out):
+    if v is None:
+        out.append(78)  # N
+    elif v is True:
+        out.append(84)  # T
+    elif v is False:
+        out.append(70)  # F
+    elif type(v) is int:
+        s = str(v).encode()
+        out.append(105)  # i
+        out.append(len(s))
+        out.extend(s)
+    elif type(v) is float:
+        out.append(102)  # f
+        out.extend(struct.pack(">d", v))
+    elif type(v) is str:
+        b = v.encode()
+        out.append(115)  # s
+        _varint(len(b), out)
+        out.extend(b)
+    elif type(v) is bytes or type(v) is bytearray or type(v) is memoryview:
+        out.append(98)  # b
+        _varint(len(v), out)
+        out.extend(v)
+    elif type(v) is list or type(v) is tuple:
+        out.append(108 if type(v) is list else 116)  # l, t
+        _varint(len(v), out)
+        for x in v:
+            _pack(x, out)
+    elif type(v) is dict:
+        out.append(100)  # d
+        _varint(len(v), out)
+        for k, x in v.items():
+            _pack(k, out)
+            _pack(x, out)
+    else:
+        raise ValueError("cannot store a %s" % type(v))
+
+
+def pack(v):
+    out = bytearray()
+    _pack(v, out)
+    return bytes(out)
+
+
+def _uvar(b, i):
+    n = 0
+    shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        n |= (c & 0x7F) << shift
+        if c < 0x80:
+            return n, i
+        shift += 7
+
+
+def _unpack(b, i):
+    t = b[i]
+    i += 1
+    if t == 78:
+        return None, i
+    if t == 84:
+        return True, i
+    if t == 70:
+        return False, i
+    if t == 105:
+        n = b[i]
+        return int(str(bytes(b[i + 1:i + 1 + n]), "utf-8")), i + 1 + n
+    if t == 102:
+        return struct.unpack(">d", bytes(b[i:i + 8]))[0], i + 8
+    if t == 115 or t == 98:
+        n, i = _uvar(b, i)
+        if i + n > len(b):
+            raise ValueError("truncated")
+        s = bytes(b[i:i + n])
+        return (str(s, "utf-8") if t == 115 else s), i + n
+    if t == 108 or t == 116:
+        n, i = _uvar(b, i)
+        out = []
+        for _ in range(n):
+            x, i = _unpack(b, i)
+            out.append(x)
+        return (out if t == 108 else tuple(out)), i
+    if t == 100:
+        n, i = _uvar(b, i)
+        out = {}
+        for _ in range(n):
+            k, i = _unpack(b, i)
+            out[k], i = _unpack(b, i)
+        return out, i
+    raise ValueError("bad tag %d" % t)
+
+
+def unpack(b):
+    v, i = _unpack(memoryview(b), 0)
+    if i != len(b):
+        raise ValueError("trailing bytes")
+    return v
+
+
+# ---- the append-only log: a header, then frames of ops; one frame per commit ----
+#   header: MAGIC, version (1 byte)
+#   frame:  length (4 bytes, big-endian), CRC-32 of the body (4 bytes), body = pack([op, ...])
+# A frame is the unit of atomicity: a commit's changes (a QoS 2 message's queue entries and its
+# packet id awaiting PUBREL) are applied together or not at all.
+
+def header():
+    return MAGIC + bytes((VERSION,))
+
+
+def frame(ops):
+    body = pack(ops)
+    return struct.pack(">II", len(body), binascii.crc32(body) & 0xFFFFFFFF) + body
+
+
+def check_header(h, name):
+    # -> None, or raises StoreError (a newer version: .newer).
+    if len(h) < len(MAGIC) + 1 or h[:len(MAGIC)] != MAGIC:
+        raise StoreError("%s is not a gatemq log (bad header)" % name)
+    if h[len(MAGIC)] > VERSION:
+        raise StoreError("%s was written by a newer gatemq (format version %d; this one reads up to %d)"
+                         % (name, h[len(MAGIC)], VERSION), True)
+
+
+def read_log(read, name, apply):
+    # Replays a log: read(n) -> bytes (fewer at the end); apply(ops) per good frame.
+    # -> (good_end, tail): good_end is the offset after the last good frame; tail None, or what
+    # was dropped after it ("a torn frame of N bytes (M announced)", "a corrupt frame ...").
+    h = read(len(MAGIC) + 1)
+    check_header(h, name)
+    off = len(h)
+    frames = 0
+    while True:
+        hd = read(8)
+        if not hd:
+            return off, None, frames
+        if len(hd) < 8:
+            return off, "a torn frame header of %d bytes at offset %d" % (len(hd), off), frames
+        n, crc = struct.unpack(">II", hd)
+        if n > FRAME_MAX:
+            return off, "a corrupt frame header at offset %d (length %d)" % (off, n), frames
+        body = read(n)
+        if len(body) < n:
+            return off, "a torn frame at offset %d (%d of %d bytes)" % (off, 8 + len(body), 8 + n), frames
+        if binascii.crc32(body) & 0xFFFFFFFF != crc:
+            return off, "a frame with a bad checksum at offset %d (%d bytes)" % (off, 8 + n), frames
+        try:
+            ops = unpack(body)
+        except Exception:
+            return off, "an undecodable frame at offset %d (%d bytes)" % (off, 8 + n), frames
+        apply(ops)
+        frames += 1
+        off += 8 + n
+
+
+class State:
+    # Records applied op by op (a log's replay): {(kind, client, key): value}.
+    def __init__(self):
+        self.d = {}
+
+    def apply(self, ops):
+        d = self.d
+        for op in ops:
+            if op[0] == PUT:
+                d[(op[1], op[2], op[3])] = op[4]
+            elif op[0] == DEL:
+                d.pop((op[1], op[2], op[3]), None)
+            elif op[0] == DROP:
+                cid = op[1]
+                for k in [k for k in d if k[1] == cid and k[0] != "r"]:
+                    del d[k]
+
+    def items(self):
+        for k, v in self.d.items():
+            yield k[0], k[1], k[2], v
+
+
+def describe(op):
+    # One op as a line (what a dropped tail held).
+    if op[0] == DROP:
+        return "end of session %s" % op[1]
+    what = {"r": "retained message", "s": "session", "u": "subscription", "q": "queued message",
+            "i": "in-flight message", "a": "QoS 2 packet id awaiting PUBREL"}.get(op[1], op[1])
+    return "%s %s of %s %s" % ("store" if op[0] == PUT else "removal", what, op[2] or "-", op[3])
+
+
+# ---- the broker's side ----
+
+def _wall(b, t):
+    # a monotonic deadline -> wall clock
+    return None if t is None else t - b.clock() + b.wallclock()
+
+
+def _mono(b, w):
+    return None if w is None else w - b.wallclock() + b.clock()
+
+
+def msg_value(b, m):
+    return [m.topic, m.payload, m.qos, m.retain, m.props, _wall(b, m.expire_at), m.sender]
+
+
+def msg_of(b, v):
+    return Message(v[0], v[1], v[2], v[3], v[4], _mono(b, v[5]), v[6])
+
+
+def _owner(o):
+    return None if o is None else list(o)
+
+
+class Persist:
+    # broker.persist: the hooks queue ops, the port takes them (take) and commits them.
+    # mode: commit | interval | none.
+    full = False        # refusing new QoS 1/2 messages: store past max_size or the disk full
+    full_why = None
+
+    def __init__(self, broker, pcfg):
+        self.b = broker
+        self.mode = pcfg["sync"]
+        self.max_size = pcfg["max_size"]
+        self.ops = []
+        self.known = set()      # client ids whose session is stored
+        self.seq = 1
+        self.touched = False
+
+    # -- hooks (broker.py, connection.py) --
+
+    def retained(self, msg):
+        if msg.payload:
+            self.ops.append([PUT, "r", "", msg.topic, msg_value(self.b, msg)])
+        else:
+            self.ops.append([DEL, "r", "", msg.topic])
+
+    def session(self, sess):
+        # The session's own record, after attach and detach: stored while its expiry is not 0.
+        cid = sess.clientid
+        if sess.expiry == 0:
+            if cid in self.known:
+                self.known.discard(cid)
+                self.ops.append([DROP, cid])
+            return
+        if cid not in self.known:
+            self.known.add(cid)
+            # a stored session of the same client id is replaced whole (a clean start, say)
+            self.ops.append([DROP, cid])
+        b = self.b
+        w = sess.will
+        self.ops.append([PUT, "s", cid, "", [sess.expiry, _wall(b, sess.expire_at), _owner(sess.owner),
+                                            None if w is None else msg_value(b, w[0]),
+                                            None if w is None else _wall(b, w[1])]])
+
+    def end(self, sess):
+        cid = sess.clientid
+        if cid in self.known:
+            self.known.discard(cid)
+            self.ops.append([DROP, cid])
+
+    def sub(self, sess, flt, sub):
+        if sess.clientid in self.known:
+            o = (sub.qos | (4 if sub.nl else 0) | (8 if sub.rap else 0) | (sub.rh << 4))
+            self.ops.append([PUT, "u", sess.clientid, flt, [o, sub.subid]])
+
+    def unsub(self, sess, flt):
+        if sess.clientid in self.known:
+            self.ops.append([DEL, "u", sess.clientid, flt])
+
+    def _d(self, d):
+        return [msg_value(self.b, d.msg), d.qos, d.retain, d.subids]
+
+    def enq(self, sess, d):
+        if sess.clientid in self.known:
+            d.seq = s = self.seq
+            self.seq = s + 1
+            self.ops.append([PUT, "q", sess.clientid, s, self._d(d)])
+
+    def deq(self, sess, d):
+        if d.seq and sess.clientid in self.known:
+            self.ops.append([DEL, "q", sess.clientid, d.seq])
+        d.seq = 0
+
+    def inflight(self, sess, pid, d):
+        if sess.clientid in self.known:
+            s = self.seq
+            self.seq = s + 1
+            self.ops.append([PUT, "i", sess.clientid, pid, [s, 0] + self._d(d)])
+
+    def phase(self, sess, pid):
+        # PUBREC came back: only the packet id is needed from here (PUBREL).
+        if sess.clientid in self.known:
+            s = self.seq
+            self.seq = s + 1
+            self.ops.append([PUT, "i", sess.clientid, pid, [s, 1]])
+
+    def ack(self, sess, pid):
+        if sess.clientid in self.known:
+            self.ops.append([DEL, "i", sess.clientid, pid])
+
+    def rel(self, sess, pid):
+        if sess.clientid in self.known:
+            self.ops.append([PUT, "a", sess.clientid, pid, None])
+
+    def rel_done(self, sess, pid):
+        if sess.clientid in self.known:
+            self.ops.append([DEL, "a", sess.clientid, pid])
+
+    def refuse(self, c):
+        # A QoS 1/2 PUBLISH while the store is full: True (0x97 to MQTT 5, no ack to 3.x), logged.
+        if not self.full:
+            return False
+        b = self.b
+        t = getattr(self, "_log", None)
+        if t is None:
+            from gatemq.logline import Throttle
+            t = self._log = Throttle()
+        held = t.allow(b.clock())
+        if held is not None:
+            from gatemq.logline import more
+            b.log("warning", "persistence: QoS %s message from client %s refused: %s%s" % (
+                "1/2", c.name(), self.full_why, more(held, "refused")))
+        return True
+
+    def take(self):
+        ops = self.ops
+        if ops:
+            self.ops = []
+        return ops
+
+    # -- committing (the port calls these; store: write(ops), size(), reserve(), release()) --
+
+    def commit(self, store):
+        # Writes the pending ops as one unit (one write and one sync). -> True when they are
+        # stored (the round's acknowledgements may go out), False when they are not: the port then
+        # drops the round's output and closes those connections (their clients resend what was
+        # not acknowledged), the ops stay pending, and new QoS 1/2 messages are refused.
+        ops = self.ops
+        if not ops:
+            return True
+        self.ops = []
+        b = self.b
+        try:
+            store.write(ops)
+        except OSError as e:
+            err = e
+            if e.args and e.args[0] == ENOSPC and store.release():
+                # The reserve file goes: room for this round, whose acks are then true.
+                try:
+                    store.write(ops)
+                    err = None
+                except OSError as e2:
+                    err = e2
+            if err is not None:
+                self.ops = ops + self.ops
+                self._set_full("the store cannot be written (%s)" % (err,))
+                b.log("error", "persistence: %d change(s) could not be stored: %s; their "
+                      "acknowledgements are withheld and those clients disconnected" % (len(ops), err))
+                return False
+            self._set_full("the disk is full")
+            return True
+        if self.max_size and store.size() > self.max_size:
+            self._set_full("the store is past persistence.max_size (%d bytes)" % self.max_size)
+        return True
+
+    def _set_full(self, why):
+        if not self.full:
+            self.b.log("error", "persistence: %s; new QoS 1/2 messages are refused until there is room" % why)
+        self.full = True
+        self.full_why = why
+
+    def maintain(self, store):
+        # Every few seconds: leave the full state when there is room again (the reserve is back,
+        # the store under max_size after compaction).
+        if not self.full:
+            return
+        if self.ops or not store.reserve():
+            return
+        if self.max_size and store.size() > self.max_size:
+            return
+        self.full = False
+        self.full_why = None
+        self.b.log("info", "persistence: room again; QoS 1/2 messages are accepted")
+
+    # -- rebuilding the broker at start --
+
+    def load(self, items):
+        # items: (kind, client, key, value) of every stored record, in any order. Returns counts;
+        # records that are expired or orphaned are removed (ops queued).
+        b = self.b
+        now = b.clock()
+        wall = b.wallclock()
+        sessions = {}
+        rest = []
+        n_ret = 0
+        top = 0
+        for kind, cid, key, v in items:
+            if kind == "r":
+                if v[5] is not None and v[5] <= wall:
+                    self.ops.append([DEL, "r", "", key])
+                    continue
+                m = msg_of(b, v)
+                m.retain = True
+                b.retained.put(m, now)
+                n_ret += 1
+            elif kind == "s":
+                exp, exp_wall, owner, will, will_wall = v
+                if exp_wall is not None and exp_wall <= wall:
+                    self.ops.append([DROP, cid])
+                    if will is not None:
+                        rest.append(("W", cid, None, will))   # its will is due: it fires at start
+                    continue
+                s = Session(cid)
+                if owner is not None:
+                    s.owner = tuple(owner)
+                s.expiry = exp
+                if exp_wall is not None:
+                    s.expire_at = _mono(b, exp_wall)
+                elif exp is not None:
+                    s.expire_at = now + exp      # connected when the broker stopped
+                if will is not None:
+                    s.will = (msg_of(b, will), _mono(b, will_wall))
+                sessions[cid] = s
+            elif kind in KINDS:
+                rest.append((kind, cid, key, v))
+        queues = {}
+        dropped = set()
+        wills = []
+        for kind, cid, key, v in rest:
+            if kind == "W":
+                wills.append(msg_of(b, v))
+                continue
+            s = sessions.get(cid)
+            if s is None:
+                if cid not in dropped:
+                    dropped.add(cid)
+                    self.ops.append([DROP, cid])
+                continue
+            if kind == "u":
+                group, real = topics.split_share(key)
+                sub = Subscription(cid, real, v[0], v[1], group)
+                b.router.add(sub)
+                s.subs[key] = sub
+            elif kind == "q":
+                d = Delivery(msg_of(b, v[0]), v[1], v[2], v[3])
+                d.seq = key
+                queues.setdefault(cid, []).append((key, 0, d))
+                top = key if key > top else top
+            elif kind == "i":
+                if v[1]:
+                    d = Delivery(None, 2, False, None)
+                    d.phase = 1
+                else:
+                    d = Delivery(msg_of(b, v[2]), v[3], v[4], v[5])
+                queues.setdefault(cid, []).append((v[0], key, d))
+                top = v[0] if v[0] > top else top
+            elif kind == "a":
+                s.awaiting_rel[key] = now
+        n_q = n_i = 0
+        for cid, lst in queues.items():
+            s = sessions[cid]
+            lst.sort(key=lambda e: e[0])
+            for seq, pid, d in lst:
+                if pid:
+                    s.inflight[pid] = d
+                    s.next_pid = pid + 1 if pid < 65535 else 1
+                    n_i += 1
+                else:
+                    s.queue.append(d)
+                    n_q += 1
+        for cid, s in sessions.items():
+            b.sessions[cid] = s
+            b.offline.add(s)
+            self.known.add(cid)
+        self.seq = top + 1
+        for m in wills:
+            b.publish(m)
+        return {"retained": n_ret, "sessions": len(sessions), "queued": n_q, "inflight": n_i}
+
+    def snapshot(self):
+        # Every live record as a PUT op, from the broker's state (compaction writes these).
+        b = self.b
+        now = b.clock()
+        for m in _all_retained(b, now):
+            yield [PUT, "r", "", m.topic, msg_value(b, m)]
+        for cid in list(self.known):
+            s = b.sessions.get(cid)
+            if s is None:
+                continue
+            w = s.will
+            yield [PUT, "s", cid, "", [s.expiry, _wall(b, s.expire_at), _owner(s.owner),
+                                       None if w is None else msg_value(b, w[0]),
+                                       None if w is None else _wall(b, w[1])]]
+            for flt, sub in s.subs.items():
+                o = (sub.qos | (4 if sub.nl else 0) | (8 if sub.rap else 0) | (sub.rh << 4))
+                yield [PUT, "u", cid, flt, [o, sub.subid]]
+            for d in s.queue:
+                if d.seq:
+                    yield [PUT, "q", cid, d.seq, self._d(d)]
+            for pid, d in s.inflight.items():
+                sq = self.seq
+                self.seq = sq + 1
+                yield [PUT, "i", cid, pid, [sq, 1] if d.phase else [sq, 0] + self._d(d)]
+            for pid in s.awaiting_rel:
+                yield [PUT, "a", cid, pid, None]
+
+
+def _all_retained(b, now):
+    # Every stored retained message, "$" topics included ("#" alone skips them).
+    r = b.retained
+    out = []
+    stack = [r.root]
+    while stack:
+        d = stack.pop()
+        for v in d.values():
+            if type(v) is dict:
+                stack.append(v)
+            elif not v.expired(now):
+                out.append(v)
+    return out
+
+
+def attach(broker, pcfg):
+    # broker.persist for a port; the port loads the stored records with broker.persist.load().
+    p = Persist(broker, pcfg)
+    broker.persist = p
+    return p
