@@ -442,10 +442,79 @@ def role_retain(a):
     loader.close()
 
 
+def role_burst(a):
+    """Issue 12's burst: one QoS 1 subscriber that acknowledges every delivery at once, one
+    publisher that sends N QoS 1 messages as fast as it can, keeping up to WINDOW of them ahead of
+    what the subscriber has received, and reading its PUBACKs as they come. Waits until all N
+    arrived, or nothing came for --idle seconds: {"msgs", "lost", "seconds", "rate"}."""
+    import selectors
+    stop = watch_stdin()
+    deadline = time.perf_counter() + a.deadline
+    sub = open_conn(a.port, "bburst-sub-%d" % os.getpid())
+    sub.sendall(subscribe_packet(1, "bench/burst", 1))
+    first, body = read_packet(sub)
+    if first != 0x90 or body[2:3] == b"\x80":
+        raise ConnectionError("subscription refused")
+    pub = open_conn(a.port, "bburst-pub-%d" % os.getpid())
+    for s in (sub, pub):
+        s.setblocking(False)
+    pkts = [publish_packet("bench/burst", b"%08d" % i, 1, i % 65535 + 1) for i in range(a.n)]
+    emit("READY")
+    sel = selectors.DefaultSelector()
+    sel.register(sub, selectors.EVENT_READ, "sub")
+    sel.register(pub, selectors.EVENT_READ | selectors.EVENT_WRITE, "pub")
+    buf = bytearray(1 << 18)
+    spend = bytearray()
+    out = memoryview(b"")
+    nxt = got = 0
+    t0 = last = time.perf_counter()
+    err = None
+    while got < a.n:
+        now = time.perf_counter()
+        if stop.is_set() or now > deadline or now - last > a.idle:
+            err = "%d of %d messages arrived" % (got, a.n)
+            break
+        if not out and nxt < a.n and nxt - got < a.window:
+            k = min(a.n, got + a.window) - nxt
+            out = memoryview(b"".join(pkts[nxt:nxt + k]))
+            nxt += k
+        sel.modify(pub, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0), "pub")
+        for key, ev in sel.select(0.2):
+            s = key.fileobj
+            if key.data == "pub":
+                if ev & selectors.EVENT_WRITE and out:
+                    try:
+                        out = out[s.send(out):]
+                    except BlockingIOError:
+                        pass
+                if ev & selectors.EVENT_READ:
+                    if not s.recv_into(buf):
+                        raise ConnectionError("broker closed the publisher")
+                continue
+            n = s.recv_into(buf)
+            if not n:
+                raise ConnectionError("broker closed the subscriber")
+            last = time.perf_counter()
+            spend += buf[:n]
+            msgs, acks = _take_publishes(spend)
+            got += msgs
+            if acks:
+                sub.setblocking(True)
+                sub.sendall(acks)
+                sub.setblocking(False)
+    secs = last - t0
+    res = {"msgs": got, "lost": a.n - got, "seconds": secs, "rate": got / secs if secs > 0 else None}
+    if err:
+        res["error"] = err
+    emit(res)
+    sub.close()
+    pub.close()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="role", required=True)
-    for name in ("sub", "pub", "conns", "retain"):
+    for name in ("sub", "pub", "conns", "retain", "burst"):
         r = sub.add_parser(name)
         r.add_argument("--port", type=int, required=True)
         r.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
@@ -468,9 +537,14 @@ def main(argv=None):
     r.add_argument("--filter", default="dev/{}/status", help="{} is replaced by a stored i")
     r.add_argument("--expect", type=int, default=2000, help="retained PUBLISHes to wait for")
     r.add_argument("--idle", type=float, default=10.0, help="give up after this long without data")
+    r = sub.choices["burst"]
+    r.add_argument("--n", type=int, default=50000, help="QoS 1 messages")
+    r.add_argument("--window", type=int, default=5000, help="messages ahead of what the subscriber received")
+    r.add_argument("--idle", type=float, default=10.0, help="give up after this long without a delivery")
     a = p.parse_args(argv)
     try:
-        {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain}[a.role](a)
+        {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain,
+         "burst": role_burst}[a.role](a)
     except (OSError, ConnectionError) as e:
         emit({"error": "%s: %s" % (type(e).__name__, e)})
         return 1

@@ -472,6 +472,8 @@ ROWS = [
     ("connect_1000", "1000 connects", "s", False),
     ("tls_rate", "mTLS connects", "conn/s", True),
     ("tls_rss", "RSS/idle TLS conn", "KB", False),
+    ("burst", "QoS1 burst 50k, 5k ahead", "msg/s", True),
+    ("burst_lost", "  ... of them lost", "msgs", False),
     ("retain_exact", "ret 50k: 2000 exact subs", "sub/s", True),
     ("retain_plus", "ret 50k: 2000 dev/<n>/+", "sub/s", True),
     ("retain_wild", "ret 50k: 5x dev/+/status", "msg/s", True),
@@ -506,6 +508,17 @@ def _tls_conns(run, o, certdir):
     return out, note
 
 
+def _burst(run, o, certdir):
+    c = Child("burst", "--port", run.port, "--n", 50000, "--window", 5000, "--deadline", 180)
+    try:
+        c.expect_ready()
+        res = c.result(200)
+    finally:
+        c.stop()
+    run.rss_kb()  # raises if the broker died under the load
+    return {"burst": res.get("rate"), "burst_lost": res.get("lost")}, res.get("error")
+
+
 def retained(run, o, flt, subs, expect):
     c = Child("retain", "--port", run.port, "--n", RETAINED_N, "--subs", subs, "--filter", flt,
               "--expect", expect, "--deadline", 180)
@@ -532,6 +545,7 @@ GROUPS = [
     (("qos1_1_1",), False, _flow_group("qos1_1_1", 1, 1)),
     (("idle_rss", "connect_1000"), False, _plain_conns),
     (("tls_rate", "tls_rss"), True, _tls_conns),
+    (("burst", "burst_lost"), False, _burst),
     (("retain_exact",), False, _retain_group("retain_exact", "dev/{}/status", 2000, 1)),
     (("retain_plus",), False, _retain_group("retain_plus", "dev/{}/+", 2000, 1)),
     (("retain_wild",), False, _retain_group("retain_wild", "dev/+/status", 5, RETAINED_N)),
@@ -656,8 +670,10 @@ def verdict(key, res):
         return ">=0.7x mosq", _v([g / m >= 0.7] if g is not None and m else [])
     if key == "tls_rss":
         return "<=mosq", _v([g <= m] if g is not None and m is not None else [])
-    if key == "retain_exact":
+    if key in ("retain_exact", "burst"):
         return ">=0.5x mosq", _v([g / m >= 0.5] if g is not None and m else [])
+    if key == "burst_lost":
+        return "0", _v([g == 0] if g is not None else [])
     return "", "-"
 
 
