@@ -460,8 +460,10 @@ class Api:
                  "max_connections": lc.get("max_connections") or "infinity",
                  "current_connections": n,
                  "status": {"running": True, "current_connections": n}}
-            if kind == "ssl":
+            if kind in ("ssl", "wss"):
                 d["verify"] = lc["ssl_options"].get("verify")
+            if kind in ("ws", "wss"):
+                d["websocket"] = {"mqtt_path": lc["websocket"]["mqtt_path"]}
             out.append(d)
         return out
 

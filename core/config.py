@@ -79,9 +79,37 @@ SSL_LISTENER = Section(TCP_LISTENER.rows[:1] + [
 ], _needs_cert)
 
 
+# MQTT over WebSocket (EMQX's listeners.ws / listeners.wss and their `websocket` keys; gatemq.websocket).
+WEBSOCKET = Section([
+    ("mqtt_path", Str(), "/mqtt"),
+    ("supported_subprotocols", StrList(split=True), "mqtt, mqtt-v3, mqtt-v3.1.1, mqtt-v5"),
+    ("fail_if_no_subprotocol", BOOL, True),
+    ("max_frame_size", Size(1, None, INFINITY), "infinity"),
+    ("check_origin_enable", BOOL, False),
+    ("allow_origin_absence", BOOL, True),
+    ("check_origins", StrList(split=True), "http://localhost:18083, http://127.0.0.1:18083"),
+    # Believed only from a loopback peer: a reverse proxy on the same box.
+    ("proxy_address_header", Str(empty=True), "x-forwarded-for"),
+    ("proxy_port_header", Str(empty=True), "x-forwarded-port"),
+])
+
+WS_LISTENER = Section(TCP_LISTENER.rows[:1] + [
+    ("bind", Bind(), "0.0.0.0:8083"),
+] + TCP_LISTENER.rows[2:] + [
+    ("websocket", WEBSOCKET, {}),
+])
+
+WSS_LISTENER = Section(TCP_LISTENER.rows[:1] + [
+    ("bind", Bind(), "0.0.0.0:8084"),
+] + TCP_LISTENER.rows[2:] + [
+    ("websocket", WEBSOCKET, {}),
+    ("ssl_options", SSL_OPTIONS, {}),
+], _needs_cert)
+
+
 def _default_listener(o, tree, pos, path):
     # The embedded default listener exists only while the file names no listener of its own.
-    if not o["tcp"] and not o["ssl"]:
+    if not o["tcp"] and not o["ssl"] and not o["ws"] and not o["wss"]:
         o["tcp"] = {"default": TCP_LISTENER.walk(as_tree({"bind": "127.0.0.1:1883"}), None,
                                                  "listeners.tcp.default")}
 
@@ -89,6 +117,8 @@ def _default_listener(o, tree, pos, path):
 LISTENERS = Section([
     ("tcp", Named(TCP_LISTENER), {}),
     ("ssl", Named(SSL_LISTENER), {}),
+    ("ws", Named(WS_LISTENER), {}),
+    ("wss", Named(WSS_LISTENER), {}),
 ], _default_listener)
 
 MQTT = Section([

@@ -72,8 +72,8 @@ class Dashboard:
         # The server's listeners in the order Server.start() opened them, with the bound address.
         out = []
         socks = iter(self.srv.servers)
-        for kind in ("tcp", "ssl"):
-            for name, lc in self.cfg["listeners"][kind].items():
+        for kind in ("tcp", "ssl", "ws", "wss"):
+            for name, lc in self.cfg["listeners"].get(kind, {}).items():
                 if not lc.get("enable", True):
                     continue
                 s = next(socks, None)

@@ -39,9 +39,13 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("", 0)
-        self.conn = self.srv.broker.open(self, (peer[0], peer[1]), self.listener, None)
+        self.conn = self.open((peer[0], peer[1]), None)
         if self.conn is None:
             transport.abort()
+
+    def open(self, peer, der):
+        # The broker connection this socket feeds (wsglue puts the WebSocket framing between).
+        return self.srv.broker.open(self, peer, self.listener, der)
 
     def data_received(self, data):
         c = self.conn
@@ -141,6 +145,9 @@ class Listener:
         # TCP connections that never sent a ClientHello used up the process's descriptors.
         self.handshakes = 0
         self.refusals = Throttle()
+        # The connection classes (wsglue.setup replaces them for ws and wss listeners).
+        self.plain_cls = Client
+        self.tls_cls = TLSClient
 
     async def bind(self, host, port):
         loop = asyncio.get_running_loop()
@@ -188,7 +195,7 @@ class Listener:
                     continue
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.handshakes += 1
-                TLSClient(srv, self.name, self).start(s, addr)
+                self.tls_cls(srv, self.name, self).start(s, addr)
             else:
                 srv.spawn(self._plain(s))
 
@@ -211,7 +218,7 @@ class Listener:
         # The transport sets TCP_NODELAY and calls Client.connection_made.
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: Client(self.srv, self.name), s)
+            await loop.connect_accepted_socket(lambda: self.plain_cls(self.srv, self.name), s)
         except Exception as e:
             # Retrieved here, or the loop would print "Task exception was never retrieved".
             self.srv.log("warning", "listener %s: could not set up an accepted connection: %r" % (self.name, e))
@@ -331,7 +338,7 @@ class TLSClient(Client):
             return False
         peer, self.peer = self.peer, None
         lt.drop_sent_chain(self.tls, self.sock)
-        self.conn = self.srv.broker.open(self, peer, self.listener, der)
+        self.conn = self.open(peer, der)
         if self.conn is None:
             self._teardown()
             return False
@@ -551,15 +558,19 @@ class Server:
 
     async def start(self):
         loop = asyncio.get_running_loop()
-        for kind in ("tcp", "ssl"):
-            for name, lc in self.cfg["listeners"][kind].items():
+        for kind in ("tcp", "ssl", "ws", "wss"):
+            for name, lc in self.cfg["listeners"].get(kind, {}).items():
                 if not lc.get("enable", True):
                     continue
                 lname = "%s:%s" % (kind, name)
                 host, port = lc["bind"]
-                if kind == "ssl":
+                tls = kind in ("ssl", "wss")
+                if tls:
                     self.tls[lname] = tlsctx.ListenerTLS(lname, lc["ssl_options"], self.log)
-                srv = Listener(self, lname, kind == "ssl")
+                srv = Listener(self, lname, tls)
+                if kind in ("ws", "wss"):
+                    from gatemq.cpython import wsglue
+                    wsglue.setup(srv)
                 await srv.bind(host or None, port)
                 self.servers.append(srv)
                 for s in srv.sockets:
