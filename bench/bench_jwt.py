@@ -75,7 +75,8 @@ def cases():
     from gatemq import pwhash
     algo = {"name": "pbkdf2", "mac_fun": "sha256", "iterations": 4096}
     return [
-        {"kind": "jwt", "name": "HS256", "n": 200, "cfg": {"secret": "bench-secret"}, "token": token("HS256", hs)},
+        {"kind": "jwt", "name": "HS256", "n": 200, "cfg": {"algorithm": "hmac-based", "secret": "bench-secret",
+                                                               "secret_base64_encoded": False}, "token": token("HS256", hs)},
         {"kind": "jwt", "name": "RS256", "n": 50, "cfg": {"algorithm": "public-key", "public_key": pub(rk)},
          "token": token("RS256", lambda m: rk.sign(m, padding.PKCS1v15(), hashes.SHA256()))},
         {"kind": "jwt", "name": "ES256", "n": 5, "cfg": {"algorithm": "public-key", "public_key": pub(ek)},

@@ -153,6 +153,9 @@ _ATTR = {"username": "username", "clientid": "clientid", "cert_common_name": "ce
 
 
 def _client_value(client, name):
+    if name[:13] == "client_attrs.":
+        # ${client_attrs.NAME}: an attribute mqtt.client_attrs_init set (gatemq.clientattrs).
+        return (getattr(client, "client_attrs", None) or {}).get(name[13:])
     return getattr(client, _ATTR[name], None)
 
 
@@ -186,7 +189,7 @@ def _compile_topic(text, where):
     if names is None:
         raise where("placeholder in %r is not closed with }" % text)
     for n in names:
-        if n not in PLACEHOLDERS:
+        if n not in PLACEHOLDERS and not (n[:13] == "client_attrs." and len(n) > 13):
             raise where("unknown placeholder ${%s} in %r; known: %s"
                         % (n, text, ", ".join("${%s}" % p for p in PLACEHOLDERS)))
     return ("filter", text, bool(names))
@@ -469,25 +472,22 @@ def _first_match(rules, client, action, topic, qos, retain):
 
 
 class Authorizer(NoMatch):
-    # authz_cfg: {no_match, deny_action, sources: [{type: "file", path, enable}]}; rules from a
-    # JWT acl claim (client.acl) come first, then the files in order, then no_match.
+    # authz_cfg: the loaded config's authorization section, {no_match, deny_action, sources:
+    # [{type: "file", path, enable}]}, checked by the schema (a file source has a path; file is
+    # the only type). Rules from a JWT acl claim (client.acl) come first, then the files in
+    # order, then no_match.
     def __init__(self, authz_cfg, read_file, log=None):
         NoMatch.__init__(self, authz_cfg, log)
         self.sources = []
         self.files = []     # what Broker.reload_auth reports as re-read
-        for i, src in enumerate((authz_cfg or {}).get("sources", [])):
-            if not src.get("enable", True):
+        for i, src in enumerate(authz_cfg["sources"]):
+            if not src["enable"]:
                 continue
-            if src.get("type") != "file":
-                raise ConfigError("authorization.sources[%d].type: only file is supported, got %r"
-                                  % (i, src.get("type")))
-            path = src.get("path")
-            if not path:
-                raise ConfigError("authorization.sources[%d].path: a file source needs a path" % i)
+            path = src["path"]
             try:
                 text = read_file(path)
             except Exception as e:
-                raise ConfigError("authorization.sources[%d].path: cannot read %r: %s" % (i, path, e))
+                raise ConfigError("authorization.sources.%d.path: cannot read %r: %s" % (i + 1, path, e))
             rules = parse(text, path)
             self.sources.append(rules)
             self.files.append("acl file %r (%d rules)" % (path, len(rules)))

@@ -64,7 +64,11 @@ def parse_users(data, source="users"):
             raise ConfigError("%s:%d: salt must be a string" % (source, n))
         algo = obj.get("algorithm")
         if algo is not None:
-            algo = pwhash.normalise(algo)
+            # Not from the config file, so not checked by its schema: normalise checks it.
+            try:
+                algo = pwhash.normalise(algo)
+            except ConfigError as e:
+                raise ConfigError("%s:%d: algorithm: %s" % (source, n, e))
         su = obj.get("is_superuser", False)
         users[obj["user_id"]] = (obj["password_hash"], salt, su is True or su == "true", algo)
     return users
@@ -81,25 +85,20 @@ def format_user(user_id, password_hash, salt, is_superuser, algorithm=None):
 class PasswordDb:
     name = "password_based:built_in_database"
 
+    # cfg: one password_based entry of the loaded config's authentication list, checked and
+    # completed by gatemq.config's schema (user_id_type, password_hash_algorithm, user_file).
     def __init__(self, cfg, read_file, log):
         self.log = log
-        self.user_id_type = cfg.get("user_id_type", "username")
-        if self.user_id_type not in ("username", "clientid"):
-            raise ConfigError("authentication.user_id_type: expected username|clientid, got %r"
-                              % (self.user_id_type,))
-        from gatemq import pwhash
-        self.algo = pwhash.normalise(cfg.get("password_hash_algorithm"))
+        self.user_id_type = cfg["user_id_type"]
+        self.algo = cfg["password_hash_algorithm"]
         # user_file is gatemq's key; the config schema requires it (EMQX's bootstrap_file is an
         # unknown key there).
-        self.path = cfg.get("user_file")
+        self.path = cfg["user_file"]
         self.read_file = read_file
         self.users = {}
         self.reload()
 
     def reload(self):
-        if not self.path:
-            self.log("warning", "authentication: built_in_database has no user_file; no user can log in")
-            return
         try:
             data = self.read_file(self.path)
         except Exception as e:
@@ -109,8 +108,6 @@ class PasswordDb:
     @property
     def files(self):
         # What Broker.reload_auth reports as re-read.
-        if not self.path:
-            return ()
         return ("users file %r (%d users)" % (self.path, len(self.users)),)
 
     def authenticate(self, client, now):
@@ -148,20 +145,19 @@ def _render_claim(value, client):
 class JwtAuth:
     name = "jwt"
 
+    # cfg: one jwt entry of the loaded config's authentication list, checked by the schema.
     def __init__(self, cfg, read_file, log):
-        self.source = cfg.get("from", "password")
-        if self.source not in ("password", "username"):
-            raise ConfigError("authentication.from: expected password|username, got %r" % (self.source,))
+        self.source = cfg["from"]
         from gatemq import jwt
         self.verifier = jwt.Verifier(cfg, read_file)
-        self.leeway = cfg.get("leeway", 0)
-        self.verify_claims = cfg.get("verify_claims", {}) or {}  # the schema makes it a string map
-        self.acl_claim_name = cfg.get("acl_claim_name", "acl")
-        self.disconnect_after_expire = cfg.get("disconnect_after_expire", True)
-        spec = cfg.get("public_key")
+        self.leeway = cfg["leeway"]
+        self.verify_claims = cfg["verify_claims"]
+        self.acl_claim_name = cfg["acl_claim_name"]
+        self.disconnect_after_expire = cfg["disconnect_after_expire"]
+        spec = cfg["public_key"]
         # A public_key that is not PEM text is a file (gatemq.jwt reads it the same way).
-        self.files = ("jwt public_key %r" % spec,) if isinstance(spec, str) and spec \
-            and "-----BEGIN" not in spec and self.verifier.alg != "HS256" else ()
+        self.files = ("jwt public_key %r" % spec,) if spec and "-----BEGIN" not in spec \
+            and self.verifier.alg != "HS256" else ()
 
     def authenticate(self, client, now):
         token = getattr(client, self.source, None)
@@ -191,27 +187,16 @@ class JwtAuth:
 
 # --- the chain -------------------------------------------------------------------------------------
 
-def _build(cfg, i):
-    mech = cfg.get("mechanism")
-    if mech == "password_based":
-        backend = cfg.get("backend", "built_in_database")
-        if backend != "built_in_database":
-            raise ConfigError("authentication[%d].backend: only built_in_database is supported, got %r" % (i, backend))
-        return PasswordDb
-    if mech == "jwt":
-        return JwtAuth
-    raise ConfigError("authentication[%d].mechanism: expected password_based|jwt, got %r" % (i, mech))
-
-
 class Authenticator(Gate):
+    # authn_list_cfg: the loaded config's authentication list. The schema has already refused
+    # unknown mechanisms and backends (password_based is built_in_database only).
     def __init__(self, authn_list_cfg, read_file, wallclock, log):
         Gate.__init__(self, wallclock, log)
         self.chain = []
-        for i, cfg in enumerate(authn_list_cfg or []):
-            cls = _build(cfg, i)
-            if not cfg.get("enable", True):
-                continue
-            self.chain.append(cls(cfg, read_file, log))
+        for cfg in authn_list_cfg:
+            if cfg["enable"]:
+                cls = JwtAuth if cfg["mechanism"] == "jwt" else PasswordDb
+                self.chain.append(cls(cfg, read_file, log))
 
     # No reload() here: Broker.reload_auth builds a whole new Authenticator and swaps it in only
     # when every file of the chain was read without error.

@@ -42,52 +42,40 @@ def _json_object(raw, what):
     return obj
 
 
-ALG_NAMES = {"hmac-based": "HS256", "HS256": "HS256", "public-key": None, "RS256": "RS256", "ES256": "ES256"}
-
-
 class Verifier:
-    # cfg: the jwt authenticator's settings (EMQX names): algorithm = hmac-based | public-key
-    # (or HS256 | RS256 | ES256), secret, secret_base64_encoded, public_key (a PEM text, or a path
-    # to a PEM or DER public key or certificate, read with read_file).
+    # cfg: a jwt authenticator of the loaded config (EMQX names), checked by gatemq.config's schema:
+    # algorithm = hmac-based (with a secret, maybe secret_base64_encoded) or public-key (with
+    # public_key: a PEM text, or a path to a PEM or DER public key or certificate, read with
+    # read_file). A public key's kind picks RS256 or ES256.
     def __init__(self, cfg, read_file=None):
-        algo = cfg.get("algorithm", "hmac-based")
-        if algo not in ALG_NAMES:
-            raise ConfigError("jwt.algorithm: expected hmac-based|public-key|HS256|RS256|ES256, got %r" % (algo,))
-        self.alg = ALG_NAMES[algo]
         self.secret = None
         self.key = None
-        if self.alg == "HS256":
-            secret = cfg.get("secret")
-            if not secret:
-                raise ConfigError("jwt.secret: an HS256 authenticator needs a secret")
-            secret = secret.encode() if isinstance(secret, str) else bytes(secret)
-            if cfg.get("secret_base64_encoded", False):
+        if cfg["algorithm"] == "hmac-based":
+            self.alg = "HS256"
+            secret = cfg["secret"].encode()
+            if cfg["secret_base64_encoded"]:
                 try:
                     secret = binascii.a2b_base64(secret)
                 except Exception:
                     raise ConfigError("jwt.secret: secret_base64_encoded is true but the secret is not base64")
             self.secret = pwhash.Hmac(secret)
+            return
+        spec = cfg["public_key"]
+        if "-----BEGIN" in spec:
+            data = spec.encode()
         else:
-            spec = cfg.get("public_key")
-            if not spec:
-                raise ConfigError("jwt.public_key: a public-key authenticator needs a public key (PEM text or file path)")
-            if isinstance(spec, str) and "-----BEGIN" in spec:
-                data = spec.encode()
-            else:
-                if read_file is None:
-                    raise ConfigError("jwt.public_key: %r is a path but no file reader was given" % (spec,))
-                try:
-                    data = read_file(spec)
-                except Exception as e:
-                    raise ConfigError("jwt.public_key: cannot read %r: %s" % (spec, e))
+            if read_file is None:
+                raise ConfigError("jwt.public_key: %r is a path but no file reader was given" % (spec,))
             try:
-                self.key = pubkey.load(data)
-            except AuthError as e:
-                raise ConfigError("jwt.public_key: %s" % e)
-            kind_alg = "RS256" if self.key.kind == "RSA" else "ES256"
-            if self.alg is not None and self.alg != kind_alg:
-                raise ConfigError("jwt.algorithm: %s does not fit the %s public key" % (self.alg, self.key.kind))
-            self.alg = kind_alg
+                data = read_file(spec)
+            except Exception as e:
+                raise ConfigError("jwt.public_key: cannot read %r: %s" % (spec, e))
+        # The key's contents are not the schema's: a file that holds no usable key is refused here.
+        try:
+            self.key = pubkey.load(data)
+        except AuthError as e:
+            raise ConfigError("jwt.public_key: %s" % e)
+        self.alg = "RS256" if self.key.kind == "RSA" else "ES256"
 
     def verify(self, token):
         # Returns the claims of a token whose signature checks out; does not look at exp/nbf.

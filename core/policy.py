@@ -2,7 +2,6 @@
 # listener defaults of authentication and authorization.no_match. gatemq.auth and gatemq.acl
 # extend these classes with the chain and the rules; the broker imports them only when the
 # config has some, since their bytecode is ~60 KB of heap on boards that load .mpy into RAM.
-from gatemq.errors import ConfigError
 from gatemq.logline import ident
 from gatemq.ipaddr import is_loopback
 
@@ -60,16 +59,12 @@ def strip_share(topic_filter):
 
 class NoMatch:
     # Authorization: superusers pass; otherwise the rules (none here) and then no_match decide.
-    # authz_cfg: {no_match, deny_action, sources: [...]}; the sources are gatemq.acl's part.
+    # authz_cfg: the loaded config's authorization section ({no_match, deny_action, sources, ...},
+    # checked by gatemq.config's schema); the sources are gatemq.acl's part.
     def __init__(self, authz_cfg, log=None):
-        authz_cfg = authz_cfg or {}
         self.log = log or (lambda level, msg: None)
-        self.no_match = authz_cfg.get("no_match", "allow")
-        if self.no_match not in ("allow", "deny"):
-            raise ConfigError("authorization.no_match: expected allow|deny, got %r" % (self.no_match,))
-        self._deny_action = authz_cfg.get("deny_action", "ignore")
-        if self._deny_action not in ("ignore", "disconnect"):
-            raise ConfigError("authorization.deny_action: expected ignore|disconnect, got %r" % (self._deny_action,))
+        self.no_match = authz_cfg["no_match"]
+        self._deny_action = authz_cfg["deny_action"]
 
     @property
     def deny_action(self):

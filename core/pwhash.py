@@ -81,7 +81,9 @@ def equal(a, b):
 
 
 def normalise(algo):
-    # Fills in EMQX's defaults for a password_hash_algorithm object and checks it.
+    # Fills in EMQX's defaults for a password_hash_algorithm object and checks it: for what does
+    # not come through the config schema (a users file's per-user `algorithm`, gatemq-passwd's
+    # options). The config's password_hash_algorithm is checked and completed by the schema.
     if algo is None:
         algo = {"name": "sha256"}
     if isinstance(algo, str):
@@ -118,13 +120,14 @@ def normalise(algo):
 
 def hash_password(algo, salt, password):
     # Returns what the users file stores in password_hash, as EMQX computes it: lowercase hex of
-    # the digest, or the (salted) text itself for plain.
-    algo = normalise(algo)
+    # the digest, or the (salted) text itself for plain. algo is complete and checked, as the
+    # config schema or normalise() gives it; it is not checked again on every login.
     salt = _to_bytes(salt)
     password = _to_bytes(password)
     name = algo["name"]
     if name == "pbkdf2":
-        dk = pbkdf2_sha256(password, salt, algo["iterations"], algo["dk_length"])
+        # dk_length None (the schema's "not set") is EMQX's default, the MAC's output length.
+        dk = pbkdf2_sha256(password, salt, algo["iterations"], algo.get("dk_length") or 32)
         return binascii.hexlify(dk).decode()
     pos = algo["salt_position"]
     if pos == "prefix":
@@ -135,6 +138,8 @@ def hash_password(algo, salt, password):
         data = password
     if name == "plain":
         return data.decode()
+    if name not in ("sha256", "md5"):
+        raise ValueError("hash_password: %r is not a checked algorithm" % (name,))
     fn = hashlib.sha256 if name == "sha256" else hashlib.md5
     return binascii.hexlify(fn(data).digest()).decode()
 
@@ -143,7 +148,7 @@ def check_password(algo, salt, password, stored_hash):
     # Hex digests are compared case-insensitively, as the text EMQX exports may be upper case.
     got = hash_password(algo, salt, password)
     want = stored_hash
-    if normalise(algo)["name"] != "plain":
+    if algo["name"] != "plain":
         want = want.lower()
     return equal(got, want)
 

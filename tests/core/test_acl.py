@@ -1,5 +1,5 @@
 # acl.conf parsing (EMQX syntax) and the authorizer's order: superuser, JWT claim, files, no_match.
-from gatemq import acl
+from gatemq import acl, config
 from gatemq.errors import ConfigError, AuthError
 from _check import raises
 
@@ -15,11 +15,12 @@ class Client:
         self.acl = None
 
 
-def authz(text, no_match="deny", **kw):
+def authz(text, no_match="deny", extra=""):
+    # An Authorizer of one acl.conf source, its settings through the config schema.
     files = {"acl.conf": text.encode()}
-    cfg = {"no_match": no_match, "sources": [{"type": "file", "path": "acl.conf", "enable": True}]}
-    cfg.update(kw)
-    return acl.Authorizer(cfg, files.__getitem__)
+    cfg = config.load('authorization { no_match = %s, sources = [{type = file, path = "acl.conf"}]\n%s}'
+                      % (no_match, extra))
+    return acl.Authorizer(cfg["authorization"], files.__getitem__)
 
 
 EXAMPLE = """
@@ -121,7 +122,7 @@ def test_topic_matching_publish_and_subscribe():
 
 
 def test_no_match_and_superuser_and_deny_action():
-    a = authz('{allow, all, publish, ["open"]}.', no_match="allow", deny_action="disconnect")
+    a = authz('{allow, all, publish, ["open"]}.', no_match="allow", extra="deny_action = disconnect")
     assert a.check(Client(), "publish", "other")
     assert a.deny_action == "disconnect"
     b = authz('{deny, all, publish, ["closed"]}.', no_match="deny")
@@ -129,7 +130,8 @@ def test_no_match_and_superuser_and_deny_action():
     su = Client()
     su.is_superuser = True
     assert b.check(su, "publish", "closed")
-    assert acl.Authorizer({}, None).check(Client(), "publish", "x")  # EMQX default no_match = allow
+    # EMQX's default no_match is allow
+    assert acl.Authorizer(config.default()["authorization"], None).check(Client(), "publish", "x")
 
 
 def test_jwt_claim_checked_before_files():
@@ -172,5 +174,17 @@ def test_parse_errors_carry_line_numbers():
     assert "qos" in msg('{allow, all, {publish, {qos, 3}}, ["t"]}.')
     assert "action" in msg('{allow, all, read, ["t"]}.')
     assert "string not closed" in msg('{allow, all, publish, ["t}.')
-    raises(ConfigError, acl.Authorizer, {"sources": [{"type": "file", "path": "missing"}]}, {}.__getitem__)
-    raises(ConfigError, acl.Authorizer, {"no_match": "perhaps"}, None)
+    cfg = config.load('authorization.sources = [{type = file, path = "missing"}]')["authorization"]
+    e = str(raises(ConfigError, acl.Authorizer, cfg, {}.__getitem__))
+    assert e.startswith("authorization.sources.1.path: cannot read 'missing'"), e
+
+
+def test_bad_sources_are_config_errors_at_their_key():
+    def msg(text):
+        return str(raises(ConfigError, config.load, text, "g.conf"))
+    e = msg("authorization.sources = [{type = file}]")
+    assert e.startswith("g.conf:1:26: authorization.sources.1.path: expected a file path (required)"), e
+    e = msg('authorization.sources = [{type = http, path = "x"}]')
+    assert e.startswith("g.conf:1:34: authorization.sources.1.type: expected one of file"), e
+    e = msg("authorization.no_match = perhaps")
+    assert e.startswith("g.conf:1:26: authorization.no_match: expected one of allow|deny"), e

@@ -1,7 +1,7 @@
 # The authentication chain: listener defaults, password_based users, JWT, chain order.
 import json
 
-from gatemq import auth
+from gatemq import auth, config
 from gatemq import pwhash
 from gatemq import jwt
 from gatemq.errors import ConfigError
@@ -38,10 +38,22 @@ class Log:
         return "\n".join(m for _, m in self.lines)
 
 
+def entry(rows, **over):
+    # One authenticator as HOCON text: rows [(key, value text)], some replaced or added by over.
+    rows = [(k, over.pop(k, v)) for k, v in rows] + list(over.items())
+    return "{" + ", ".join("%s = %s" % kv for kv in rows) + "}"
+
+
 def make(chain, files=None):
+    # chain: authenticators as HOCON text (entry()); the list goes through the config schema.
+    cfg = config.load("authentication = [%s]" % ", ".join(chain))["authentication"]
     log = Log()
-    a = auth.Authenticator(chain, (files or {}).__getitem__, lambda: NOW, log)
+    a = auth.Authenticator(cfg, (files or {}).__getitem__, lambda: NOW, log)
     return a, log
+
+
+def load_error(text):
+    return str(raises(ConfigError, config.load, text, "g.conf"))
 
 
 SHA = {"name": "sha256", "salt_position": "suffix"}
@@ -54,8 +66,9 @@ def users_file(*users):
     return "\n".join(lines).encode()
 
 
-PWD = {"mechanism": "password_based", "backend": "built_in_database", "user_id_type": "username",
-       "password_hash_algorithm": SHA, "user_file": "users"}
+PWD_ROWS = [("mechanism", "password_based"), ("backend", "built_in_database"), ("user_id_type", "username"),
+            ("password_hash_algorithm", "{name = sha256, salt_position = suffix}"), ("user_file", '"users"')]
+PWD = entry(PWD_ROWS)
 FILES = {"users": users_file(("alice", "wonder", False), ("root", "toor", True), ("devA", "pw-of-a", False))}
 
 
@@ -66,8 +79,9 @@ def hs256(claims, secret=b"k3y"):
     return (h + "." + p + "." + s).encode()
 
 
-JWT = {"mechanism": "jwt", "from": "password", "algorithm": "hmac-based", "secret": "k3y",
-       "verify_claims": {"sub": "${clientid}"}, "leeway": 5}
+JWT_ROWS = [("mechanism", "jwt"), ("from", "password"), ("algorithm", "hmac-based"), ("secret", '"k3y"'),
+            ("verify_claims", '{sub = "${clientid}"}'), ("leeway", "5s")]
+JWT = entry(JWT_ROWS)
 
 
 def test_no_authenticators_secure_defaults():
@@ -119,7 +133,7 @@ def test_certificate_username_still_needs_the_password():
 def test_user_id_type_clientid_and_per_user_algorithm():
     algo = {"name": "pbkdf2", "mac_fun": "sha256", "iterations": 3}
     line = auth.format_user("cid-7", pwhash.hash_password(algo, "ab", "pw"), "ab", False, algo)
-    cfg = dict(PWD, user_id_type="clientid")
+    cfg = entry(PWD_ROWS, user_id_type="clientid")
     a, _ = make([cfg], {"users": line.encode()})
     assert a.authenticate(Client("cid-7", username="whatever", password=b"pw"), {})[0] == 0
     assert a.authenticate(Client("cid-7", password=b"px"), {})[0] == 0x86
@@ -131,9 +145,29 @@ def test_users_file_errors_and_json_array():
     assert "u:2:" in str(e)
     users = auth.parse_users('[{"user_id": "a", "password_hash": "h", "is_superuser": true}]')
     assert users["a"] == ("h", "", True, None)
-    raises(ConfigError, make, [dict(PWD, user_file="missing")], {})
-    raises(ConfigError, make, [{"mechanism": "scram"}])
-    raises(ConfigError, make, [dict(PWD, backend="mysql")])
+    # a user's own algorithm is not from the config file: the users file's line is named
+    e = str(raises(ConfigError, auth.parse_users, '\n{"user_id": "a", "password_hash": "h", '
+                                                  '"algorithm": {"name": "bcrypt"}}', "u"))
+    assert e.startswith("u:2: algorithm: password_hash_algorithm.name: expected one of"), e
+    e = str(raises(ConfigError, make, [entry(PWD_ROWS, user_file='"missing"')], {}))
+    assert e.startswith("authentication.user_file: cannot read 'missing'"), e
+
+
+def test_bad_authenticators_are_config_errors_at_their_key():
+    e = load_error("authentication = [{mechanism = scram}]")
+    assert e.startswith("g.conf:1:32: authentication.1.mechanism: expected one of password_based|jwt "
+                        "(enhanced authentication is not supported yet)"), e
+    e = load_error("authentication = [%s]" % entry(PWD_ROWS, backend="mysql"))
+    assert e.startswith("g.conf:1:58: authentication.1.backend: expected one of built_in_database"), e
+    e = load_error("authentication = [%s]" % entry(PWD_ROWS, user_id_type="peerhost"))
+    assert e.startswith("g.conf:1:92: authentication.1.user_id_type: expected one of username|clientid"), e
+    e = load_error("authentication = [%s]" % entry(JWT_ROWS, **{"from": "header"}))
+    assert e.startswith("g.conf:1:44: authentication.1.from: expected one of password|username"), e
+    e = load_error("authentication = [{mechanism = jwt}]")
+    assert e.startswith("g.conf:1:19: authentication.1.secret: expected a value when algorithm = hmac-based"), e
+    e = load_error("authentication = [{mechanism = jwt, algorithm = public-key}]")
+    assert e.startswith("g.conf:1:49: authentication.1.public_key: expected a value when algorithm = "
+                        "public-key"), e
 
 
 def test_jwt_for_one_clientid_is_refused_for_another():
@@ -166,12 +200,12 @@ def test_jwt_refusals_are_bad_credentials_with_reason():
 
 
 def test_jwt_from_username_superuser_and_acl_claim():
-    cfg = dict(JWT, **{"from": "username", "verify_claims": {"u": "${username}"}})
+    cfg = entry(JWT_ROWS, **{"from": "username", "verify_claims": '{u = "${username}"}'})
     a, _ = make([cfg])
     tok = hs256({"u": "ignored", "is_superuser": True})
     # ${username} is the token itself here, so the claim cannot match: refused
     assert a.authenticate(Client(username=tok.decode()), {})[0] == 0x86
-    a, _ = make([dict(JWT, verify_claims={})])
+    a, _ = make([entry(JWT_ROWS, verify_claims="{}")])
     c = Client(password=hs256({"is_superuser": True, "acl": {"pub": ["a/b"]}}))
     assert a.authenticate(c, {})[0] == 0
     assert c.is_superuser is True
@@ -191,7 +225,7 @@ def test_chain_order_first_answer_wins():
     # known user, wrong password: denied at once even though a JWT would pass
     assert a.authenticate(Client("c1", username="alice", password=hs256({"sub": "c1"})), {})[0] == 0x86
     # a disabled authenticator is skipped
-    b, _ = make([dict(PWD, enable=False), JWT], FILES)
+    b, _ = make([entry(PWD_ROWS, enable="false"), JWT], FILES)
     assert b.authenticate(Client(username="alice", password=b"wonder"), {})[0] == 0x86
     # no password at all: every authenticator ignores
     assert a.authenticate(Client("c1"), {})[0] == 0x87

@@ -4,12 +4,12 @@ from gatemq import auth, codec, config, pwhash
 from gatemq.broker import Broker
 from _harness import Harness
 
-ALGO = {"name": "sha256", "salt_position": "prefix"}
-
 CONFIG = """
 authentication = [{ mechanism = password_based, backend = built_in_database, user_file = "users" }]
 authorization { no_match = deny, sources = [{ type = file, path = "acl.conf" }] }
 """
+# The users file's hashes, made with the algorithm the schema gives the authenticator.
+ALGO = config.load(CONFIG)["authentication"][0]["password_hash_algorithm"]
 
 ACL = '{allow, all, all, ["t/#"]}.\n'
 

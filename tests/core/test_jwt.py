@@ -3,7 +3,7 @@
 import json
 import binascii
 
-from gatemq import jwt
+from gatemq import config, jwt
 from gatemq import pwhash
 from gatemq import pubkey
 from gatemq.errors import AuthError, ConfigError
@@ -28,6 +28,20 @@ def b64(obj):
     return jwt.b64url_encode(obj).decode()
 
 
+def verifier(settings, read_file=None):
+    # A Verifier of a jwt authenticator whose settings (HOCON text) went through the config schema.
+    cfg = config.load("authentication = [{mechanism = jwt, %s}]" % settings)["authentication"][0]
+    return jwt.Verifier(cfg, read_file)
+
+
+def public_key(pem):
+    return "algorithm = public-key, public_key = " + json.dumps(pem)
+
+
+def load_error(text):
+    return str(raises(ConfigError, config.load, text, "g.conf"))
+
+
 def hs256(claims, secret, header=None):
     h = b64(header or {"alg": "HS256", "typ": "JWT"})
     p = b64(claims)
@@ -36,23 +50,23 @@ def hs256(claims, secret, header=None):
 
 
 def test_rfc7515_hs256_vector_with_base64_secret():
-    v = jwt.Verifier({"algorithm": "hmac-based", "secret": RFC_KEY_B64, "secret_base64_encoded": True})
+    v = verifier('algorithm = hmac-based, secret = "%s", secret_base64_encoded = true' % RFC_KEY_B64)
     claims = v.verify(RFC_TOKEN.encode())
     assert claims["iss"] == "joe"
     assert claims["http://example.com/is_root"] is True
     # the same secret taken literally is another key
-    v2 = jwt.Verifier({"algorithm": "hmac-based", "secret": RFC_KEY_B64})
+    v2 = verifier('algorithm = hmac-based, secret = "%s"' % RFC_KEY_B64)
     assert "signature" in str(raises(AuthError, v2.verify, RFC_TOKEN))
 
 
 def test_hs256_roundtrip_and_wrong_secret():
     tok = hs256({"sub": "a"}, b"s3cret")
-    assert jwt.Verifier({"secret": "s3cret"}).verify(tok) == {"sub": "a"}
-    assert "signature" in str(raises(AuthError, jwt.Verifier({"secret": "other"}).verify, tok))
+    assert verifier('secret = "s3cret"').verify(tok) == {"sub": "a"}
+    assert "signature" in str(raises(AuthError, verifier('secret = "other"').verify, tok))
 
 
 def test_rs256_vector_verifies_and_tampering_fails():
-    v = jwt.Verifier({"algorithm": "public-key", "public_key": RSA_PUB})
+    v = verifier(public_key(RSA_PUB))
     claims = v.verify(RS256_TOKEN)
     assert claims["sub"] == "dev1" and claims["acl"] == {"pub": ["devices/dev1/#"]}
     h, p, s = RS256_TOKEN.split(".")
@@ -61,29 +75,29 @@ def test_rs256_vector_verifies_and_tampering_fails():
 
 
 def test_es256_vector_verifies_and_wrong_key_fails():
-    v = jwt.Verifier({"algorithm": "public-key", "public_key": EC_PUB})
+    v = verifier(public_key(EC_PUB))
     assert v.verify(ES256_TOKEN)["sub"] == "dev1"
     # the RS256 token's signature is not accepted by an EC key: its alg is wrong
     assert "alg" in str(raises(AuthError, v.verify, RS256_TOKEN))
 
 
 def test_alg_none_is_refused():
-    v = jwt.Verifier({"secret": "k"})
+    v = verifier('secret = "k"')
     tok = b64({"alg": "none"}) + "." + b64({"sub": "a"}) + "."
     assert "alg" in str(raises(AuthError, v.verify, tok))
-    v = jwt.Verifier({"algorithm": "public-key", "public_key": RSA_PUB})
+    v = verifier(public_key(RSA_PUB))
     assert "alg" in str(raises(AuthError, v.verify, tok))
 
 
 def test_algorithm_confusion_hs256_with_public_key_as_secret_is_refused():
     # The classic attack: sign HS256 with the server's public key PEM as the HMAC secret.
-    v = jwt.Verifier({"algorithm": "public-key", "public_key": RSA_PUB})
+    v = verifier(public_key(RSA_PUB))
     tok = hs256({"sub": "dev1", "exp": 2000000000}, RSA_PUB.encode())
     assert "alg" in str(raises(AuthError, v.verify, tok))
 
 
 def test_broken_encodings_are_refused():
-    v = jwt.Verifier({"secret": "k"})
+    v = verifier('secret = "k"')
     good = hs256({"sub": "a"}, b"k")
     h, p, s = good.split(".")
     assert "3" in str(raises(AuthError, v.verify, "abc"))
@@ -114,7 +128,7 @@ def test_es256_der_signature_is_refused():
         return b"\x02" + bytes([len(b)]) + b
     body = der_int(r) + der_int(ss)
     der = b"\x30" + bytes([len(body)]) + body
-    v = jwt.Verifier({"algorithm": "ES256", "public_key": EC_PUB})
+    v = verifier(public_key(EC_PUB))
     assert "64 bytes" in str(raises(AuthError, v.verify, h + "." + p + "." + b64(der)))
 
 
@@ -130,16 +144,25 @@ def test_exp_nbf_with_leeway():
 
 
 def test_key_loading_from_file_and_mismatch():
-    files = {"/k.pem": RSA_PUB.encode()}
-    v = jwt.Verifier({"algorithm": "RS256", "public_key": "/k.pem"}, files.__getitem__)
-    assert v.alg == "RS256"
+    files = {"/k.pem": RSA_PUB.encode(), "/e.pem": EC_PUB.encode(), "/junk": b"not a key"}
+    # the key's kind picks the algorithm
+    assert verifier(public_key("/k.pem"), files.__getitem__).alg == "RS256"
+    assert verifier(public_key("/e.pem"), files.__getitem__).alg == "ES256"
     # a port may read the PEM as text
-    assert jwt.Verifier({"algorithm": "RS256", "public_key": "/k"}, lambda p: RSA_PUB).alg == "RS256"
-    assert "does not fit" in str(raises(ConfigError, jwt.Verifier, {"algorithm": "ES256", "public_key": "/k.pem"},
-                                        files.__getitem__))
-    assert "cannot read" in str(raises(ConfigError, jwt.Verifier, {"algorithm": "RS256", "public_key": "/x"},
-                                       files.__getitem__))
-    assert "secret" in str(raises(ConfigError, jwt.Verifier, {"algorithm": "hmac-based"}))
+    assert verifier(public_key("/k"), lambda p: RSA_PUB).alg == "RS256"
+    # what a key file holds is not the schema's to check: the Verifier refuses it
+    e = str(raises(ConfigError, verifier, public_key("/junk"), files.__getitem__))
+    assert e.startswith("jwt.public_key: "), e
+    assert "cannot read" in str(raises(ConfigError, verifier, public_key("/x"), files.__getitem__))
+    e = str(raises(ConfigError, verifier, 'secret = "abcde", secret_base64_encoded = true'))
+    assert "not base64" in e, e
+
+
+def test_missing_secret_or_key_and_unknown_algorithm_are_config_errors_at_their_key():
+    e = load_error("authentication = [{mechanism = jwt, algorithm = hmac-based}]")
+    assert e.startswith("g.conf:1:49: authentication.1.secret: expected a value when algorithm = hmac-based"), e
+    e = load_error("authentication = [{mechanism = jwt, algorithm = RS256}]")
+    assert e.startswith("g.conf:1:49: authentication.1.algorithm: expected one of hmac-based|public-key"), e
 
 
 def test_der_key_and_bad_point():

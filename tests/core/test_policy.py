@@ -5,6 +5,8 @@ import sys
 
 import gatemq
 from gatemq import config, policy
+from gatemq.errors import ConfigError
+from _check import raises
 
 LAZY = ("gatemq.auth", "gatemq.acl", "gatemq.jwt", "gatemq.pubkey", "gatemq.pwhash", "gatemq.peercert",
         "gatemq.der", "gatemq.clientcodec")
@@ -37,9 +39,7 @@ def _loaded_after(authn, sources, connect=False):
             delattr(gatemq, n.split(".")[1])  # `from gatemq import x` would find it there
     try:
         from gatemq.broker import Broker
-        cfg = config.default()
-        cfg["authentication"] = authn
-        cfg["authorization"]["sources"] = sources
+        cfg = config.load("authentication = %s\nauthorization.sources = %s" % (authn, sources))
         files = {"acl.conf": b"{allow, all}.\n", "users": b""}
         b = Broker(cfg, lambda: 0.0, lambda: 1.7e9, lambda level, msg: None, files.__getitem__)
         if connect:
@@ -60,23 +60,23 @@ def _loaded_after(authn, sources, connect=False):
 
 
 def test_a_broker_without_authenticators_or_acl_sources_loads_neither():
-    assert _loaded_after([], []) == []
+    assert _loaded_after("[]", "[]") == []
 
 
 def test_a_plain_client_loads_no_certificate_or_client_side_code():
-    assert _loaded_after([], [], connect=True) == []
+    assert _loaded_after("[]", "[]", connect=True) == []
 
 
 def test_acl_sources_or_authenticators_load_what_they_need():
-    assert _loaded_after([], [{"type": "file", "path": "acl.conf"}]) == ["gatemq.acl"]
-    pwd = [{"mechanism": "password_based", "backend": "built_in_database", "user_file": "users",
-            "password_hash_algorithm": {"name": "sha256", "salt_position": "suffix"}}]
-    got = _loaded_after(pwd, [])
+    assert _loaded_after("[]", '[{type = file, path = "acl.conf"}]') == ["gatemq.acl"]
+    pwd = """[{mechanism = password_based, backend = built_in_database, user_file = "users",
+              password_hash_algorithm {name = sha256, salt_position = suffix}}]"""
+    got = _loaded_after(pwd, "[]")
     assert "gatemq.auth" in got and "gatemq.pwhash" in got
     assert "gatemq.jwt" not in got  # no JWT authenticator: no JWT code
     assert "gatemq.acl" not in got  # and no ACL rules can come from a token
-    jwt = [{"mechanism": "jwt", "from": "password", "algorithm": "hmac-based", "secret": "k3y"}]
-    got = _loaded_after(jwt, [])
+    jwt = '[{mechanism = jwt, from = password, algorithm = hmac-based, secret = "k3y"}]'
+    got = _loaded_after(jwt, "[]")
     assert "gatemq.jwt" in got and "gatemq.acl" in got  # the token's acl claim needs gatemq.acl
 
 
@@ -93,9 +93,17 @@ def test_the_default_gate_is_the_secure_default():
 
 def test_no_match_decides_and_logs_the_real_filter_of_a_shared_subscription():
     lines = []
-    deny = policy.NoMatch({"no_match": "deny", "deny_action": "disconnect"}, lambda level, msg: lines.append(msg))
+    authz = config.load("authorization { no_match = deny, deny_action = disconnect }")["authorization"]
+    deny = policy.NoMatch(authz, lambda level, msg: lines.append(msg))
     assert deny.deny_action == "disconnect"
     assert deny.check(Client(), "subscribe", "$share/g/t/1") is False
     assert "'t/1'" in lines[-1] and "no_match" in lines[-1]
     assert deny.check(Client(superuser=True), "publish", "t/1") is True
-    assert policy.NoMatch(None).check(Client(), "publish", "t/1") is True
+    assert policy.NoMatch(config.default()["authorization"]).check(Client(), "publish", "t/1") is True
+
+
+def test_bad_no_match_or_deny_action_is_a_config_error_at_its_key():
+    e = str(raises(ConfigError, config.load, "authorization {\n  no_match = perhaps\n}", "g.conf"))
+    assert e.startswith("g.conf:2:14: authorization.no_match: expected one of allow|deny"), e
+    e = str(raises(ConfigError, config.load, "authorization.deny_action = kick", "g.conf"))
+    assert e.startswith("g.conf:1:29: authorization.deny_action: expected one of ignore|disconnect"), e

@@ -2,7 +2,7 @@
 import binascii
 import hashlib
 
-from gatemq import pwhash
+from gatemq import config, pwhash
 from gatemq.errors import ConfigError
 from _check import raises
 
@@ -35,13 +35,13 @@ def test_sha256_salt_prefix_suffix_disable_as_emqx():
     assert pwhash.hash_password({"name": "sha256", "salt_position": "suffix"}, "s4lt", "pw") == h(b"pws4lt")
     assert pwhash.hash_password({"name": "sha256", "salt_position": "disable"}, "s4lt", "pw") == h(b"pw")
     # EMQX's default salt position for sha256 is prefix
-    assert pwhash.hash_password({"name": "sha256"}, "s", "pw") == h(b"spw")
+    assert pwhash.hash_password(pwhash.normalise({"name": "sha256"}), "s", "pw") == h(b"spw")
 
 
 def test_md5_and_plain():
     assert pwhash.hash_password({"name": "md5", "salt_position": "suffix"}, "x", "pw") == \
         hx(hashlib.md5(b"pwx").digest())
-    assert pwhash.hash_password({"name": "plain"}, "", "secret") == "secret"
+    assert pwhash.hash_password(pwhash.normalise({"name": "plain"}), "", "secret") == "secret"
 
 
 def test_pbkdf2_algorithm_hex_output():
@@ -68,6 +68,7 @@ def test_equal_is_exact():
 
 
 def test_bad_algorithms_are_config_errors():
+    # normalise checks what does not come through the config schema: a users file's `algorithm`.
     assert "name" in str(raises(ConfigError, pwhash.normalise, {"name": "bcrypt2"}))
     assert "mac_fun" in str(raises(ConfigError, pwhash.normalise, {"name": "pbkdf2", "mac_fun": "sha512"}))
     assert "iterations" in str(raises(ConfigError, pwhash.normalise, {"name": "pbkdf2", "iterations": 0}))
@@ -81,5 +82,10 @@ def test_new_salt_uses_given_randomness():
 
 def test_config_parser_output_is_accepted():
     # gatemq.config gives dk_length = None when it is not set: EMQX's default, the MAC's length.
-    algo = pwhash.normalise({"name": "pbkdf2", "mac_fun": "sha256", "iterations": 2, "dk_length": None})
-    assert algo["dk_length"] == 32
+    cfg = config.load("authentication = [{mechanism = password_based, backend = built_in_database, "
+                      'user_file = "u", password_hash_algorithm {name = pbkdf2, iterations = 2}}]')
+    algo = cfg["authentication"][0]["password_hash_algorithm"]
+    assert algo["dk_length"] is None
+    assert len(pwhash.hash_password(algo, "salt", "password")) == 64
+    assert pwhash.hash_password(algo, "salt", "password") == \
+        pwhash.hash_password(pwhash.normalise(dict(algo, dk_length=32)), "salt", "password")

@@ -13,8 +13,15 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gatemq import jwt, pubkey
+from gatemq import config, jwt, pubkey
 from gatemq.errors import AuthError
+
+
+def verifier(read_file=None, **settings):
+    # A Verifier of a jwt authenticator whose settings went through the config schema.
+    text = ", ".join("%s = %s" % (k, json.dumps(v)) for k, v in settings.items())
+    cfg = config.load("authentication = [{mechanism = jwt, %s}]" % text)["authentication"][0]
+    return jwt.Verifier(cfg, read_file)
 
 
 def b64(b):
@@ -80,7 +87,7 @@ def test_public_key_tokens_verify_in_every_key_form(keys, name, alg, form):
             "cert_pem": lambda: cert(k, serialization.Encoding.PEM),
             "cert_der": lambda: cert(k, serialization.Encoding.DER)}[form]()
     files = {"/key": data}
-    v = jwt.Verifier({"algorithm": "public-key", "public_key": "/key"}, files.__getitem__)
+    v = verifier(files.__getitem__, algorithm="public-key", public_key="/key")
     assert v.alg == alg
     signer = rs_signer(k) if alg == "RS256" else es_signer(k)
     claims = {"sub": "dev-1", "n": 42, "exp": 4102444800}
@@ -90,13 +97,13 @@ def test_public_key_tokens_verify_in_every_key_form(keys, name, alg, form):
 def test_pkcs1_rsa_public_key_pem(keys):
     k = keys["rsa2048"]
     data = k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
-    v = jwt.Verifier({"algorithm": "RS256", "public_key": data.decode()})
+    v = verifier(algorithm="public-key", public_key=data.decode())
     assert v.verify(token("RS256", {"a": 1}, rs_signer(k))) == {"a": 1}
 
 
 def test_wrong_keys_and_confusion_are_refused(keys):
-    rsa_v = jwt.Verifier({"algorithm": "public-key", "public_key": pem(keys["rsa2048"]).decode()})
-    ec_v = jwt.Verifier({"algorithm": "public-key", "public_key": pem(keys["ec"]).decode()})
+    rsa_v = verifier(algorithm="public-key", public_key=pem(keys["rsa2048"]).decode())
+    ec_v = verifier(algorithm="public-key", public_key=pem(keys["ec"]).decode())
     with pytest.raises(AuthError, match="signature"):
         rsa_v.verify(token("RS256", {"a": 1}, rs_signer(keys["rsa_other"])))
     with pytest.raises(AuthError, match="signature"):
@@ -114,8 +121,8 @@ def test_wrong_keys_and_confusion_are_refused(keys):
 
 def test_hs256_against_cryptography_hmac():
     for secret in (b"s", b"x" * 64, b"y" * 200):
-        v = jwt.Verifier({"algorithm": "hmac-based", "secret": base64.b64encode(secret).decode(),
-                          "secret_base64_encoded": True})
+        v = verifier(algorithm="hmac-based", secret=base64.b64encode(secret).decode(),
+                     secret_base64_encoded=True)
         assert v.verify(token("HS256", {"k": len(secret)}, hs_signer(secret))) == {"k": len(secret)}
 
 
@@ -124,7 +131,7 @@ def test_hs256_against_cryptography_hmac():
 def test_mutated_tokens_only_ever_raise_autherror(data):
     secret = b"fuzz-secret"
     good = token("HS256", {"sub": "x", "exp": 4102444800}, hs_signer(secret))
-    v = jwt.Verifier({"secret": "fuzz-secret"})
+    v = verifier(secret="fuzz-secret")
     raw = bytearray(good.encode())
     n = data.draw(st.integers(1, 4))
     for _ in range(n):

@@ -1,11 +1,12 @@
 # gatemq-passwd end to end: the console script writes the users file, and the core's
 # authenticator (on CPython and on the MicroPython unix port) accepts exactly those passwords.
+import json
 import os
 import stat
 import subprocess
 import sys
 
-from gatemq import auth
+from gatemq import auth, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, ".venv", "bin", "gatemq-passwd")
@@ -29,8 +30,9 @@ class C:
 
 
 def rc_for(path, user, password):
-    a = auth.Authenticator([{"mechanism": "password_based", "user_file": path}],
-                           lambda p: open(p, "rb").read(), lambda: 0, lambda level, msg: None)
+    cfg = config.load('authentication = [{mechanism = password_based, backend = built_in_database, '
+                      'user_file = %s}]' % json.dumps(path))["authentication"]
+    a = auth.Authenticator(cfg, lambda p: open(p, "rb").read(), lambda: 0, lambda level, msg: None)
     c = C(user, password)
     return a.authenticate(c, {})[0], c
 
@@ -85,14 +87,15 @@ def test_micropython_core_accepts_the_tools_pbkdf2_hash(tmp_path):
     assert run("-c", "-b", "--iterations", "1000", f, "mp", "pw-mp").returncode == 0
     script = tmp_path / "check.py"
     script.write_text(
-        "from gatemq import auth\n"
+        "from gatemq import auth, config\n"
         "class C: pass\n"
         "def rc(pw):\n"
         "    c = C(); c.clientid = 'c'; c.username = 'mp'; c.password = pw; c.listener_bind_host = '0.0.0.0'\n"
-        "    a = auth.Authenticator([{'mechanism': 'password_based', 'user_file': %r}],\n"
-        "        lambda p: open(p, 'rb').read(), lambda: 0, lambda l, m: None)\n"
+        "    cfg = config.load('authentication = [{mechanism = password_based, '\n"
+        "                      'backend = built_in_database, user_file = %s}]')['authentication']\n"
+        "    a = auth.Authenticator(cfg, lambda p: open(p, 'rb').read(), lambda: 0, lambda l, m: None)\n"
         "    return a.authenticate(c, {})[0]\n"
-        "print(rc(b'pw-mp'), rc(b'wrong'))\n" % f)
+        "print(rc(b'pw-mp'), rc(b'wrong'))\n" % json.dumps(f))
     out = subprocess.run([MICROPYTHON, str(script)], env=dict(os.environ, MICROPYPATH=MPY_LIB),
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["0", "134"], out.stderr
