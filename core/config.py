@@ -13,6 +13,7 @@ from gatemq.schema import (  # noqa: F401  (the types and parsers are re-exporte
     REQUIRED, Bool, Int, Number, Str, Path, Enum, Duration, Size, Bind, StrList, StrMap,
     Section, Named, ListOf, Tagged, BOOL, STR, PATH, fail, join, entry_pos, as_tree, default_source,
     resolve_path, parse_duration, show_duration, parse_bind, show_size)
+from gatemq.clientattrs import EXPR, ATTRS_INIT
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -44,6 +45,13 @@ SSL_OPTIONS = Section([
     ("enable_crl_check", BOOL, False),
     ("crlfile", PATH, None),
     ("verify_peer_ext_key_usage", STR, None),
+    # Certificate lifecycle (docs/tls.md): an intermediate CA of cacertfile anchors a chain (EMQX's
+    # key); connected clients whose certificate becomes revoked or expires are disconnected; the
+    # MicroPython port re-reads changed certificate files every reload_interval.
+    ("partial_chain", BOOL, False),
+    ("disconnect_revoked", BOOL, False),
+    ("disconnect_expired", BOOL, False),
+    ("reload_interval", Duration(DISABLED, zero=None), "60s"),
 ], _check_ssl_options)
 
 
@@ -159,6 +167,10 @@ MQTT = Section([
     # A verified certificate that lacks the field peer_cert_as_* maps (no CN) is refused; false
     # keeps the CONNECT's own username or client id, as EMQX does.
     ("peer_cert_require_field", BOOL, True),
+    # Client attributes from expressions (EMQX 5.7+'s Variform, gatemq.variform): [{expression,
+    # set_as_attr}], and an expression whose value replaces the client id.
+    ("client_attrs_init", ATTRS_INIT, []),
+    ("clientid_override", EXPR, None),
     # A client id's session belongs to the identity that made it (username and certificate
     # subject); another identity's CONNECT with that client id is refused with 0x87.
     ("session_identity_check", BOOL, True),

@@ -314,6 +314,10 @@ class Connection:
                 return False
             self._refuse(mapped[0], mapped[1])
             return False
+        m = self.mqtt
+        if m.get("client_attrs_init") or m.get("clientid_override"):
+            from gatemq import clientattrs  # EMQX's client_attrs_init (gatemq.variform)
+            clientattrs.init(self, m, p.props, self.broker.log)
         if not self.clientid:
             self.clientid = self.broker.new_clientid()
             return self.clientid

@@ -1,0 +1,148 @@
+# Client attributes as EMQX 5.7+ makes them (mqtt.client_attrs_init, mqtt.clientid_override): the
+# config types of the expressions, and the step of a CONNECT that evaluates them. The evaluator
+# (gatemq.variform) is imported only when the config holds an expression.
+#
+# Bindings (EMQX's names): clientid, username, cn and cert_common_name, dn and cert_subject,
+# peerhost and ip_address, port, listener, zone, user_property.NAME (MQTT 5 CONNECT), peersni (when
+# the port knows the SNI), client_attrs.NAME (the attributes set by earlier rows), and the
+# certificate's subjectAltName entries cert_san.dns, cert_san.ip, cert_san.email, cert_san.uri
+# (several of one kind joined with ","; an IPv6 address as OpenSSL prints
+# it: eight groups of uppercase hex). The certificate ones are bound only with a certificate.
+from gatemq.logline import ident
+
+
+class _Expr:
+    # A Variform expression: checked (compiled) when the config loads; kept as its text.
+    what = "a Variform expression"
+
+    def check(self, v):
+        from gatemq.schema import Bad
+        if type(v) is not str or not v:
+            raise Bad("a Variform expression (a non-empty string)")
+        from gatemq import variform
+        try:
+            variform.compile(v)
+        except variform.VariformError as e:
+            raise Bad("a Variform expression (%s%s)" % (
+                "column %d of the expression: " % e.col if e.col else "", e.msg))
+        return v
+
+    def show(self, v):
+        return v
+
+
+class _AttrName:
+    what = "an attribute name of letters, digits, _ and -"
+
+    def check(self, v):
+        from gatemq.schema import Bad
+        if type(v) is not str or not v:
+            raise Bad(self.what)
+        for c in v:
+            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
+                raise Bad(self.what)
+        return v
+
+    def show(self, v):
+        return v
+
+
+EXPR = _Expr()
+ATTR_NAME = _AttrName()
+
+
+def _rows():
+    from gatemq.schema import ListOf, Section, REQUIRED
+
+    class Rows(ListOf):
+        # mqtt.client_attrs_init: [{expression, set_as_attr}], shown back as it is written.
+        def show(self, v):
+            return [dict(r) for r in v]
+
+    return Rows(Section([("expression", EXPR, REQUIRED), ("set_as_attr", ATTR_NAME, REQUIRED)]))
+
+
+ATTRS_INIT = _rows()
+
+_forms = {}  # expression text -> compiled form (the config's few expressions)
+
+
+def _form(text):
+    f = _forms.get(text)
+    if f is None:
+        from gatemq import variform
+        f = _forms[text] = variform.compile(text)
+    return f
+
+
+def _san(der):
+    from gatemq import der as d
+    cert = d.parse_certificate(der)
+    out = {}
+    for kind, v in cert.subject_alt_names:
+        if kind == "ip":
+            v = _ip_text(v)
+        if kind in out:
+            out[kind] += "," + v
+        else:
+            out[kind] = v
+    return out
+
+
+def _ip_text(b):
+    # IPv4 dotted; IPv6 as eight groups of uppercase hex, not shortened (as OpenSSL prints them).
+    if len(b) == 4:
+        return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
+    return ":".join(["%X" % (b[i] << 8 | b[i + 1]) for i in range(0, 16, 2)])
+
+
+def bindings(c, props=None):
+    b = {"clientid": c.clientid or "", "username": c.username, "peerhost": c.peerhost,
+         "ip_address": c.peerhost, "port": c.peerport, "listener": c.listener, "zone": "default",
+         "client_attrs": c.client_attrs}
+    sni = getattr(c, "peersni", None)
+    if sni:
+        b["peersni"] = sni
+    up = {}
+    if props:
+        from gatemq.props import P_USER_PROPERTY
+        for k, v in props.get(P_USER_PROPERTY) or ():
+            if k not in up:
+                up[k] = v
+    b["user_property"] = up
+    if c.peer_cert is not None:
+        b["cn"] = b["cert_common_name"] = c.cert_cn
+        b["dn"] = b["cert_subject"] = c.cert_dn
+        try:
+            b["cert_san"] = _san(c.peer_cert)
+        except Exception:
+            b["cert_san"] = {}
+    return b
+
+
+def init(c, m, props, log):
+    # At CONNECT, after the certificate mapping and before authentication: clientid_override,
+    # then client_attrs_init in order (a later row sees the earlier ones as client_attrs.NAME).
+    # An expression that fails to evaluate, or gives "", sets nothing (logged), as in EMQX.
+    from gatemq import variform
+    c.client_attrs = {}
+    b = bindings(c, props)
+    ov = m.get("clientid_override")
+    if ov:
+        try:
+            v = variform.render(_form(ov), b)
+        except variform.VariformError as e:
+            log("warning", "client %s: mqtt.clientid_override: %s; the client id is kept" % (ident(c.clientid), e))
+            v = ""
+        if v:
+            c.clientid = v
+            b["clientid"] = v
+    for row in m.get("client_attrs_init") or ():
+        name = row["set_as_attr"]
+        try:
+            v = variform.render(_form(row["expression"]), b)
+        except variform.VariformError as e:
+            log("warning", "client %s: client_attrs_init %s: %s; not set" % (ident(c.clientid), name, e))
+            continue
+        if v:
+            c.client_attrs[name] = v
