@@ -511,10 +511,63 @@ def role_burst(a):
     pub.close()
 
 
+def role_fanout(a):
+    """Issue 12's scaling row: N subscribers on distinct topics (bench/f/<i>, QoS 0), one publisher
+    sending round robin to all of them for --seconds after --warmup: {"msgs", "rate"} counted at
+    the subscribers (a routing cost that grew with the number of subscriptions would show)."""
+    import selectors
+    stop = watch_stdin()
+    sel = selectors.DefaultSelector()
+    socks = []
+    for i in range(a.subs):
+        s = open_conn(a.port, "bfan-%d-%d" % (os.getpid(), i), timeout=30)
+        s.sendall(subscribe_packet(1, "bench/f/%d" % i, 0))
+        first, body = read_packet(s)
+        if first != 0x90 or body[2:3] == b"\x80":
+            raise ConnectionError("subscription refused")
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    pub = open_conn(a.port, "bfan-pub-%d" % os.getpid())
+    pkts = [publish_packet("bench/f/%d" % i, b"x" * 16) for i in range(a.subs)]
+    pkt_len = len(pkts[0])
+    batch = b"".join(pkts)
+    emit("READY")
+    buf = bytearray(1 << 16)
+    counted = 0
+    t0 = time.perf_counter()
+    win_start, win_end = t0 + a.warmup, t0 + a.warmup + a.seconds
+    pub.setblocking(False)
+    out = memoryview(batch)
+    while not stop.is_set():
+        now = time.perf_counter()
+        if now >= win_end:
+            break
+        try:
+            k = pub.send(out)
+            out = out[k:] if k < len(out) else memoryview(batch)
+        except BlockingIOError:
+            pass
+        for key, _ in sel.select(0):
+            try:
+                n = key.fileobj.recv_into(buf)
+            except BlockingIOError:
+                continue
+            if win_start <= time.perf_counter() < win_end:
+                counted += n
+    # topics bench/f/<i> differ in length: count whole messages by the average packet size
+    avg = len(batch) / float(a.subs)
+    msgs = int(counted / avg)
+    emit({"msgs": msgs, "seconds": a.seconds, "rate": msgs / a.seconds, "pkt_len": pkt_len})
+    for s in socks:
+        s.close()
+    pub.close()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="role", required=True)
-    for name in ("sub", "pub", "conns", "retain", "burst"):
+    for name in ("sub", "pub", "conns", "retain", "burst", "fanout"):
         r = sub.add_parser(name)
         r.add_argument("--port", type=int, required=True)
         r.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
@@ -537,6 +590,10 @@ def main(argv=None):
     r.add_argument("--filter", default="dev/{}/status", help="{} is replaced by a stored i")
     r.add_argument("--expect", type=int, default=2000, help="retained PUBLISHes to wait for")
     r.add_argument("--idle", type=float, default=10.0, help="give up after this long without data")
+    r = sub.choices["fanout"]
+    r.add_argument("--subs", type=int, default=10000)
+    r.add_argument("--warmup", type=float, default=1.0)
+    r.add_argument("--seconds", type=float, default=5.0)
     r = sub.choices["burst"]
     r.add_argument("--n", type=int, default=50000, help="QoS 1 messages")
     r.add_argument("--window", type=int, default=5000, help="messages ahead of what the subscriber received")
@@ -544,7 +601,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain,
-         "burst": role_burst}[a.role](a)
+         "burst": role_burst, "fanout": role_fanout}[a.role](a)
     except (OSError, ConnectionError) as e:
         emit({"error": "%s: %s" % (type(e).__name__, e)})
         return 1

@@ -472,6 +472,9 @@ ROWS = [
     ("connect_1000", "1000 connects", "s", False),
     ("tls_rate", "mTLS connects", "conn/s", True),
     ("tls_rss", "RSS/idle TLS conn", "KB", False),
+    ("idle_rss_10k", "RSS/idle conn, 10k", "KB", False),
+    ("connect_10k", "10000 connects", "s", False),
+    ("fanout_10k", "QoS0 10k subs, round robin", "msg/s", True),
     ("burst", "QoS1 burst 50k, 5k ahead", "msg/s", True),
     ("burst_lost", "  ... of them lost", "msgs", False),
     ("retain_exact", "ret 50k: 2000 exact subs", "sub/s", True),
@@ -506,6 +509,26 @@ def _tls_conns(run, o, certdir):
     if heap is not None:
         out["heap_tls"] = heap / 1024
     return out, note
+
+
+def _conns_10k(run, o, certdir):
+    n, o.idle_n = o.idle_n, 10000
+    try:
+        secs, _, per, note, _ = conns(run, o, False, None)
+    finally:
+        o.idle_n = n
+    return {"idle_rss_10k": per / 1024 if per is not None else None, "connect_10k": secs}, note
+
+
+def _fanout(run, o, certdir):
+    c = Child("fanout", "--port", run.port, "--subs", 10000, "--seconds", o.seconds, "--deadline", 180)
+    try:
+        c.expect_ready(180)
+        res = c.result(60 + o.seconds)
+    finally:
+        c.stop()
+    run.rss_kb()
+    return {"fanout_10k": res.get("rate")}, res.get("error")
 
 
 def _burst(run, o, certdir):
@@ -545,6 +568,8 @@ GROUPS = [
     (("qos1_1_1",), False, _flow_group("qos1_1_1", 1, 1)),
     (("idle_rss", "connect_1000"), False, _plain_conns),
     (("tls_rate", "tls_rss"), True, _tls_conns),
+    (("idle_rss_10k", "connect_10k"), False, _conns_10k),
+    (("fanout_10k",), False, _fanout),
     (("burst", "burst_lost"), False, _burst),
     (("retain_exact",), False, _retain_group("retain_exact", "dev/{}/status", 2000, 1)),
     (("retain_plus",), False, _retain_group("retain_plus", "dev/{}/+", 2000, 1)),
