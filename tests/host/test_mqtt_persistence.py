@@ -1,0 +1,253 @@
+# Persistence (issue 13): what the broker acknowledged, it still has after SIGKILL. Real broker
+# processes, killed with SIGKILL while messages are in flight, restarted on the same data folder;
+# publishers and subscribers on raw sockets, so every packet id, resend and duplicate is visible.
+# Runs on both runtimes (the Makefile's PORT_SUITE picks up test_mqtt_*.py).
+import os
+import random
+import signal
+import threading
+import time
+from collections import OrderedDict
+
+import pytest
+
+from brokers import BrokerProcess, free_port, DEFAULT_RUNTIME
+import rawmqtt as R
+
+pytestmark = pytest.mark.skipif(DEFAULT_RUNTIME == "mosquitto", reason="gatemq persistence")
+
+BASE = 'sys_topics.sys_msg_interval = disabled\nmqtt.max_mqueue_len = 100000\n'
+
+
+def conf(port, extra=""):
+    return 'listeners.tcp.default.bind = "127.0.0.1:%d"\n%s%s' % (port, BASE, extra)
+
+
+def start(folder, port, extra="persistence.enable = true\n"):
+    return BrokerProcess(conf(port, extra), tmp_path=folder)
+
+
+def kill(b):
+    os.kill(b.pid, signal.SIGKILL)
+    b.stop()
+
+
+class Publisher:
+    # A QoS 1 or 2 publisher with a persistent session that outlives broker restarts: on each
+    # connection it resends what was not acknowledged (PUBLISH with DUP, or PUBREL after PUBREC),
+    # as the spec asks, then publishes new numbered messages with a window of `window`.
+    def __init__(self, cid, version, qos, topic, window=8):
+        self.cid, self.version, self.qos, self.topic, self.window = cid, version, qos, topic, window
+        self.unacked = OrderedDict()   # pid -> [n, phase]  (phase 1: PUBREC seen, PUBREL sent)
+        self.acked = set()             # numbers the broker acknowledged (PUBACK, or PUBREC at QoS 2)
+        self.n = 0
+        self.pid = 0
+        self.cond = threading.Condition()
+        self.stop_new = False
+        self.error = None
+
+    def payload(self, n):
+        return b"%s-%d" % (self.cid.encode(), n)
+
+    def _pid(self):
+        while True:
+            self.pid = self.pid % 65535 + 1
+            if self.pid not in self.unacked:
+                return self.pid
+
+    def session(self, port, timeout=60):
+        # One connection, until the broker goes away (or, with stop_new, until all is acknowledged).
+        props = {"session_expiry": 3600} if self.version == 5 else None
+        try:
+            c = R.RawClient(port, self.version, timeout=5)
+        except OSError:
+            return
+        try:
+            ack = c.connect(self.cid, clean=False, props=props)
+            assert ack.rc == 0, ack
+            for pid, (n, phase) in list(self.unacked.items()):
+                if phase:
+                    c.send(R.ack(R.PUBREL, pid, version=self.version))
+                else:
+                    c.send(R.publish(self.topic, self.payload(n), self.qos, dup=True, pid=pid, version=self.version))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                while not self.stop_new and len(self.unacked) < self.window:
+                    pid = self._pid()
+                    self.unacked[pid] = [self.n, 0]
+                    c.send(R.publish(self.topic, self.payload(self.n), self.qos, pid=pid, version=self.version))
+                    self.n += 1
+                if self.stop_new and not self.unacked:
+                    c.send(R.disconnect())
+                    return
+                p = c.recv(10)
+                e = self.unacked.get(p.pid)
+                if e is None:
+                    continue
+                if p.type == R.PUBACK or p.type == R.PUBCOMP:
+                    # 0x92 on a PUBCOMP: the broker had completed it before it died (the PUBREL's
+                    # effect was stored, its PUBCOMP lost with the process); done all the same
+                    assert p.rc in (None, 0, 0x10) or (p.type == R.PUBCOMP and p.rc == 0x92), p
+                    del self.unacked[p.pid]
+                    self._acked(e[0])
+                elif p.type == R.PUBREC:
+                    assert p.rc in (None, 0, 0x10), p
+                    e[1] = 1
+                    self._acked(e[0])
+                    c.send(R.ack(R.PUBREL, p.pid, version=self.version))
+        except (R.Closed, OSError, TimeoutError):
+            return
+        except AssertionError as e:
+            self.error = e
+        finally:
+            c.close()
+
+    def _acked(self, n):
+        with self.cond:
+            self.acked.add(n)
+            self.cond.notify_all()
+
+    def wait_acked(self, count, timeout=20):
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.acked) >= count, timeout)
+
+
+class Subscriber:
+    # A raw subscriber that acknowledges what it gets and records payloads: a QoS 2 message once
+    # per packet id until its PUBREL (a DUP resend of it is the same message).
+    def __init__(self, port, cid, version):
+        self.c = R.RawClient(port, version, timeout=5)
+        self.version = version
+        props = {"session_expiry": 3600} if version == 5 else None
+        self.ack = self.c.connect(cid, clean=False, props=props)
+        self.got = []
+        self.pending = set()
+
+    def read(self, want, timeout=30):
+        # Reads until every payload in want arrived (or timeout); returns the payloads seen.
+        deadline = time.monotonic() + timeout
+        seen = set(self.got)
+        while not want <= seen and time.monotonic() < deadline:
+            try:
+                p = self.c.recv(max(0.05, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            self._handle(p, seen)
+        return seen
+
+    def quiet(self, timeout=0.5):
+        seen = set(self.got)
+        while True:
+            try:
+                p = self.c.recv(timeout)
+            except TimeoutError:
+                return
+            self._handle(p, seen)
+
+    def _handle(self, p, seen):
+        if p.type == R.PUBLISH:
+            qos = (p.flags >> 1) & 3
+            if qos == 1:
+                self.got.append(p.payload)
+                self.c.send(R.ack(R.PUBACK, p.pid, version=self.version))
+            elif qos == 2:
+                if p.pid not in self.pending:
+                    self.pending.add(p.pid)
+                    self.got.append(p.payload)
+                self.c.send(R.ack(R.PUBREC, p.pid, version=self.version))
+            else:
+                self.got.append(p.payload)
+            seen.add(p.payload)
+        elif p.type == R.PUBREL:
+            self.pending.discard(p.pid)
+            self.c.send(R.ack(R.PUBCOMP, p.pid, version=self.version))
+
+
+def subscribe(port, cid, version, flt, qos):
+    c = R.RawClient(port, version)
+    props = {"session_expiry": 3600} if version == 5 else None
+    assert c.connect(cid, clean=False, props=props).rc == 0
+    c.send(R.subscribe(1, [(flt, qos)], version=version))
+    ack = c.expect(R.SUBACK)
+    c.send(R.disconnect())
+    c.close()
+    return ack
+
+
+def test_crash_loop_loses_nothing_acknowledged(tmp_path, uid):
+    # Publishers at QoS 1 (MQTT 3.1.1) and QoS 2 (5.0) with persistent sessions, two offline
+    # persistent subscribers (3.1.1 at QoS 1, 5.0 at QoS 2) and a retained message; the broker is
+    # SIGKILLed 20 times at random points while messages are in flight. Afterwards every message a
+    # publisher saw acknowledged is delivered, the QoS 2 ones exactly once.
+    port = free_port()
+    rnd = random.Random(13)
+    flt = uid + "/#"
+    b = start(tmp_path, port)
+    assert subscribe(port, uid + "-s1", 4, flt, 1)
+    assert subscribe(port, uid + "-s2", 5, flt, 2)
+    c = R.RawClient(port, 4)
+    c.connect(uid + "-r")
+    c.send(R.publish(uid + "/state", b"retained-1", 1, retain=True, pid=7))
+    assert c.expect(R.PUBACK).pid == 7
+    c.close()
+    pubs = [Publisher(uid + "-p1", 4, 1, uid + "/q1"), Publisher(uid + "-p2", 5, 2, uid + "/q2")]
+    for cycle in range(20):
+        if cycle:
+            b = start(tmp_path, port)
+            b.wait_log("persistence:")
+        threads = [threading.Thread(target=p.session, args=(port,), daemon=True) for p in pubs]
+        for t in threads:
+            t.start()
+        # a random point: after some more acknowledgements, with messages in flight
+        for p in pubs:
+            assert p.wait_acked(len(p.acked) + rnd.randint(1, 40)), b.log()
+        kill(b)
+        for t in threads:
+            t.join(15)
+            assert not t.is_alive()
+        for p in pubs:
+            assert p.error is None, p.error
+    b = start(tmp_path, port)
+    line = b.wait_log("persistence:")
+    assert "session" in line, line
+    # the publishers finish what was in flight when the broker died (resends)
+    for p in pubs:
+        p.stop_new = True
+        p.session(port)
+        assert p.error is None and not p.unacked, (p.error, p.unacked)
+    s1 = Subscriber(port, uid + "-s1", 4)
+    s2 = Subscriber(port, uid + "-s2", 5)
+    assert s1.ack.session_present and s2.ack.session_present
+    want = set()
+    for p in pubs:
+        want |= {p.payload(n) for n in p.acked}
+    assert len(want) > 100
+    seen1 = s1.read(want)
+    seen2 = s2.read(want)
+    assert not want - seen1, "3.1.1 subscriber misses %d acknowledged messages" % len(want - seen1)
+    assert not want - seen2, "5.0 subscriber misses %d acknowledged messages" % len(want - seen2)
+    s2.quiet()
+    q2 = [x for x in s2.got if x.startswith(pubs[1].cid.encode())]
+    assert len(q2) == len(set(q2)), "QoS 2 messages delivered twice: %r" % sorted(
+        x for x in set(q2) if q2.count(x) > 1)[:5]
+    # the retained message is there for a new subscriber
+    r = R.RawClient(port, 4)
+    r.connect(uid + "-late")
+    r.send(R.subscribe(1, [(uid + "/state", 1)]))
+    r.expect(R.SUBACK)
+    m = r.expect(R.PUBLISH)
+    assert m.payload == b"retained-1" and m.flags & 1
+    r.close()
+    b.stop()
+
+
+def test_without_persistence_a_restart_forgets(tmp_path, uid):
+    # The fence of the test above: the same steps with persistence off lose the session.
+    port = free_port()
+    b = start(tmp_path, port, "")
+    subscribe(port, uid + "-s1", 4, uid + "/#", 1)
+    kill(b)
+    b = start(tmp_path, port, "")
+    s = Subscriber(port, uid + "-s1", 4)
+    assert not s.ack.session_present
+    b.stop()
