@@ -80,6 +80,18 @@ class Harness:
     def text(self):
         return "\n".join(m for _, m in self.logs)
 
+    def connected(self, *args, **kw):
+        # A client that sent CONNECT(*args, **kw) (Client.connect's arguments).
+        c = self.client()
+        c.connect(*args, **kw)
+        return c
+
+    def subscriber(self, filters, *args, **kw):
+        # A connected client subscribed to filters [(filter, options)] with packet id 1.
+        c = self.connected(*args, **kw)
+        c.subscribe(1, filters)
+        return c
+
     def client(self, **kw):
         self.ports += 1
         return Client(self, self.ports, **kw)

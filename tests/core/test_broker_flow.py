@@ -5,11 +5,9 @@ from _harness import Harness
 
 def test_qos1_delivery_and_puback():
     h = Harness()
-    s = h.client()
-    s.connect("sub")
+    s = h.connected("sub")
     assert s.subscribe(1, [("t/#", 1)]).codes == [1]
-    p = h.client()
-    p.connect("pub")
+    p = h.connected("pub")
     p.publish("t/1", b"hi", 1, pid=5)
     assert p.expect(codec.PUBACK).pid == 5
     got = s.publishes()
@@ -22,11 +20,8 @@ def test_qos1_delivery_and_puback():
 
 def test_qos2_exactly_once_with_resend():
     h = Harness()
-    s = h.client()
-    s.connect("sub")
-    s.subscribe(1, [("q", 2)])
-    p = h.client()
-    p.connect("pub")
+    s = h.subscriber([("q", 2)], "sub")
+    p = h.connected("pub")
     p.publish("q", b"once", 2, pid=9)
     assert p.expect(codec.PUBREC).pid == 9
     p.publish("q", b"once", 2, pid=9, dup=True)   # resent before PUBREL: not delivered again
@@ -43,22 +38,16 @@ def test_qos2_exactly_once_with_resend():
 
 def test_delivered_qos_is_minimum():
     h = Harness()
-    s = h.client()
-    s.connect("sub")
-    s.subscribe(1, [("m", 0)])
-    p = h.client()
-    p.connect("pub")
+    s = h.subscriber([("m", 0)], "sub")
+    p = h.connected("pub")
     p.publish("m", b"x", 2, pid=1)
     assert s.publishes()[0].qos == 0
 
 
 def test_persistent_session_redelivers_with_dup():
     h = Harness()
-    s = h.client()
-    s.connect("sub", clean_start=False)
-    s.subscribe(1, [("r", 1)])
-    p = h.client()
-    p.connect("pub")
+    s = h.subscriber([("r", 1)], "sub", clean_start=False)
+    p = h.connected("pub")
     p.publish("r", b"1", 1, pid=1)
     first = s.publishes()[0]
     s.drop()                  # no PUBACK: the message stays in flight
@@ -74,12 +63,9 @@ def test_persistent_session_redelivers_with_dup():
 
 def test_offline_queue_is_bounded_and_logged():
     h = Harness("mqtt.max_mqueue_len = 2")
-    s = h.client()
-    s.connect("sub", clean_start=False)
-    s.subscribe(1, [("o", 1)])
+    s = h.subscriber([("o", 1)], "sub", clean_start=False)
     s.drop()
-    p = h.client()
-    p.connect("pub")
+    p = h.connected("pub")
     for i in range(4):
         p.publish("o", b"%d" % i, 1, pid=i + 1)
     assert len(h.broker.sessions["sub"].queue) == 2
@@ -92,18 +78,14 @@ def test_offline_queue_is_bounded_and_logged():
     p.publish("o", b"9", 1, pid=10)         # the next line counts what was dropped meanwhile
     drops = [m for _, m in h.logs if "queue full" in m]
     assert len(drops) == 2 and "dropped 7 message" in drops[1]
-    s2 = h.client()
-    s2.connect("sub", clean_start=False)
+    s2 = h.connected("sub", clean_start=False)
     assert [g.payload for g in s2.publishes()] == [b"8", b"9"]
 
 
 def test_send_window_follows_receive_maximum():
     h = Harness()
-    s = h.client()
-    s.connect("sub", version=5, props={codec.P_RECEIVE_MAXIMUM: 2})
-    s.subscribe(1, [("w", 1)])
-    p = h.client()
-    p.connect("pub")
+    s = h.subscriber([("w", 1)], "sub", version=5, props={codec.P_RECEIVE_MAXIMUM: 2})
+    p = h.connected("pub")
     for i in range(5):
         p.publish("w", b"%d" % i, 1, pid=i + 1)
     got = s.publishes()
@@ -115,8 +97,7 @@ def test_send_window_follows_receive_maximum():
 
 def test_keepalive_is_enforced_at_one_and_a_half():
     h = Harness()
-    c = h.client()
-    c.connect("k", keepalive=10)
+    c = h.connected("k", keepalive=10)
     h.advance(14)
     assert not c.closed
     h.advance(2)
@@ -125,72 +106,56 @@ def test_keepalive_is_enforced_at_one_and_a_half():
 
 def test_will_published_on_loss_not_on_disconnect():
     h = Harness()
-    w = h.client()
-    w.connect("watch")
-    w.subscribe(1, [("will/#", 0)])
-    a = h.client()
-    a.connect("a", will=codec.Will("will/a", b"gone"))
+    w = h.subscriber([("will/#", 0)], "watch")
+    a = h.connected("a", will=codec.Will("will/a", b"gone"))
     a.send(codec.encode_disconnect(0, None, 4))
     assert w.publishes() == []
-    b = h.client()
-    b.connect("b", will=codec.Will("will/b", b"gone"))
+    b = h.connected("b", will=codec.Will("will/b", b"gone"))
     b.drop()
     assert [p.topic for p in w.publishes()] == ["will/b"]
 
 
 def test_delayed_will_cancelled_on_resume():
     h = Harness()
-    w = h.client()
-    w.connect("watch")
-    w.subscribe(1, [("will/#", 0)])
+    w = h.subscriber([("will/#", 0)], "watch")
     a = h.client()
     a.connect("a", version=5, clean_start=False, props={codec.P_SESSION_EXPIRY: 60},
               will=codec.Will("will/a", b"x", props={codec.P_WILL_DELAY: 5}))
     a.drop()
     h.advance(2)
-    a2 = h.client()
-    a2.connect("a", version=5, clean_start=False, props={codec.P_SESSION_EXPIRY: 60})
+    a2 = h.connected("a", version=5, clean_start=False, props={codec.P_SESSION_EXPIRY: 60})
     h.advance(10)
     assert w.publishes() == []
 
 
 def test_retained_store_replace_delete():
     h = Harness()
-    p = h.client()
-    p.connect("p")
+    p = h.connected("p")
     p.publish("ret/a", b"1", 0, retain=True)
     p.publish("ret/a", b"2", 0, retain=True)
     p.publish("ret/b", b"3", 0, retain=True)
     p.publish("ret/b", b"", 0, retain=True)
-    s = h.client()
-    s.connect("s")
-    s.subscribe(1, [("ret/#", 0)])
+    s = h.subscriber([("ret/#", 0)], "s")
     got = s.publishes()
     assert [(g.topic, g.payload, g.retain) for g in got] == [("ret/a", b"2", True)]
 
 
 def test_malformed_input_closes_only_that_connection():
     h = Harness()
-    good = h.client()
-    good.connect("good")
-    good.subscribe(1, [("g", 0)])
-    bad = h.client()
-    bad.connect("bad", version=5)
+    good = h.subscriber([("g", 0)], "good")
+    bad = h.connected("bad", version=5)
     bad.send(b"\x30\xff\xff\xff\xff\x01")     # remaining length of five bytes
     assert bad.closed
     assert bad.expect(codec.DISCONNECT).rc == 0x81
-    p = h.client()
-    p.connect("p")
+    p = h.connected("p")
     p.publish("g", b"still here")
     assert good.publishes()[0].payload == b"still here"
 
 
 def test_takeover_sends_0x8e_to_old_v5_connection():
     h = Harness()
-    a = h.client()
-    a.connect("same", version=5)
-    b = h.client()
-    b.connect("same", version=5)
+    a = h.connected("same", version=5)
+    b = h.connected("same", version=5)
     assert a.closed
     assert a.expect(codec.DISCONNECT).rc == 0x8E
     assert not b.closed

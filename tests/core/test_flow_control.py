@@ -23,11 +23,8 @@ def _ack_all(s):
 
 def test_a_burst_to_an_acknowledging_subscriber_loses_nothing():
     h = Harness()
-    s = h.client()
-    s.connect("sub", 4)
-    s.subscribe(1, [("burst", 1)])
-    p = h.client()
-    p.connect("pub", 4)
+    s = h.subscriber([("burst", 1)], "sub", 4)
+    p = h.connected("pub", 4)
     p.send(_burst(2000))                      # one read holding 2,000 QoS 1 messages
     sess = h.broker.sessions["sub"]
     assert p.conn.paused and len(sess.queue) <= h.broker.mqtt["max_mqueue_len"]
@@ -45,14 +42,9 @@ def test_a_burst_to_an_acknowledging_subscriber_loses_nothing():
 
 def test_a_subscriber_that_stops_reading_holds_the_publisher_only_so_long():
     h = Harness("mqtt.flow_control_timeout = 5s\nmqtt.max_mqueue_len = 100")
-    stuck = h.client()
-    stuck.connect("stuck", 4)
-    stuck.subscribe(1, [("burst", 1)])
-    other = h.client()
-    other.connect("other", 4)
-    other.subscribe(1, [("burst", 0)])
-    p = h.client()
-    p.connect("pub", 4)
+    stuck = h.subscriber([("burst", 1)], "stuck", 4)
+    other = h.subscriber([("burst", 0)], "other", 4)
+    p = h.connected("pub", 4)
     p.send(_burst(500))
     assert p.conn.paused
     h.advance(6)                              # past flow_control_timeout: queue-and-drop again
@@ -68,8 +60,6 @@ def test_a_subscriber_that_stops_reading_holds_the_publisher_only_so_long():
 
 def test_a_publisher_subscribed_to_itself_is_not_held():
     h = Harness()
-    c = h.client()
-    c.connect("self", 4)
-    c.subscribe(1, [("burst", 1)])
+    c = h.subscriber([("burst", 1)], "self", 4)
     c.send(_burst(1000))
     assert not c.conn.paused

@@ -7,11 +7,8 @@ from _harness import Harness
 
 def _setup(text):
     h = Harness(text)
-    s = h.client()
-    s.connect("slow")
-    s.subscribe(1, [("b/#", 1)])
-    p = h.client()
-    p.connect("pub")
+    s = h.subscriber([("b/#", 1)], "slow")
+    p = h.connected("pub")
     return h, s, p
 
 

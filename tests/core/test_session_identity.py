@@ -24,8 +24,7 @@ def test_another_identity_cannot_resume_a_session():
     assert ack.rc == 5 and not ack.session_present and alice.closed
     assert "has a session made by another identity" in h.text()
     # bob's session is untouched: his command is queued for him and reaches him when he returns
-    p = h.client()
-    p.connect("ctl", 4, username="bob")
+    p = h.connected("ctl", 4, username="bob")
     p.publish("devices/bob/cmd", b"open", 1, pid=1)
     assert p.expect(codec.PUBACK).pid == 1
     bob = h.client()
@@ -57,14 +56,12 @@ def test_identity_check_can_be_turned_off_and_resumed_subscriptions_are_reauthor
     # bob's subscription was authorized for bob, not for alice: it is gone
     assert h.broker.sessions["bob"].subs == {}
     assert "1 subscription(s) of its resumed session dropped" in h.text()
-    p = h.client()
-    p.connect("ctl", 4, username="bob")
+    p = h.connected("ctl", 4, username="bob")
     p.publish("devices/bob/cmd", b"secret", 0)
     assert alice.publishes() == []
     # ... while a subscription alice may hold works (the positive fence)
     assert alice.subscribe(2, [("devices/alice/#", 0)]).codes == [0]
-    q = h.client()
-    q.connect("ctl2", 4, username="alice")
+    q = h.connected("ctl2", 4, username="alice")
     q.publish("devices/alice/cmd", b"hers", 0)
     assert [m.payload for m in alice.publishes()] == [b"hers"]
 
@@ -80,8 +77,7 @@ def test_takeover_of_an_expiry_0_session_leaves_no_orphan():
     sess = h.broker.sessions["dev"]
     assert sess.conn is new.conn and sess.subs == {}
     assert new.subscribe(2, [("b", 0)]).codes == [0]
-    p = h.client()
-    p.connect("pub", 5)
+    p = h.connected("pub", 5)
     p.publish("b", b"to-new", 0)
     p.publish("a", b"stale-route", 0)
     assert [m.payload for m in new.publishes()] == [b"to-new"]
@@ -114,8 +110,7 @@ def test_refusals_are_logged_once_short_and_throttled():
 
 def test_denials_are_logged_once():
     h = Harness(ACL_CONF, {"acl.conf": ACL})
-    c = h.client()
-    c.connect("alice", 5, username="alice")
+    c = h.connected("alice", 5, username="alice")
     c.publish("devices/bob/cmd", b"x", 1, pid=3)
     assert c.expect(codec.PUBACK).rc == 0x87
     assert len([m for _, m in h.logs if "denied" in m]) == 1
@@ -124,8 +119,7 @@ def test_denials_are_logged_once():
 def test_aliases_are_stored_only_for_authorized_publishes_and_bounded():
     from gatemq.connection import ALIAS_BYTES_MAX
     h = Harness(ACL_CONF, {"acl.conf": ACL})
-    c = h.client()
-    c.connect("alice", 5, username="alice")
+    c = h.connected("alice", 5, username="alice")
     c.publish("devices/bob/x", b"1", 1, pid=1, props={codec.P_TOPIC_ALIAS: 1})
     assert c.expect(codec.PUBACK).rc == 0x87
     assert not c.conn.alias_in
@@ -161,8 +155,7 @@ def test_a_placeholder_value_with_a_slash_matches_nothing():
 
 def test_a_slash_in_username_is_logged_once_per_client():
     h = Harness(ACL_CONF, {"acl.conf": ACL})
-    c = h.client()
-    c.connect("c1", 5, username="bob/cmd")
+    c = h.connected("c1", 5, username="bob/cmd")
     assert c.subscribe(1, [("devices/bob/cmd/#", 0)]).codes == [0x87]
     assert c.subscribe(2, [("devices/bob/cmd/x", 0)]).codes == [0x87]
     assert len([m for _, m in h.logs if "${username} holds '/'" in m]) == 1
@@ -170,19 +163,15 @@ def test_a_slash_in_username_is_logged_once_per_client():
 
 def test_clients_may_not_publish_to_sys():
     h = Harness()
-    s = h.client()
-    s.connect("watch", 5)
-    s.subscribe(1, [("$SYS/#", 0)])
-    c = h.client()
-    c.connect("forger", 5)
+    s = h.subscriber([("$SYS/#", 0)], "watch", 5)
+    c = h.connected("forger", 5)
     s.take()
     c.publish("$SYS/brokers/x/clients/y/connected", b"{}", 1, pid=1)
     assert c.expect(codec.PUBACK).rc == 0x87
     assert s.publishes() == []
     assert "$SYS/ is the broker's" in h.text()
     h2 = Harness("authorization.deny_sys_publish = false")
-    c = h2.client()
-    c.connect("tool", 5)
+    c = h2.connected("tool", 5)
     c.publish("$SYS/custom", b"{}", 1, pid=1)
     assert c.expect(codec.PUBACK).rc in (0, 0x10)
 
@@ -222,8 +211,7 @@ def test_unknown_users_cost_a_hash_too():
     pwhash.check_password = counting
     try:
         h = Harness(PWD_CONF, _users())
-        c = h.client()
-        c.connect("u", 5, username="nobody", password=b"x")
+        c = h.connected("u", 5, username="nobody", password=b"x")
     finally:
         pwhash.check_password = real
     assert len(calls) == 1
@@ -231,8 +219,7 @@ def test_unknown_users_cost_a_hash_too():
 
 def test_mqtt311_qos2_uses_max_awaiting_rel_not_receive_maximum():
     h = Harness("mqtt.max_awaiting_rel = 50")
-    c = h.client()
-    c.connect("q2", 4)
+    c = h.connected("q2", 4)
     for pid in range(1, 41):                          # more than the 32 of max_inflight
         c.publish("t", b"x", 2, pid=pid)
     assert not c.closed and len([p for p in c.take() if p.ptype == codec.PUBREC]) == 40
@@ -293,8 +280,7 @@ def test_takeover_model_random_sequences():
     for seed in range(1, 41):
         rng = _Rng(seed)
         h = Harness()
-        pub = h.client()
-        pub.connect("the-publisher", 5)
+        pub = h.connected("the-publisher", 5)
         model = {}
         for step in range(30):
             cid = rng.pick(("a", "b"))
@@ -343,23 +329,18 @@ def test_takeover_model_random_sequences():
 
 def test_share_groups_per_filter_are_bounded():
     h = Harness("mqtt.max_shared_groups = 3")
-    c = h.client()
-    c.connect("g", 5)
+    c = h.connected("g", 5)
     codes = c.subscribe(1, [("$share/g%d/t" % i, 0) for i in range(5)]).codes
     assert codes == [0, 0, 0, 0x97, 0x97]
     # joining an existing group and other filters still work
-    d = h.client()
-    d.connect("h", 5)
+    d = h.connected("h", 5)
     assert d.subscribe(2, [("$share/g1/t", 0), ("$share/g9/u", 0)]).codes == [0, 0]
 
 
 def test_an_alias_once_set_carries_later_publishes():
     h = Harness()
-    s = h.client()
-    s.connect("s", 5)
-    s.subscribe(1, [("alias/t", 0)])
-    c = h.client()
-    c.connect("c", 5)
+    s = h.subscriber([("alias/t", 0)], "s", 5)
+    c = h.connected("c", 5)
     c.publish("alias/t", b"1", 0, props={codec.P_TOPIC_ALIAS: 3})
     c.publish("", b"2", 0, props={codec.P_TOPIC_ALIAS: 3})
     assert [m.payload for m in s.publishes()] == [b"1", b"2"] and not c.closed
