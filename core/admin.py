@@ -248,6 +248,13 @@ def client_info(b, c):
     if c.peer_cert is not None:
         d["cn"] = c.cert_cn
         d["dn"] = c.cert_dn
+        from gatemq import certwatch
+        not_after, serial = certwatch.info(c)
+        d["cert_not_after"] = certwatch.iso(not_after) if not_after is not None else None
+        d["cert_serial"] = certwatch.serial_text(serial)
+    attrs = getattr(c, "client_attrs", None)
+    if attrs is not None:
+        d["client_attrs"] = attrs
     return d
 
 
@@ -301,6 +308,7 @@ class Api:
         self.sample = None       # (time, received, sent, dropped) for the per-second rates
         self.rates = (0, 0, 0)
         self.created_admin = False
+        self.reload_tls = None   # the port's reload of an ssl listener's files (reload_listener)
         if not self.admins.users:
             # The first administrator, from the config; later config changes do not reset it.
             self.admins.set(dcfg["default_username"], dcfg["default_password"])
@@ -356,6 +364,8 @@ class Api:
             return 200, [v], []
         elif head == "listeners" and n == 1 and method == "GET":
             return 200, self.listener_list(), []
+        elif head == "listeners" and n == 3 and parts[2] == "reload" and method == "POST":
+            return self.reload_listener(parts[1], user)
         elif head == "monitor_current" and n == 1 and method == "GET":
             return 200, self.monitor(now), []
         elif head == "users" and n == 3 and parts[2] == "change_pwd" and method == "POST":
@@ -466,6 +476,22 @@ class Api:
                 d["websocket"] = {"mqtt_path": lc["websocket"]["mqtt_path"]}
             out.append(d)
         return out
+
+    def reload_listener(self, lid, user):
+        # Its certfile, keyfile, cacertfile and crlfile again; a failed reload keeps the old ones
+        # (400 with why). The port sets reload_listener(id) -> None or why; KeyError: no such one.
+        f = self.reload_tls
+        try:
+            if f is None:
+                raise KeyError(lid)
+            why = f(lid)
+        except KeyError:
+            raise HttpError(404, "NOT_FOUND", "no ssl listener %r (ids such as ssl:default)" % lid)
+        if why:
+            raise HttpError(400, "BAD_REQUEST", "listener %s: reload failed, the previous files stay in "
+                                                "force: %s" % (lid, why))
+        self.b.log("info", "dashboard: %s reloaded listener %s" % (user, lid))
+        return 200, {"id": lid, "reloaded": True}, []
 
     def monitor(self, now):
         # EMQX's monitor_current: gauges now, message rates per second since the last sample.

@@ -309,6 +309,7 @@ class Broker:
             "clean_start": c.clean_start, "expiry_interval": c.expiry if c.expiry is not None else 0xFFFFFFFF,
             "connected_at": c.connected_at, "connack": 0, "ts": self.wallclock_ms(),
             "cert_common_name": c.cert_cn, "cert_subject": c.cert_dn,
+            "client_attrs": c.__dict__.get("client_attrs") or {},
         })
         if present:
             self._resume(c.session, c)

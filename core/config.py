@@ -14,6 +14,7 @@ from gatemq.schema import (  # noqa: F401  (the types and parsers are re-exporte
     Section, Named, ListOf, Tagged, BOOL, STR, PATH, fail, join, entry_pos, as_tree, default_source,
     resolve_path, parse_duration, show_duration, parse_bind, show_size)
 from gatemq.clientattrs import EXPR, ATTRS_INIT
+from gatemq.clientattrs import EXPR, ATTRS_INIT
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -167,6 +168,10 @@ MQTT = Section([
     # A verified certificate that lacks the field peer_cert_as_* maps (no CN) is refused; false
     # keeps the CONNECT's own username or client id, as EMQX does.
     ("peer_cert_require_field", BOOL, True),
+    # Client attributes from expressions (EMQX 5.7+'s Variform, gatemq.variform): [{expression,
+    # set_as_attr}], and an expression whose value replaces the client id.
+    ("client_attrs_init", ATTRS_INIT, []),
+    ("clientid_override", EXPR, None),
     # Client attributes from expressions (EMQX 5.7+'s Variform, gatemq.variform): [{expression,
     # set_as_attr}], and an expression whose value replaces the client id.
     ("client_attrs_init", ATTRS_INIT, []),

@@ -91,6 +91,7 @@ class Dashboard:
         try:
             self.api = admin.Api(srv.broker, self.dcfg, self.base_mqtt, text, self._save, self._save_admins,
                                  os.urandom, self._listeners)
+            self.api.reload_tls = srv.reload_listener
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the dashboard is off. Point "
                          "dashboard.overlay_file to a writable folder" % (self.admins_path, e))

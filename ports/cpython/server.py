@@ -543,9 +543,19 @@ class Server:
     def reload_auth(self):
         # SIGHUP: the core re-reads the files and logs "reload: ..." with what it read or why it
         # kept the previous rules.
-        self.log("info", "reload: SIGHUP received, re-reading the users, key and ACL files")
+        self.log("info", "reload: SIGHUP received, re-reading the users, key and ACL files and the "
+                 "ssl listeners' certificate files")
         self.broker.reload_auth()
+        for t in self.tls.values():
+            t.reload()
         self.flush()
+
+    def reload_listener(self, lid):
+        # POST /api/v5/listeners/{id}/reload -> None, or why not (the old files stay in force).
+        t = self.tls.get(lid)
+        if t is None:
+            raise KeyError(lid)
+        return t.reload()
 
     def _tick(self):
         delay = self.broker.tick()
@@ -553,7 +563,8 @@ class Server:
             self.durable.tick()
         self.flush()
         for t in self.tls.values():
-            t.maybe_reload()
+            t.maybe_reload(self.broker)     # CRL re-read, disconnect_revoked / _expired
+        self.flush()
         self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
 
     async def start(self):

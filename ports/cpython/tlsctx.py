@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 
+from gatemq.certwatch import Watch
 from gatemq.errors import ConfigError
 from gatemq.leafpolicy import LeafPolicy
 
@@ -133,6 +134,34 @@ class ListenerTLS:
         self.leaf = LeafPolicy(name, o, _stamp, _read, time.time, log, validity=False)
         self.context = self._context()
         self._ctx_p = chain_handle(self.context)
+        self.watch = Watch(name, o, log)    # disconnect_revoked / _expired, the 30-day warning
+        self.watch.set_server(_read(o["certfile"]))
+
+    def reload(self):
+        # certfile, keyfile, cacertfile and crlfile again (SIGHUP, POST .../reload). The new context
+        # and CRLs are made completely before they replace the old ones: a file that is missing,
+        # broken, or a key that does not match its certificate leaves the old ones in force.
+        # Connections keep the context they were made with; new handshakes get the new one.
+        # -> None, or why not (logged).
+        depth_after = self.depth_after  # _context sets it anew
+        try:
+            leaf = LeafPolicy(self.name, self.o, _stamp, _read, time.time, self.log, validity=False)
+            ctx = self._context()
+            cert = _read(self.o["certfile"])
+        except (ConfigError, OSError, ValueError, ssl.SSLError) as e:
+            self.depth_after = depth_after
+            why = str(e)
+            self.log("error", "listener %s: reload failed: %s; the previous certificate files stay in force"
+                     % (self.name, why))
+            return why
+        self.leaf = leaf
+        self.context = ctx
+        self._ctx_p = chain_handle(ctx)
+        self.watch.set_server(cert)
+        self.log("info", "listener %s: reloaded certfile %s, keyfile %s, cacertfile %s%s" % (
+            self.name, self.o["certfile"], self.o["keyfile"], self.o.get("cacertfile"),
+            ", crlfile %s" % leaf.crlfile if leaf.crlfile else ""))
+        return None
 
     def _fail(self, key, msg):
         return ConfigError("listener %s: ssl_options.%s: %s" % (self.name, key, msg))
@@ -153,6 +182,9 @@ class ListenerTLS:
                 load_cas(ctx, o["cacertfile"])
             except (OSError, ssl.SSLError) as e:
                 raise self._fail("cacertfile", "cannot load %s: %s" % (o["cacertfile"], e))
+        if o.get("partial_chain"):
+            # EMQX's partial_chain: an intermediate CA in cacertfile is a trust anchor of its own.
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         if o.get("verify") == "verify_peer":
             ctx.verify_mode = ssl.CERT_REQUIRED if o.get("fail_if_no_peer_cert") else ssl.CERT_OPTIONAL
         else:
@@ -214,9 +246,12 @@ class ListenerTLS:
             if not v12:
                 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
-    def maybe_reload(self):
-        # From the broker's timer: a changed crlfile is read again, so revoking needs no restart.
+    def maybe_reload(self, broker=None):
+        # From the broker's timer: a changed crlfile is read again, so revoking needs no restart;
+        # then disconnect_revoked / disconnect_expired act on the connected clients.
         self.leaf.reload()
+        if broker is not None:
+            self.watch.sweep(broker, self.leaf.crls, time.time())
 
     def check_leaf(self, der, sslobj=None):
         # -> None when accepted, else (reason, detail). Runs right after the handshake, before any

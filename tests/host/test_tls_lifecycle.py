@@ -1,0 +1,325 @@
+# Certificate lifecycle (docs/tls.md, "Reloading certificates" and "Acting on revocation and
+# expiry"), on both runtimes: the ssl listener's files reloaded without dropping anyone (SIGHUP on
+# CPython, POST /api/v5/listeners/{id}/reload on both), a failed reload keeping the old files, CA
+# rotation, disconnect_revoked and disconnect_expired with real clients that stay connected.
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import socket
+import time
+
+import pytest
+
+from brokers import DEFAULT_RUNTIME
+from conftest import require_gatemq
+from cryptography.x509.oid import NameOID
+from tlsutil import PKI, client_context, now, ssl_config, ssl_port, tls_client
+
+DASH = 'dashboard.listeners.http.bind = "127.0.0.1:0"\n'
+MP = DEFAULT_RUNTIME == "micropython"
+
+
+def listeners(extra=()):
+    return [("tcp", "default"), ("ssl", "default"), ("http", "dashboard")] + list(extra)
+
+
+class Api:
+    def __init__(self, b):
+        self.port = b.ports[("http", "dashboard")]
+        self.token = None
+        status, body = self.call("POST", "/api/v5/login", {"username": "admin", "password": "public"})
+        assert status == 200, body
+        self.token = body["token"]
+
+    def call(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        conn.request(method, path, None if body is None else json.dumps(body), headers)
+        r = conn.getresponse()
+        text = r.read()
+        conn.close()
+        return r.status, (json.loads(text) if text else None)
+
+
+def _pki(tmp_path):
+    p = PKI(tmp_path / "pki")
+    p.root = p.ca("root")
+    p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    p.dev1 = p.leaf(p.root, "dev1", [(NameOID.COMMON_NAME, "dev1")])
+    p.dev2 = p.leaf(p.root, "dev2", [(NameOID.COMMON_NAME, "dev2")])
+    return p
+
+
+class Live:
+    """The server's certificate, key and CA files as the broker names them, replaced by tests."""
+
+    def __init__(self, folder, server, ca_files):
+        self.crt = os.path.join(str(folder), "live-server.crt")
+        self.key = os.path.join(str(folder), "live-server.key")
+        self.ca = os.path.join(str(folder), "live-ca.crt")
+        self.put(server)
+        self.put_ca(ca_files)
+
+    def put(self, server, key=None):
+        shutil.copy(server.crt, self.crt)
+        shutil.copy(key or server.key, self.key)
+
+    def put_ca(self, files):
+        with open(self.ca + ".tmp", "wb") as f:
+            for path in files:
+                with open(path, "rb") as g:
+                    f.write(g.read())
+        os.replace(self.ca + ".tmp", self.ca)
+
+
+def _broker(make_broker, live, ssl_extra="", extra=""):
+    require_gatemq()
+    server = type("S", (), {"crt": live.crt, "key": live.key})
+    ca = type("C", (), {"crt": live.ca})
+    return make_broker(DASH + ssl_config(server, ca, ssl_extra, extra).replace("dashboard.enable = false", ""),
+                       listeners=listeners())
+
+
+def _reload(b, api, sighup):
+    """Reload the ssl listener; -> (status, body) of the API, or None after a SIGHUP."""
+    if sighup:
+        os.kill(b.pid, signal.SIGHUP)
+        return None
+    return api.call("POST", "/api/v5/listeners/ssl:default/reload")
+
+
+def _server_fingerprint(b, ca_file):
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE     # the certificate itself is what this looks at
+    with socket.create_connection(("127.0.0.1", ssl_port(b)), timeout=5) as s:
+        with ctx.wrap_socket(s) as t:
+            return hashlib.sha256(t.getpeercert(True)).hexdigest()
+
+
+def _fp(issued):
+    return hashlib.sha256(issued.der).hexdigest()
+
+
+def _roundtrip(c, topic, payload):
+    c.publish(topic, payload, qos=1)
+    m = c.expect()
+    assert (m.topic, m.payload) == (topic, payload)
+
+
+def _handshake_refused(b, root, dev):
+    """True when a fresh handshake with dev is refused (TLS 1.3: after the client's finished, so
+    the first read fails)."""
+    ctx = client_context(root.crt, dev.chain, dev.key)
+    try:
+        with socket.create_connection(("127.0.0.1", ssl_port(b)), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                t.sendall(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01x")
+                data = t.recv(4)
+                return data[:1] != b"\x20"
+    except (ssl.SSLError, OSError):
+        return True
+
+
+@pytest.mark.parametrize("how", ["sighup", "api"])
+def test_reload_presents_the_new_server_certificate_and_keeps_clients(make_broker, tmp_path, how):
+    if how == "sighup" and MP:
+        pytest.skip("the MicroPython port has no signals: the API and reload_interval reload it")
+    p = _pki(tmp_path)
+    server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live)
+    api = Api(b)
+    assert _server_fingerprint(b, p.root.crt) == _fp(p.server)
+    c = tls_client(b, p.root, p.dev1, client_id="keeps")
+    assert c.subscribe("life/#", qos=1) == [1]
+    _roundtrip(c, "life/1", b"before")
+
+    live.put(server2)
+    mark = b.mark()
+    r = _reload(b, api, how == "sighup")
+    b.wait_log("listener ssl:default: reloaded certfile", start=mark)
+    if r is not None:
+        assert r == (200, {"id": "ssl:default", "reloaded": True})
+    # The connected client went on through the reload; a new handshake meets the new certificate.
+    _roundtrip(c, "life/2", b"after")
+    assert _server_fingerprint(b, p.root.crt) == _fp(server2)
+    c2 = tls_client(b, p.root, p.dev2, client_id="new-after")
+    _roundtrip(c, "life/3", b"still")
+    c2.disconnect()
+    c.disconnect()
+
+
+@pytest.mark.parametrize("how", ["sighup", "api"])
+def test_a_failed_reload_keeps_the_old_files_and_says_why(make_broker, tmp_path, how):
+    if how == "sighup" and MP:
+        pytest.skip("the MicroPython port has no signals")
+    p = _pki(tmp_path)
+    server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live)
+    api = Api(b)
+    c = tls_client(b, p.root, p.dev1, client_id="stays")
+    assert c.subscribe("bad/#", qos=1) == [1]
+    # server2's certificate with the first server's key: they do not match.
+    live.put(server2, key=p.server.key)
+    mark = b.mark()
+    r = _reload(b, api, how == "sighup")
+    line = b.wait_log("listener ssl:default: reload failed", start=mark)
+    assert "previous certificate files stay in force" in line and "key" in line.lower(), line
+    if r is not None:
+        status, body = r
+        assert status == 400 and body["code"] == "BAD_REQUEST", r
+        assert "reload failed" in body["message"] and "previous files stay in force" in body["message"]
+        assert "key" in body["message"].lower()
+    # The old certificate is still served, and devices still connect.
+    assert _server_fingerprint(b, p.root.crt) == _fp(p.server)
+    c2 = tls_client(b, p.root, p.dev2, client_id="after-bad")
+    _roundtrip(c, "bad/1", b"x")
+    # Fixing the files and reloading again brings in the new certificate.
+    live.put(server2)
+    mark = b.mark()
+    _reload(b, api, how == "sighup")
+    b.wait_log("listener ssl:default: reloaded certfile", start=mark)
+    assert _server_fingerprint(b, p.root.crt) == _fp(server2)
+    c2.disconnect()
+    c.disconnect()
+
+
+def test_a_reload_of_an_unreadable_or_broken_file_is_refused(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live)
+    api = Api(b)
+    with open(live.ca, "wb") as f:
+        f.write(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    status, body = api.call("POST", "/api/v5/listeners/ssl:default/reload")
+    assert status == 400 and "cacertfile" in body["message"], body
+    os.unlink(live.crt)
+    status, body = api.call("POST", "/api/v5/listeners/ssl:default/reload")
+    assert status == 400 and "live-server.crt" in body["message"], body
+    assert api.call("POST", "/api/v5/listeners/ssl:nope/reload")[0] == 404
+    # Still serving the first files.
+    c = tls_client(b, p.root, p.dev1, client_id="still-fine")
+    c.disconnect()
+
+
+def test_ca_rotation_end_to_end(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    new_root = p.ca("root2", cn="root 2")
+    old_dev = p.dev1
+    new_dev = p.leaf(new_root, "newdev", [(NameOID.COMMON_NAME, "newdev")])
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live)
+    api = Api(b)
+    old = tls_client(b, p.root, old_dev, client_id="old-dev")
+    assert old.subscribe("rot/#", qos=1) == [1]
+    assert _handshake_refused(b, p.root, new_dev)
+    # The transition: both CAs in cacertfile.
+    live.put_ca([p.root.crt, new_root.crt])
+    mark = b.mark()
+    assert api.call("POST", "/api/v5/listeners/ssl:default/reload")[0] == 200
+    b.wait_log("reloaded certfile", start=mark)
+    n1 = tls_client(b, p.root, new_dev, client_id="new-dev")
+    o2 = tls_client(b, p.root, p.dev2, client_id="old-dev-2")
+    n1.disconnect()
+    o2.disconnect()
+    # The old CA removed: its devices are refused at their next handshake, while the one still
+    # connected stays connected.
+    live.put_ca([new_root.crt])
+    mark = b.mark()
+    assert api.call("POST", "/api/v5/listeners/ssl:default/reload")[0] == 200
+    b.wait_log("reloaded certfile", start=mark)
+    assert _handshake_refused(b, p.root, p.dev2)
+    b.wait_log("rejected: unknown_ca", start=mark)
+    n2 = tls_client(b, p.root, new_dev, client_id="new-dev-2")
+    _roundtrip(old, "rot/1", b"old one still here")
+    n2.disconnect()
+    old.disconnect()
+
+
+def _crl_broker(make_broker, tmp_path, p, on):
+    crl = p.crl(p.root, [], str(tmp_path / "crl.pem"))
+    live = Live(tmp_path, p.server, [p.root.crt])
+    extra = 'enable_crl_check = true\n  crlfile = "%s"\n' % crl
+    if on:
+        extra += "  disconnect_revoked = true\n"
+    return _broker(make_broker, live, extra), crl
+
+
+def test_disconnect_revoked_drops_the_revoked_device_only(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    b, crl = _crl_broker(make_broker, tmp_path, p, True)
+    victim = tls_client(b, p.root, p.dev1, client_id="victim")
+    other = tls_client(b, p.root, p.dev2, client_id="other")
+    assert other.subscribe("rev/#", qos=1) == [1]
+    _roundtrip(other, "rev/0", b"before")
+    mark = b.mark()
+    t0 = time.monotonic()
+    p.crl(p.root, [p.dev1], crl)
+    b.wait_log_all(["client victim@", "disconnected: revoked"], start=mark, timeout=6)
+    rc = victim.wait_disconnected(2)
+    assert time.monotonic() - t0 < 5.5
+    assert rc == 0x87, rc
+    serial = "%X" % p.dev1.serial
+    serial = serial if len(serial) % 2 == 0 else "0" + serial
+    b.wait_log_all(["client victim@", "disconnected: revoked (certificate serial %s" % serial], start=mark)
+    # The other device was not touched.
+    _roundtrip(other, "rev/1", b"after")
+    assert "client other disconnected" not in "\n".join(b.log_lines[mark:])
+    other.disconnect()
+
+
+def test_without_disconnect_revoked_a_revoked_device_stays_connected(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    b, crl = _crl_broker(make_broker, tmp_path, p, False)
+    kept = tls_client(b, p.root, p.dev1, client_id="kept")
+    assert kept.subscribe("keep/#", qos=1) == [1]
+    mark = b.mark()
+    p.crl(p.root, [p.dev1], crl)
+    b.wait_log("(1 revoked)", start=mark, timeout=6)
+    # The CRL is in force (a new handshake of that certificate is refused) ...
+    assert _handshake_refused(b, p.root, p.dev1)
+    b.wait_log("rejected: revoked", start=mark)
+    # ... and yet the open connection goes on, as in EMQX.
+    _roundtrip(kept, "keep/1", b"still here")
+    assert kept.c.is_connected()
+    kept.disconnect()
+
+
+def test_disconnect_expired_drops_a_device_whose_certificate_runs_out(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    short = p.leaf(p.root, "short", [(NameOID.COMMON_NAME, "short")],
+                   not_after=now() + datetime.timedelta(seconds=4))
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live, "disconnect_expired = true\n")
+    c = tls_client(b, p.root, short, client_id="short-lived")
+    other = tls_client(b, p.root, p.dev2, client_id="long-lived")
+    assert other.subscribe("exp/#", qos=1) == [1]
+    mark = b.mark()
+    rc = c.wait_disconnected(10)
+    assert rc == 0x87, rc
+    b.wait_log_all(["client short-lived@", "disconnected: expired (certificate serial"], start=mark)
+    _roundtrip(other, "exp/1", b"fine")
+    other.disconnect()
+
+
+def test_clients_api_shows_the_certificate_expiry_and_serial(make_broker, tmp_path):
+    p = _pki(tmp_path)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live)
+    api = Api(b)
+    c = tls_client(b, p.root, p.dev1, client_id="shown")
+    status, body = api.call("GET", "/api/v5/clients/shown")
+    assert status == 200, body
+    want = p.dev1.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert body["cert_not_after"] == want
+    assert int(body["cert_serial"], 16) == p.dev1.serial
+    c.disconnect()
