@@ -68,6 +68,7 @@ class Dashboard:
                                  lambda t: write(self.overlay, t),
                                  lambda t: write(self.admins_path, t),
                                  os.urandom, self._listeners, self.iterations)
+            self.api.reload_tls = self.srv.reload_listener
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the API is off" % (self.admins_path, e))
             return False

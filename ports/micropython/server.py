@@ -316,6 +316,15 @@ class Server:
             lst.links -= 1
             raise
 
+    def reload_listener(self, lid):
+        # POST /api/v5/listeners/{id}/reload -> None, or why not (the old files stay in force).
+        for lst in self.listeners:
+            if lst.id == lid and lst.binder is not None:
+                why = lst.binder.reload()
+                self.pump()
+                return why
+        raise KeyError(lid)
+
     def memory_for(self, lst):
         # Enough free heap for one more connection, and in pieces big enough: a fragmented heap
         # can have plenty free and still fail a 1 KB allocation, so probe for a block.
@@ -354,6 +363,11 @@ class Server:
             wait = 1
             try:
                 wait = self.broker.tick()
+                now = self.clock()
+                for lst in self.listeners:
+                    if lst.binder is not None:
+                        # CRL re-read, disconnect_revoked / _expired, reload_interval (once a second)
+                        lst.binder.poll(self.broker, now)
                 self.pump()
                 self.reap()
                 if self.on_tick is not None:

@@ -38,6 +38,10 @@ def check_options(name, o):
     if o["verify"] == "verify_peer" and not o["cacertfile"]:
         raise ConfigError("%s.cacertfile: verify = verify_peer needs the CA certificate(s) that "
                           "sign client certificates" % where)
+    if o.get("partial_chain"):
+        raise ConfigError("%s.partial_chain: MicroPython's tls module cannot make an intermediate CA "
+                          "a trust anchor (mbedTLS has no partial-chain option there); put the root "
+                          "CA in cacertfile, or set partial_chain = false" % where)
     if o.get("password"):
         raise ConfigError("%s.password: MicroPython cannot load an encrypted key; store the key "
                           "unencrypted as DER (openssl pkey -in key.pem -outform DER -out key.der)"
@@ -59,6 +63,28 @@ def _blobs(read, path, what, label):
     return [data]
 
 
+def _key_matches(name, o, cert, key):
+    # mbedTLS here loads a key that does not belong to the certificate and then fails every
+    # handshake: the key's own copy of the public key (an EC point, an RSA modulus) must be the
+    # certificate's. A key that carries no copy (an EC key without its public key) is not checked.
+    try:
+        c = der.parse_certificate(cert)
+        pk = c.public_key
+        if c.rsa_n is not None:
+            s, e = der.expect(pk, 0, len(pk), 0x30)
+            ns, ne = der.expect(pk, s, e, 0x02)
+            mine = pk[ns:ne]
+            carried = True
+        else:
+            mine = pk
+            carried = bytes([0x03, len(pk) + 1, 0x00]) + pk[:1] in key
+    except (DerError, IndexError, ValueError) as e:
+        raise ConfigError("listeners.ssl.%s.ssl_options.certfile %s: %s" % (name, o["certfile"], e))
+    if carried and mine not in key:
+        raise ConfigError("listeners.ssl.%s.ssl_options.keyfile %s: the key does not match the "
+                          "certificate of certfile %s" % (name, o["keyfile"], o["certfile"]))
+
+
 class Binder:
     # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
     def __init__(self, name, o, read, wallclock, log):
@@ -68,12 +94,78 @@ class Binder:
         self.pending = {}  # asyncio task -> Link, while that link's handshake runs
         self.verify = o["verify"] == "verify_peer"
         self.max_depth = o["depth"] + 1  # depth counts intermediates; the callback also sees the root
+        self.o = o
+        self.read = read
         # mbedTLS here checks neither revocation nor key usage, nor (without a set clock) dates.
         self.leaf = LeafPolicy("ssl:" + name, o, stamp, read, wallclock, log)
         self.crlfile = self.leaf.crlfile
+        if o.get("ciphers"):
+            log("warning", "listener ssl:%s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
+                "uses the suites compiled into the firmware)" % name)
+        self.ctx = self._context()
+        from gatemq.certwatch import Watch
+        self.watch = Watch("ssl:" + name, o, log)
+        self.watch.set_server(read(o["certfile"]))
+        self.files = self._stamps()
+        self.next_poll = 0
+        self.next_files = 0
+
+    def _stamps(self):
+        o = self.o
+        out = []
+        for key in ("certfile", "keyfile", "cacertfile"):
+            try:
+                out.append(stamp(o[key]) if o[key] else None)
+            except OSError:
+                out.append(None)
+        return out
+
+    def reload(self):
+        # certfile, keyfile, cacertfile and crlfile again (POST .../reload, reload_interval): made
+        # completely before they replace the old ones, so a failure keeps them. Connections keep
+        # the context they were made with. -> None, or why not (logged).
+        try:
+            leaf = LeafPolicy("ssl:" + self.name, self.o, stamp, self.read, self.wallclock, self.log)
+            ctx = self._context()
+            cert = self.read(self.o["certfile"])
+        except (ConfigError, OSError, ValueError) as e:
+            why = str(e)
+            self.log("error", "listener ssl:%s: reload failed: %s; the previous certificate files stay "
+                     "in force" % (self.name, why))
+            return why
+        self.files = self._stamps()
+        self.leaf = leaf
+        self.crlfile = leaf.crlfile
+        self.ctx = ctx
+        self.watch.set_server(cert)
+        o = self.o
+        self.log("info", "listener ssl:%s: reloaded certfile %s, keyfile %s, cacertfile %s%s" % (
+            self.name, o["certfile"], o["keyfile"], o["cacertfile"],
+            ", crlfile %s" % leaf.crlfile if leaf.crlfile else ""))
+        return None
+
+    def poll(self, broker, now):
+        # From the timer loop, once a second: the CRL (a changed crlfile), disconnect_revoked /
+        # disconnect_expired, and every reload_interval the certificate files by their stamps.
+        if now < self.next_poll:
+            return
+        self.next_poll = now + 1
+        self.leaf.reload()
+        self.watch.sweep(broker, self.leaf.crls, self.wallclock())
+        every = self.o.get("reload_interval")
+        if every and now >= self.next_files:
+            self.next_files = now + every
+            if self._stamps() != self.files:
+                self.reload()
+
+    def _context(self):
+        o = self.o
+        read = self.read
+        name = self.name
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
         cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
         key = _blobs(read, o["keyfile"], "keyfile", None)[0]
+        _key_matches(name, o, cert, key)
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as e:
@@ -87,9 +179,6 @@ class Binder:
                 except (OSError, ValueError) as e:
                     raise ConfigError("listeners.ssl.%s.ssl_options.cacertfile %s: refused by mbedTLS "
                                       "(%s)" % (name, o["cacertfile"], e))
-        if o.get("ciphers"):
-            log("warning", "listener ssl:%s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
-                "uses the suites compiled into the firmware)" % name)
         if self.verify:
             ctx.verify_mode = tls.CERT_REQUIRED
             ctx.verify_callback = self._callback
@@ -98,7 +187,7 @@ class Binder:
             from gatemq import peercert  # noqa: F401
         else:
             ctx.verify_mode = tls.CERT_NONE
-        self.ctx = ctx
+        return ctx
 
     def maybe_reload(self):
         # At each new connection, so revoking a device needs no restart.

@@ -95,12 +95,11 @@ def _reload(b, api, sighup):
     return api.call("POST", "/api/v5/listeners/ssl:default/reload")
 
 
-def _server_fingerprint(b, ca_file):
-    ctx = ssl.create_default_context(cafile=ca_file)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE     # the certificate itself is what this looks at
+def _server_fingerprint(b, ca_file, dev):
+    # With a client certificate: the MicroPython port requires one (mbedTLS, see tlsbind).
+    ctx = client_context(ca_file, dev.chain, dev.key)
     with socket.create_connection(("127.0.0.1", ssl_port(b)), timeout=5) as s:
-        with ctx.wrap_socket(s) as t:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
             return hashlib.sha256(t.getpeercert(True)).hexdigest()
 
 
@@ -137,7 +136,7 @@ def test_reload_presents_the_new_server_certificate_and_keeps_clients(make_broke
     live = Live(tmp_path, p.server, [p.root.crt])
     b = _broker(make_broker, live)
     api = Api(b)
-    assert _server_fingerprint(b, p.root.crt) == _fp(p.server)
+    assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(p.server)
     c = tls_client(b, p.root, p.dev1, client_id="keeps")
     assert c.subscribe("life/#", qos=1) == [1]
     _roundtrip(c, "life/1", b"before")
@@ -150,7 +149,7 @@ def test_reload_presents_the_new_server_certificate_and_keeps_clients(make_broke
         assert r == (200, {"id": "ssl:default", "reloaded": True})
     # The connected client went on through the reload; a new handshake meets the new certificate.
     _roundtrip(c, "life/2", b"after")
-    assert _server_fingerprint(b, p.root.crt) == _fp(server2)
+    assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(server2)
     c2 = tls_client(b, p.root, p.dev2, client_id="new-after")
     _roundtrip(c, "life/3", b"still")
     c2.disconnect()
@@ -180,7 +179,7 @@ def test_a_failed_reload_keeps_the_old_files_and_says_why(make_broker, tmp_path,
         assert "reload failed" in body["message"] and "previous files stay in force" in body["message"]
         assert "key" in body["message"].lower()
     # The old certificate is still served, and devices still connect.
-    assert _server_fingerprint(b, p.root.crt) == _fp(p.server)
+    assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(p.server)
     c2 = tls_client(b, p.root, p.dev2, client_id="after-bad")
     _roundtrip(c, "bad/1", b"x")
     # Fixing the files and reloading again brings in the new certificate.
@@ -188,7 +187,7 @@ def test_a_failed_reload_keeps_the_old_files_and_says_why(make_broker, tmp_path,
     mark = b.mark()
     _reload(b, api, how == "sighup")
     b.wait_log("listener ssl:default: reloaded certfile", start=mark)
-    assert _server_fingerprint(b, p.root.crt) == _fp(server2)
+    assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(server2)
     c2.disconnect()
     c.disconnect()
 
@@ -322,4 +321,25 @@ def test_clients_api_shows_the_certificate_expiry_and_serial(make_broker, tmp_pa
     want = p.dev1.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert body["cert_not_after"] == want
     assert int(body["cert_serial"], 16) == p.dev1.serial
+    c.disconnect()
+
+
+def test_reload_interval_picks_up_changed_files(make_broker, tmp_path):
+    if not MP:
+        pytest.skip("reload_interval is the MicroPython port's (CPython: SIGHUP and the API)")
+    p = _pki(tmp_path)
+    server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live, "reload_interval = 1s\n")
+    c = tls_client(b, p.root, p.dev1, client_id="kept-by-interval")
+    assert c.subscribe("ri/#", qos=1) == [1]
+    mark = b.mark()
+    live.put(server2)
+    # The port compares (mtime, size) stamps, mtime in whole seconds: move it on explicitly.
+    later = time.time() + 5
+    os.utime(live.crt, (later, later))
+    os.utime(live.key, (later, later))
+    b.wait_log("listener ssl:default: reloaded certfile", start=mark, timeout=5)
+    assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(server2)
+    _roundtrip(c, "ri/1", b"x")
     c.disconnect()
