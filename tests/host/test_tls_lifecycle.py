@@ -343,3 +343,80 @@ def test_reload_interval_picks_up_changed_files(make_broker, tmp_path):
     assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(server2)
     _roundtrip(c, "ri/1", b"x")
     c.disconnect()
+
+
+# ---- client attributes from the certificate (mqtt.client_attrs_init) ----
+
+def test_client_attrs_from_the_certificate_drive_the_acl(make_broker, tmp_path):
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from tlsutil import Events
+    p = _pki(tmp_path)
+    # A device certificate with a CN "<device>.<site>.acme" and DNS and IP subjectAltNames.
+    sensor = p.leaf(p.root, "sensor", [(NameOID.ORGANIZATIONAL_UNIT_NAME, "plant-7"),
+                                       (NameOID.COMMON_NAME, "sensor1.site7.acme")])
+    b_ = (x509.CertificateBuilder().subject_name(sensor.cert.subject).issuer_name(p.root.cert.subject)
+          .public_key(sensor.key_obj.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(sensor.cert.not_valid_before_utc).not_valid_after(sensor.cert.not_valid_after_utc)
+          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+          .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+          .add_extension(x509.SubjectAlternativeName([
+              x509.DNSName("sensor1.site7.acme.lan"), x509.DNSName("s1.lan"),
+              x509.IPAddress(ipaddress.ip_address("10.7.0.1")), x509.RFC822Name("ops@acme.lan")]),
+              critical=False))
+    from tlsutil import Issued
+    sensor = Issued(sensor.key_obj, b_.sign(p.root.key_obj, hashes.SHA256()), p.root, p.folder, "sensor-san")
+    other = p.leaf(p.root, "other", [(NameOID.COMMON_NAME, "sensor2.site9.acme")])
+    acl = tmp_path / "acl.conf"
+    acl.write_text('{allow, all, subscribe, ["$SYS/brokers/+/clients/#", "sites/#"]}.\n'
+                   '{allow, all, publish, ["sites/${client_attrs.site}/#"]}.\n'
+                   '{deny, all}.\n')
+    extra = """
+mqtt.client_attrs_init = [
+  { expression = "nth(2, tokens(cn, '.'))", set_as_attr = site }
+  { expression = "cert_san.dns", set_as_attr = host }
+  { expression = "nth(1, tokens(cert_san.dns, ','))", set_as_attr = first_host }
+  { expression = "cert_san.ip", set_as_attr = ip }
+  { expression = "cert_san.email", set_as_attr = email }
+  { expression = "concat([upper(client_attrs.site), '-', substr(hash('sha256', cn), 0, 8)])", set_as_attr = tag }
+]
+authorization { no_match = deny, deny_action = disconnect, sources = [ { type = file, path = "%s" } ] }
+""" % acl
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live, "", extra)
+    ev = Events(b)
+    api = Api(b)
+    c = tls_client(b, p.root, sensor, client_id="sensor1")
+    e = ev.connected(match=lambda cid: cid == "sensor1")
+    import hashlib as _h
+    want = {"site": "site7", "host": "sensor1.site7.acme.lan,s1.lan", "first_host": "sensor1.site7.acme.lan",
+            "ip": "10.7.0.1", "email": "ops@acme.lan",
+            "tag": "SITE7-" + _h.sha256(b"sensor1.site7.acme").hexdigest()[:8]}
+    assert e["client_attrs"] == want, e
+    status, body = api.call("GET", "/api/v5/clients/sensor1")
+    assert status == 200 and body["client_attrs"] == want, body
+    # The ACL: its own site's topics, no other site's.
+    assert c.subscribe("sites/#", qos=1) == [1]
+    _roundtrip(c, "sites/site7/temp", b"21")
+    c.publish("sites/site9/temp", b"x", qos=1, wait=False)
+    assert c.wait_disconnected(5) == 0x87     # deny_action = disconnect: the denial is visible
+    o = tls_client(b, p.root, other, client_id="sensor2")
+    assert ev.connected(match=lambda cid: cid == "sensor2")["client_attrs"] == {"site": "site9", "tag": "SITE9-" + _h.sha256(b"sensor2.site9.acme").hexdigest()[:8]}
+    assert o.subscribe("sites/#", qos=1) == [1]
+    _roundtrip(o, "sites/site9/temp", b"19")
+    o.disconnect()
+    ev.close()
+
+
+def test_an_expression_that_does_not_parse_is_a_config_error_with_its_position(tmp_path):
+    import subprocess
+    from brokers import PYTHON
+    conf = tmp_path / "g.conf"
+    conf.write_text('listeners.tcp.default.bind = "127.0.0.1:0"\nmqtt.client_attrs_init = [\n'
+                    '  { expression = "nth(1, tokens(cn \'.\'))", set_as_attr = site }\n]\n')
+    r = subprocess.run([PYTHON, "-m", "gatemq.cpython", "--check-config", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2, r
+    assert "g.conf:3:18: mqtt.client_attrs_init.1.expression" in r.stderr, r.stderr
+    assert "column 18 of the expression" in r.stderr, r.stderr
