@@ -202,12 +202,11 @@ def role_sub(a):
         s.close()
 
 
-def _take_publishes(pend):
-    """Parse the whole packets at the front of pend; return (PUBLISH count, PUBACKs)."""
-    i, n, msgs = 0, len(pend), 0
-    acks = []
+def _whole_packets(pend):
+    """(first byte, body start, body length) of each whole packet at the front of pend; the
+    caller deletes what it consumed (the end of the last one)."""
+    i, n = 0, len(pend)
     while n - i >= 2:
-        first = pend[i]
         j, mult, length, whole = i + 1, 1, 0, False
         while j < n and j - i <= 4:
             b = pend[j]
@@ -218,7 +217,16 @@ def _take_publishes(pend):
                 whole = True
                 break
         if not whole or j + length > n:
-            break
+            return
+        yield pend[i], j, length
+        i = j + length
+
+
+def _take_publishes(pend):
+    """Parse the whole packets at the front of pend; return (PUBLISH count, PUBACKs)."""
+    i, msgs = 0, 0
+    acks = []
+    for first, j, length in _whole_packets(pend):
         if first >> 4 == 3:
             # a QoS 1 subscription must get QoS 1 deliveries: a broker that
             # downgraded them would skip the acknowledgements being measured
@@ -411,20 +419,9 @@ def role_retain(a):
                     raise ConnectionError("broker closed the subscriber")
                 last = time.perf_counter()
                 pend += buf[:n]
-                i, m = 0, len(pend)
-                while m - i >= 2:
-                    j, mult, length, whole = i + 1, 1, 0, False
-                    while j < m and j - i <= 4:
-                        b = pend[j]
-                        j += 1
-                        length += (b & 0x7F) * mult
-                        mult *= 128
-                        if not b & 0x80:
-                            whole = True
-                            break
-                    if not whole or j + length > m:
-                        break
-                    t = pend[i] >> 4
+                i = 0
+                for first, j, length in _whole_packets(pend):
+                    t = first >> 4
                     if t == 9:
                         subacks += 1
                     elif t == 3:
