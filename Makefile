@@ -74,6 +74,15 @@ test-tools:
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
 	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
 	  echo "warning: could not install chromium"; }
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing prometheus (tests/host/test_prometheus.py scrapes the broker with it)"; \
+	  (apt-get update -qq && apt-get install -y -qq prometheus) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq prometheus) >/dev/null 2>&1 || \
+	  echo "warning: could not install prometheus"; }
+	@test -d tests/js/node_modules/mqtt || { \
+	  echo "installing MQTT.js (npm mqtt) into tests/js for the WebSocket tests"; \
+	  command -v npm >/dev/null 2>&1 || (apt-get install -y -qq nodejs npm || sudo apt-get install -y -qq nodejs npm) >/dev/null 2>&1; \
+	  (cd tests/js && npm install --no-audit --no-fund --silent) || echo "warning: could not install MQTT.js"; }
 
 # The core's unit tests under the MicroPython unix port, importing the shipped .mpy files.
 test-core-mp: firmware-files

@@ -290,6 +290,22 @@ def _body(body):
     return v
 
 
+class Raw:
+    # An answer that is not JSON (the Prometheus text): the ports write data with this type.
+    def __init__(self, ctype, data):
+        self.ctype = ctype
+        self.data = data
+
+
+def _basic(value):
+    # "Basic base64(user:password)" -> (user, password), or None.
+    try:
+        user, _, pw = binascii.a2b_base64(value[6:].strip()).decode().partition(":")
+    except Exception:
+        return None
+    return user, pw
+
+
 class Api:
     # broker: the running Broker. base_mqtt: the mqtt section of the config file without the
     # overlay, so the overlay holds exactly what the API changed. save_overlay(text) and
@@ -308,6 +324,11 @@ class Api:
         self.sample = None       # (time, received, sent, dropped) for the per-second rates
         self.rates = (0, 0, 0)
         self.created_admin = False
+        # GET /api/v5/prometheus/stats: public unless prometheus.enable_basic_auth (the port sets
+        # these from its config); read_file reads the server certificates for their expiry.
+        self.metrics_auth = False
+        self.metrics_read = None
+        self.metrics_short = False
         self.reload_tls = None   # the port's reload of an ssl listener's files (reload_listener)
         if not self.admins.users:
             # The first administrator, from the config; later config changes do not reset it.
@@ -335,6 +356,14 @@ class Api:
             if method != "POST":
                 raise HttpError(405, "METHOD_NOT_ALLOWED", "use POST /api/v5/login")
             return self.login(_body(body), peer_ip, now)
+        if parts == ["prometheus", "stats"]:
+            if method != "GET":
+                raise HttpError(405, "METHOD_NOT_ALLOWED", "use GET /api/v5/prometheus/stats")
+            if self.metrics_auth:
+                self.metrics_login(headers, peer_ip, now)
+            from gatemq import prometheus
+            return 200, Raw(prometheus.CONTENT_TYPE, prometheus.render(
+                self.b, self.listeners(), self.metrics_read, self.metrics_short)), []
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise HttpError(401, "BAD_TOKEN", "log in with POST /api/v5/login and send "
@@ -390,6 +419,25 @@ class Api:
         self.b.log("info", "dashboard: %s logged in from %s" % (user, ip))
         return 200, {"token": self.tokens.issue(user, self.admins.users[user]["hash"], now),
                      "version": __version__, "role": "administrator"}, []
+
+    def metrics_login(self, headers, ip, now):
+        # prometheus.enable_basic_auth = true: an administrator's username and password (HTTP
+        # Basic, what a Prometheus scrape config holds) or a login token (Bearer).
+        auth = headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            self.tokens.check(auth[7:].strip(), self.admins.users, now)
+            return
+        wait = self.limit.wait(ip, now)
+        if wait:
+            raise HttpError(429, "TOO_MANY_REQUESTS", "too many failed logins; try again in %ds" % wait, wait)
+        up = _basic(auth) if auth.startswith("Basic ") else None
+        if up is None or not self.admins.check(up[0], up[1]):
+            if up is not None:
+                self.limit.failed(ip, now)
+                self.b.log("warning", "prometheus: failed login for %r from %s" % (up[0], ip))
+            raise HttpError(401, "BAD_USERNAME_OR_PWD", "prometheus.enable_basic_auth = true: send an "
+                            "administrator's username and password (Basic) or a token (Bearer)")
+        self.limit.succeeded(ip)
 
     def change_pwd(self, user, target, body):
         if target != user:

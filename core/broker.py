@@ -194,7 +194,9 @@ class Broker:
             self.log(level, msg + more(held, "refusals or denials"))
 
     def authenticate(self, c):
-        return self.authn.authenticate(c, c.lcfg)
+        rc, why = self.authn.authenticate(c, c.lcfg)
+        self.count("authentication.failure." + R.word(rc) if rc else "authentication.success")
+        return rc, why
 
     def logins_blocked(self, host):
         # True while the peer address is past mqtt.max_login_failures in the current window: its
@@ -228,8 +230,12 @@ class Broker:
             # Operators trust $SYS connected events: no client, superusers included, forges them.
             self.refusal_log("info", "authorization: publish of %s by client %s denied ($SYS/ is the "
                              "broker's; authorization.deny_sys_publish)" % (ident(topic), ident(c.clientid)))
+            self.count("authorization.deny." + action)
             return False
-        return self.authz.check(c, action, topic, qos, retain)
+        ok = self.authz.check(c, action, topic, qos, retain)
+        if not ok:
+            self.count("authorization.deny." + action)
+        return ok
 
     # ---- sessions ----
 
@@ -429,6 +435,7 @@ class Broker:
         # message the store refuses (retainer limits) is still routed, unless refuse_retain (an
         # MQTT 5 QoS 1/2 publisher, told 0x97 by the caller): then -1 and nothing is routed.
         self.stats["messages.received"] += 1
+        self.count("messages.qos%d.received" % msg.qos)
         if msg.retain:
             why = self.retained.put(msg, self.clock())
             if not why and self.persist:
@@ -456,6 +463,7 @@ class Broker:
         if qos == 0:
             if c.send_publish(msg, 0, retain, None, subids, False, self.clock()):
                 self.stats["messages.sent"] += 1
+                self.count("messages.qos0.sent")
             return
         if len(sess.inflight) >= c.window:
             self._queue(sess, Delivery(msg, qos, retain, subids))
@@ -464,6 +472,7 @@ class Broker:
         if c.send_publish(msg, qos, retain, pid, subids, False, self.clock()):
             d = sess.inflight[pid] = Delivery(msg, qos, retain, subids)
             self.stats["messages.sent"] += 1
+            self.count("messages.qos%d.sent" % qos)
             if self.persist:
                 self.persist.inflight(sess, pid, d)
 
@@ -656,6 +665,16 @@ class Broker:
             c.close(R.SERVER_SHUTTING_DOWN)
 
     # ---- the management facade: what the HTTP API and $SYS read, and what they may do ----
+
+    def count(self, name, n=1):
+        # A counter of the metrics (gatemq.prometheus): messages by QoS, bytes, authentication
+        # outcomes by reason word (the ports add their TLS refusal words), ACL denials.
+        st = self.stats
+        st[name] = st.get(name, 0) + n
+
+    def counters(self):
+        # Every counter and gauge of self.stats, by name (a copy).
+        return dict(self.stats)
 
     def snapshot(self):
         # Gauges and counters, under EMQX's stats/metrics names.

@@ -293,6 +293,8 @@ ROOT = Section([
     ("authentication", ListOf(AUTHENTICATOR), []),
     ("authorization", AUTHORIZATION, {}),
     ("dashboard", DASHBOARD, {}),
+    # GET /api/v5/prometheus/stats (gatemq.prometheus): public, as in EMQX, unless this is true.
+    ("prometheus", Section([("enable_basic_auth", BOOL, False)]), {}),
     # What the broker acknowledged survives SIGKILL and a power cut (docs/persistence.md).
     ("persistence", Section([
         ("enable", BOOL, False),

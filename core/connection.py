@@ -124,6 +124,7 @@ class Connection:
     def feed(self, data):
         if self.state == CLOSED or self.closing:
             return
+        self.broker.count("bytes.received", len(data))
         self.last_rx = self.broker.clock()
         self._serve(data)
 
@@ -184,7 +185,9 @@ class Connection:
         if not out:
             return b""
         self.out = ()
-        return out[0] if len(out) == 1 else b"".join(out)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.broker.count("bytes.sent", len(data))
+        return data
 
     # ---- output ----
 

@@ -40,6 +40,11 @@ def prepare(cfg, base):
     return cfg, Dashboard(cfg, base, base_mqtt, overlay)
 
 
+def _read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _ssl_context(o):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -91,6 +96,8 @@ class Dashboard:
         try:
             self.api = admin.Api(srv.broker, self.dcfg, self.base_mqtt, text, self._save, self._save_admins,
                                  os.urandom, self._listeners)
+            self.api.metrics_auth = self.cfg["prometheus"]["enable_basic_auth"]
+            self.api.metrics_read = _read_bytes
             self.api.reload_tls = srv.reload_listener
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the dashboard is off. Point "
@@ -197,6 +204,12 @@ class Dashboard:
         return keep
 
     async def _send(self, writer, status, value, extra, keep):
+        if isinstance(value, admin.Raw):    # the Prometheus text
+            data = value.data.encode()
+            writer.write(admin.response_head(status, value.ctype, len(data), extra, keep))
+            writer.write(data)
+            await writer.drain()
+            return
         data = b"" if value is None else json.dumps(value).encode()
         writer.write(admin.response_head(status, "application/json" if data else None, len(data), extra, keep))
         writer.write(data)

@@ -148,6 +148,9 @@ class Listener:
         # The connection classes (wsglue.setup replaces them for ws and wss listeners).
         self.plain_cls = Client
         self.tls_cls = TLSClient
+        # The connection classes (wsglue.setup replaces them for ws and wss listeners).
+        self.plain_cls = Client
+        self.tls_cls = TLSClient
 
     async def bind(self, host, port):
         loop = asyncio.get_running_loop()
@@ -278,6 +281,7 @@ class TLSClient(Client):
         loop.add_reader(self.fd, self._readable)
 
     def _refuse(self, reason, detail):
+        self.srv.broker.count("authentication.failure." + reason)    # the TLS refusal word
         self.srv.tls[self.listener].refuse(self.peer, reason, detail)
         self._teardown()
 

@@ -37,6 +37,16 @@ def prepare(cfg, base, read_text):
     return cfg, base_mqtt
 
 
+def _read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _heap_short():
+    gc.collect()
+    return gc.mem_free() < 65536
+
+
 class Dashboard:
     def __init__(self, srv, cfg, base, base_mqtt, iterations=ITERATIONS):
         self.srv = srv
@@ -46,6 +56,7 @@ class Dashboard:
         self.admins_path = (d + "/" if d else "") + "admins.json"
         self.base_mqtt = base_mqtt
         self.iterations = iterations
+        self.prom_auth = cfg["prometheus"]["enable_basic_auth"]
         self.api = None
         self.sock = None
         self.busy = 0
@@ -68,6 +79,10 @@ class Dashboard:
                                  lambda t: write(self.overlay, t),
                                  lambda t: write(self.admins_path, t),
                                  os.urandom, self._listeners, self.iterations)
+            self.api.metrics_auth = self.prom_auth
+            self.api.metrics_read = _read_bytes
+            # A board short of heap answers the gauges and message counters only.
+            self.api.metrics_short = _heap_short
             self.api.reload_tls = self.srv.reload_listener
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the API is off" % (self.admins_path, e))
@@ -114,8 +129,14 @@ class Dashboard:
                 status, value, extra = await asyncio.wait_for(self._request(st, peer), TIMEOUT)
             except (admin.HttpError, http.HttpError) as e:
                 status, value, extra = e.status, {"code": e.code, "message": e.message}, []
-            data = b"" if value is None else json.dumps(value).encode()
-            st.write(admin.response_head(status, "application/json" if data else None, len(data), extra, False))
+            if isinstance(value, admin.Raw):    # the Prometheus text
+                data = value.data.encode()
+                ctype = value.ctype
+            else:
+                data = b"" if value is None else json.dumps(value).encode()
+                ctype = "application/json" if data else None
+            value = None
+            st.write(admin.response_head(status, ctype, len(data), extra, False))
             if data:
                 st.write(data)
             await st.drain()

@@ -1,0 +1,112 @@
+# GET /api/v5/prometheus/stats: the broker's gauges and counters in the Prometheus text format
+# (version 0.0.4), under EMQX's metric names with the gatemq_ prefix (emqx_messages_received ->
+# gatemq_messages_received). Sans-IO and shared by both ports: it reads the broker through the
+# management facade (snapshot, counters, listener_connections) and the listeners the port runs.
+#
+#     text = prometheus.render(broker, listeners, read_file)
+#     # listeners: [(id, kind, name, lcfg, (host, port))] as gatemq.admin.Api gets them;
+#     # read_file(path) -> bytes, for the server certificates' expiry (None: left out)
+from gatemq import der
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# (metric, TYPE, key of broker.counters() or snapshot(), HELP)
+_GAUGES = (
+    ("connections_count", "connections.count", "Connections open now (MQTT, after the handshake)"),
+    ("connections_max", "connections.max", "The most connections open at once since start"),
+    ("live_connections_count", "live_connections.count", "Connected clients (CONNACK sent)"),
+    ("sessions_count", "sessions.count", "Sessions, connected and persistent"),
+    ("subscriptions_count", "subscriptions.count", "Subscriptions"),
+    ("retained_count", "retained.count", "Retained messages stored"),
+)
+_COUNTERS = (
+    ("messages_received", "messages.received", "Messages received (PUBLISH from clients, wills and $SYS)"),
+    ("messages_sent", "messages.sent", "Messages sent to subscribers"),
+    ("messages_qos0_received", "messages.qos0.received", "QoS 0 messages received"),
+    ("messages_qos1_received", "messages.qos1.received", "QoS 1 messages received"),
+    ("messages_qos2_received", "messages.qos2.received", "QoS 2 messages received"),
+    ("messages_qos0_sent", "messages.qos0.sent", "QoS 0 messages sent"),
+    ("messages_qos1_sent", "messages.qos1.sent", "QoS 1 messages sent"),
+    ("messages_qos2_sent", "messages.qos2.sent", "QoS 2 messages sent"),
+    ("messages_dropped", "messages.dropped", "Messages dropped"),
+    ("delivery_dropped_queue_full", "delivery.dropped.queue_full",
+     "QoS 1/2 messages dropped from a full session queue (max_mqueue_len)"),
+    ("delivery_dropped_qos0_msg", "delivery.dropped.qos0_msg", "QoS 0 messages dropped from a full session queue"),
+    ("retained_dropped", "retained.dropped", "Retained messages refused by the retainer limits"),
+    ("bytes_received", "bytes.received", "MQTT bytes received"),
+    ("bytes_sent", "bytes.sent", "MQTT bytes sent"),
+    ("authentication_success", "authentication.success", "Clients the authentication chain allowed"),
+)
+
+
+def _esc(v):
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(v):
+    if type(v) is float:
+        return "%.17g" % v
+    return "%d" % v
+
+
+def _family(out, name, kind, help_, samples):
+    # samples: [(labels string, value)]
+    out.append("# HELP gatemq_%s %s\n# TYPE gatemq_%s %s\n" % (name, help_, name, kind))
+    for labels, v in samples:
+        out.append("gatemq_%s%s %s\n" % (name, labels, _num(v)))
+
+
+def _by_prefix(counters, prefix, label):
+    n = len(prefix)
+    return [('{%s="%s"}' % (label, _esc(k[n:])), v) for k, v in sorted(counters.items()) if k.startswith(prefix)]
+
+
+def cert_not_after(data):
+    # A certificate file (PEM: its first certificate; or DER) -> notAfter in epoch seconds.
+    if data[:1] != b"\x30":
+        data = der.pem_to_der(data, "CERTIFICATE", True)
+    return der.parse_certificate(data).not_after
+
+
+def render(broker, listeners, read_file=None, short=False):
+    # short: the gauges and the message counters only (a board short of heap); may be a function.
+    if callable(short):
+        short = short()
+    snap = broker.snapshot()
+    counters = broker.counters()
+    out = []
+    for name, key, help_ in _GAUGES:
+        _family(out, name, "gauge", help_, [("", snap.get(key, 0))])
+    _family(out, "listener_connections_count", "gauge", "Connections open now, by listener",
+            [('{listener="%s",type="%s",name="%s"}' % (_esc(lid), kind, _esc(name)),
+              broker.listener_connections(lid)) for lid, kind, name, lc, bound in listeners])
+    for name, key, help_ in _COUNTERS[:9] if short else _COUNTERS:
+        v = counters.get(key, snap.get(key, 0))
+        _family(out, name, "counter", help_, [("", v)])
+    if short:
+        return "".join(out)
+    fails = _by_prefix(counters, "authentication.failure.", "reason")
+    _family(out, "authentication_failure", "counter",
+            "Refused logins: bad credentials, not authorized, banned, and TLS client certificate refusals",
+            [("", sum(v for _, v in fails))])
+    _family(out, "authentication_failure_by_reason", "counter",
+            "Refused logins by reason word (the log's word: bad_username_or_password, revoked, "
+            "unknown_ca, ext_key_usage, no_peer_cert, ...)", fails)
+    denies = _by_prefix(counters, "authorization.deny.", "action")
+    _family(out, "authorization_deny", "counter", "Publishes and subscriptions the ACL denied",
+            [("", sum(v for _, v in denies))])
+    _family(out, "authorization_deny_by_action", "counter", "ACL denials by action", denies)
+    if read_file is not None:
+        certs = []
+        for lid, kind, name, lc, bound in listeners:
+            so = lc.get("ssl_options")
+            if not so or not so.get("certfile"):
+                continue
+            try:
+                t = cert_not_after(read_file(so["certfile"]))
+            except Exception:
+                continue
+            certs.append(('{listener_type="%s",listener_name="%s"}' % (kind, _esc(name)), t))
+        _family(out, "cert_expiry_at", "gauge", "Each TLS listener's server certificate notAfter, epoch seconds",
+                certs)
+    return "".join(out)
