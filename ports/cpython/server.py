@@ -148,9 +148,6 @@ class Listener:
         # The connection classes (wsglue.setup replaces them for ws and wss listeners).
         self.plain_cls = Client
         self.tls_cls = TLSClient
-        # The connection classes (wsglue.setup replaces them for ws and wss listeners).
-        self.plain_cls = Client
-        self.tls_cls = TLSClient
 
     async def bind(self, host, port):
         loop = asyncio.get_running_loop()
