@@ -94,6 +94,7 @@ class Link:
     linger = False  # ... and this link reads and discards before closing (finish; abort clears it)
     closed = False
     flow = None  # an Event while the core's flow control pauses this connection (Server.pump sets it)
+    upgrade = False  # wslink: _handshake also reads a WebSocket upgrade
 
     def __init__(self, srv, lst, sock, peer):
         self.srv = srv
@@ -115,7 +116,7 @@ class Link:
         close = True
         try:
             first = None
-            if self.lst.binder is not None:
+            if self.lst.binder is not None or self.upgrade:
                 first = await self._handshake()
                 if first is None:
                     return

@@ -95,6 +95,12 @@ def heap_guard(floor):
     return admit
 
 
+def _ws_link():
+    # Loaded with the first ws listener's first connection only.
+    from .wslink import WSLink
+    return WSLink
+
+
 class Listener:
     def __init__(self, kind, name, lc):
         self.kind = kind
@@ -105,6 +111,7 @@ class Listener:
         self.bind = lc["bind"]
         self.max = lc["max_connections"] or 1 << 30
         self.binder = None
+        self.ws = None  # the websocket options of a ws/wss listener
         self.links = 0
         self.sock = None
         self.handshake_timeout = None
@@ -139,7 +146,7 @@ class Server:
         limit = BOARD_SOCKETS.get(sys.platform)
         self.listeners = []
         ls = cfg["listeners"]
-        for kind in ("tcp", "ssl"):
+        for kind in ("tcp", "ssl", "ws", "wss"):
             for name in sorted(ls.get(kind, {})):
                 lc = ls[kind][name]
                 if not lc.get("enable", True):
@@ -147,12 +154,16 @@ class Server:
                 lst = Listener(kind, name, lc)
                 if lc["max_connections"] is not None:
                     limit = None
-                if kind == "ssl":
+                if kind in ("ssl", "wss"):
                     from . import tlsbind
                     o = lc["ssl_options"]
                     tlsbind.check_options(name, o)
                     lst.binder = tlsbind.Binder(name, o, read, wallclock, log)
                     lst.handshake_timeout = o["handshake_timeout"]
+                if kind in ("ws", "wss"):
+                    lst.ws = lc["websocket"]    # wslink: MQTT over WebSocket
+                    if lst.handshake_timeout is None:
+                        lst.handshake_timeout = cfg["mqtt"]["idle_timeout"] or 15
                 self.listeners.append(lst)
         if not self.listeners:
             raise ConfigError("listeners: every listener is disabled; enable one")
@@ -175,7 +186,7 @@ class Server:
                 # The exit status says "cannot start"; the line says which listener and address.
                 raise OSError("%s: cannot listen on %s: %s" % (lst.label, addr.show(lst.bind[0], lst.bind[1]), e))
             self.log("info", "%s listening on %s" % (lst.label, addr.show(lst.bind[0], port)))
-            if lst.kind == "ssl" and lst.binder.verify:
+            if lst.binder is not None and lst.binder.verify:
                 self.log("info", "%s: client certificates required (CERT_REQUIRED)" % lst.label)
         gc.collect()
         # Collect each time an eighth of the heap now free has been allocated, not only when the
@@ -252,6 +263,9 @@ class Server:
                     if link.out is not None:
                         self.log("info", "%s: %s: output not taken in %ds; closed" % (link.lst.label, link.name(), LINGER))
                     # else the lingering read after the last packet is over (link.CLOSE_LINGER)
+                elif c is None and link.lst.binder is None:
+                    self.log("info", "%s: %s: no WebSocket upgrade within %ss; closed"
+                             % (link.lst.label, link.name(), link.lst.handshake_timeout))
                 elif c is None:
                     link.lst.binder.refuse(link.peer, "handshake_timeout", "no TLS handshake within %ss"
                                            % link.lst.handshake_timeout)
@@ -304,8 +318,8 @@ class Server:
         except (OSError, AttributeError):
             pass
         s.setblocking(False)
-        link = Link(self, lst, s, peer)
-        if lst.binder is not None:
+        link = (Link if lst.ws is None else _ws_link())(self, lst, s, peer)
+        if lst.binder is not None or lst.ws is not None:
             link.deadline = self.clock() + lst.handshake_timeout
         self.links.append(link)
         lst.links += 1
