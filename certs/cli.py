@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from . import batch, ca, crl, demo, index, issue, names
+from . import batch, ca, crl, demo, files, index, issue, names, subca
 from .errors import CertsError
 
 DESCRIPTION = """\
@@ -18,6 +18,8 @@ files in the PKI folder (--dir, default ./pki):
   ca.key ca.crt ca.crt.der          the CA (init-ca; never overwritten)
   NAME.key NAME.crt (+ .der)        server and client certificates
   devices/<cn>/                     batch: client.key client.crt ca.crt, each also as .der
+  intermediates/<name>/             an intermediate CA (ca.key ca.crt chain.crt, own records, crl.pem)
+  previous-ca/ ca-bundle.crt        during a CA rotation: the old root; both roots in one file
   issued.txt revoked.txt crlnumber  the records revoke and crl work from
   crl.pem                           the CRL (crl), for the broker's ssl_options.crlfile
 
@@ -25,6 +27,11 @@ examples:
   gatemq-certs init-ca --cn "acme devices CA"
   gatemq-certs server --host broker.acme.lan --ip 10.0.0.5
   gatemq-certs client --cn sensor-0042 --o acme --ou greenhouse
+  gatemq-certs intermediate site7 --pathlen 0
+  gatemq-certs client --cn sensor-0043 --ca site7 --dns sensor-0043.site7.lan --ip 10.7.0.43
+  gatemq-certs renew sensor-0043 --revoke-old
+  gatemq-certs rotate-ca --cn "acme devices CA 2"
+  gatemq-certs list --expiring 30d
   gatemq-certs batch devices.csv
   gatemq-certs revoke pki/devices/sensor-0042/client.crt && gatemq-certs crl
   gatemq-certs list
@@ -94,8 +101,57 @@ def parser():
     p.add_argument("--name", help="file base name (default: the CN made file-safe)")
     p.add_argument("--no-eku", action="store_true",
                    help="leave out extendedKeyUsage (to test verify_peer_ext_key_usage)")
+    p.add_argument("--ca", metavar="NAME",
+                   help="sign with the intermediate CA NAME (see `intermediate`) instead of the "
+                   "root; also writes NAME.chain.crt (device + intermediate)")
+    p.add_argument("--dns", "--san-dns", dest="dns", action="append", default=[], metavar="NAME",
+                   help="DNS subjectAltName (repeatable); client attributes: cert_san.dns")
+    p.add_argument("--ip", "--san-ip", dest="ip", action="append", default=[], metavar="ADDR",
+                   help="IP subjectAltName (repeatable); cert_san.ip")
+    p.add_argument("--san-email", dest="san_email", action="append", default=[], metavar="ADDR",
+                   help="email (rfc822Name) subjectAltName (repeatable); cert_san.email")
+    p.add_argument("--uri", "--san-uri", dest="uri", action="append", default=[], metavar="URI",
+                   help="URI subjectAltName (repeatable); cert_san.uri")
     p.add_argument("--out-dir", metavar="DIR", help="write the files here instead of --dir")
     p.add_argument("--force", action="store_true", help="replace existing files of that name")
+
+    p = sub.add_parser("intermediate", help="create an intermediate CA signed by the root",
+                       description="Create DIR/intermediates/NAME/ with ca.key, ca.crt (.der) and "
+                       "chain.crt (intermediate + root): a sub-CA with its own key, signed by the "
+                       "root, with basicConstraints CA:TRUE and pathlen. Issue devices with "
+                       "`client --ca NAME`; revoke and `crl --ca NAME` keep its own CRL.")
+    _common(p, 1825)
+    p.add_argument("name", metavar="NAME", help="the intermediate's name (a folder name)")
+    p.add_argument("--cn", help="its common name (default: 'NAME intermediate CA')")
+    p.add_argument("--pathlen", type=int, default=0,
+                   help="basicConstraints pathlen: how many CAs may stand below it (default 0: "
+                   "it signs devices only)")
+    p.add_argument("--force", action="store_true", help="replace an existing intermediate NAME")
+
+    p = sub.add_parser("renew", help="reissue a device: new key and serial, same subject and SANs",
+                       description="DEVICE is a certificate file, a NAME (DIR/NAME.crt) or a batch "
+                       "device's CN (DIR/devices/<cn>/client.crt). Its key and certificate files "
+                       "are replaced by a new key and a certificate with a new serial and the same "
+                       "subject, subjectAltNames and extended key usage, signed by the CA that "
+                       "signed it (the new root if that was the previous root of a rotation).")
+    _dir_option(p, argparse.SUPPRESS)
+    p.add_argument("device", metavar="DEVICE")
+    p.add_argument("--days", type=int, help="validity (default: the old certificate's lifetime)")
+    p.add_argument("--rsa", type=int, metavar="BITS", help="RSA key of BITS bits (default: the "
+                   "old key's kind)")
+    p.add_argument("--revoke-old", action="store_true",
+                   help="revoke the old serial (reason superseded) and write that CA's CRL")
+
+    p = sub.add_parser("rotate-ca", help="start (or --finish) replacing the root CA",
+                       description="Move the root (ca.key, ca.crt and its records) to "
+                       "DIR/previous-ca/, create a new root, and write DIR/ca-bundle.crt with both, "
+                       "the broker's cacertfile during the transition. `renew` then reissues "
+                       "devices with the new root. --finish retires previous-ca/ to "
+                       "DIR/retired/<serial>/ and leaves only the new root in ca-bundle.crt.")
+    _common(p, 3650)
+    p.add_argument("--cn", help="the new root's common name (default: the old one and the year)")
+    p.add_argument("--finish", action="store_true",
+                   help="end the transition: retire the previous root")
 
     p = sub.add_parser("batch", help="issue a fleet of device certificates from a CSV file",
                        description="CSV with a header line; columns cn (required), o, ou, c, st, "
@@ -114,6 +170,8 @@ def parser():
                        "afterwards to publish it.")
     _dir_option(p, argparse.SUPPRESS)
     p.add_argument("target", metavar="SERIAL|CERTFILE")
+    p.add_argument("--ca", metavar="NAME", help="the intermediate CA that issued it (found by "
+                   "itself for a CERTFILE)")
     p.add_argument("--reason", default="", choices=crl.REASONS, metavar="REASON",
                    help="CRL reason code: " + ", ".join(crl.REASONS))
     p.add_argument("--force", action="store_true",
@@ -126,11 +184,19 @@ def parser():
     p.add_argument("--days", type=int, default=30,
                    help="days until nextUpdate (default 30); publish a new CRL before then")
     p.add_argument("--der", action="store_true", help="write DER instead of PEM")
+    p.add_argument("--ca", metavar="NAME", help="the CRL of intermediate CA NAME (default "
+                   "DIR/intermediates/NAME/crl.pem)")
+    p.add_argument("--all", action="store_true", help="one PEM file with the CRLs of the root, "
+                   "the previous root and every intermediate")
 
     p = sub.add_parser("list", help="show every certificate issued, its expiry and if revoked",
-                       description="One line per certificate in issued.txt: serial, notAfter, "
-                       "status (valid, expired or revoked), subject and file.")
+                       description="One line per certificate in issued.txt (of the root, the "
+                       "previous root and every intermediate): serial, notAfter, status (valid, "
+                       "expired, revoked, or replaced by a renewal), subject, file and the CA.")
     _dir_option(p, argparse.SUPPRESS)
+    p.add_argument("--expiring", metavar="DURATION",
+                   help="only certificates in use (not revoked or replaced) that expire within "
+                   "DURATION (30d, 12h, 2w; a bare number is days) or have expired, soonest first")
 
     p = sub.add_parser("demo", help="create (if missing) a demo CA, server and two devices",
                        description="Idempotent: makes a demo CA, a server certificate for "
@@ -158,8 +224,40 @@ def run(args):
     elif args.command == "client":
         subject = names.build_name(vars(args))
         name = args.name or names.safe_filename(args.cn)
-        _print_paths(issue.client(pki, subject, name, args.days, args.rsa, not args.no_eku,
-                                  args.out_dir, args.force))
+        p = issue.client(pki, subject, name, args.days, args.rsa, not args.no_eku,
+                         args.out_dir, args.force, args.ca, args.dns, args.ip, args.san_email,
+                         args.uri)
+        _print_paths(p)
+        if "chain" in p:
+            print(p["chain"])
+    elif args.command == "intermediate":
+        p = subca.intermediate(pki, args.name, args.cn, args.days, args.pathlen, args.rsa,
+                               args.force)
+        for k in ("crt", "key", "der", "chain"):
+            print(p[k])
+    elif args.command == "renew":
+        p = subca.renew(pki, args.device, args.days, args.rsa, args.revoke_old)
+        _print_paths(p)
+        if "chain" in p:
+            print(p["chain"])
+        print("renewed: serial %s replaces %s" % (index.serial_hex(p["serial"]),
+                                                   index.serial_hex(p["old_serial"])),
+              file=sys.stderr)
+        if "crl" in p:
+            print("revoked serial %s; CRL written to %s" % (index.serial_hex(p["old_serial"]),
+                                                            p["crl"]), file=sys.stderr)
+    elif args.command == "rotate-ca":
+        if args.finish:
+            r = subca.finish(pki)
+            print(r["bundle"])
+            print("previous root retired to %s" % r["retired"], file=sys.stderr)
+        else:
+            r = subca.rotate(pki, args.cn, args.days, args.rsa)
+            print(r["ca"])
+            print(r["bundle"])
+            print("the old root is in %s; use %s as the broker's cacertfile until every device "
+                  "is renewed, then run rotate-ca --finish" % (r["previous"], r["bundle"]),
+                  file=sys.stderr)
     elif args.command == "batch":
         report = batch.run(pki, args.csv, args.days, args.rsa, not args.no_eku, args.force)
         for cn, where, status in report:
@@ -167,18 +265,36 @@ def run(args):
         issued = sum(1 for r in report if r[2] == "issued")
         print("%d issued, %d already present" % (issued, len(report) - issued), file=sys.stderr)
     elif args.command == "revoke":
-        serial, new = crl.revoke(pki, args.target, args.reason, args.force)
-        print("%s serial %s; run `gatemq-certs --dir %s crl` to publish the CRL"
-              % ("revoked" if new else "already revoked:", index.serial_hex(serial), pki))
+        where, hint = subca.ca_dir(pki, args.ca), " --ca %s" % args.ca if args.ca else ""
+        if not args.ca and os.path.isfile(args.target):
+            found = subca.issuer_dir(pki, ca.load_cert_bytes(files.read(args.target, "certificate"),
+                                                             args.target))
+            if found and found[1] != pki:
+                where = found[1]
+                hint = " --ca %s" % found[0].split("/", 1)[1] if "/" in found[0] else ""
+        serial, new = crl.revoke(where, args.target, args.reason, args.force)
+        print("%s serial %s; run `gatemq-certs --dir %s crl%s` to publish the CRL"
+              % ("revoked" if new else "already revoked:", index.serial_hex(serial), pki, hint))
     elif args.command == "crl":
-        print(crl.make_crl(pki, args.out, args.days, args.der))
+        if args.all:
+            also = [d for _, d in subca.ca_dirs(pki)[1:]]
+            print(crl.make_crl(pki, args.out, args.days, args.der, also))
+        elif args.ca:
+            print(crl.make_crl(subca.ca_dir(pki, args.ca), args.out, args.days, args.der))
+        else:
+            prev = [d for label, d in subca.ca_dirs(pki) if label == subca.PREVIOUS]
+            print(crl.make_crl(pki, args.out, args.days, args.der, [] if args.der else prev))
     elif args.command == "list":
-        revoked = {s for s, _, _ in index.revoked(pki)}
-        stamp = ca.now().strftime(index.TIME_FMT)
-        for serial, (until, subject, path) in index.issued(pki).items():
-            # TIME_FMT sorts like the time it writes, so text comparison is enough here.
-            status = "revoked" if serial in revoked else "expired" if until < stamp else "valid"
-            print("%s\t%s\t%-7s\t%s\t%s" % (index.serial_hex(serial), until, status, subject, path))
+        if args.expiring is not None:
+            rows = subca.expiring(pki, subca.parse_duration(args.expiring))
+        else:
+            rows = subca.records(pki)
+        for serial, until, status, subject, path, label in rows:
+            print("%s\t%s\t%-8s\t%s\t%s\t%s" % (index.serial_hex(serial), until, status, subject,
+                                                  path, label))
+        if args.expiring is not None:
+            print("%d certificate(s) expire within %s" % (len(rows), args.expiring),
+                  file=sys.stderr)
     elif args.command == "demo":
         r = demo.ensure(pki)
         print("made: %s" % (", ".join(r["made"]) or "nothing (all present)"))

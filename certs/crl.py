@@ -54,10 +54,24 @@ def _next_number(pki):
     return n
 
 
-def make_crl(pki, out=None, days=30, der=False):
-    """Write the CRL and return its path. Devices revoked so far are all listed."""
+def make_crl(pki, out=None, days=30, der=False, also=()):
+    """Write the CRL and return its path. Devices revoked so far are all listed.
+
+    also: other CA folders (the previous root during a rotation, intermediates) whose CRLs are
+    appended to the same PEM file, so one crlfile covers every CA the broker trusts."""
     if days < 1:
         raise CertsError("--days must be at least 1")
+    if also and der:
+        raise CertsError("a DER file holds one CRL only; leave out --der to write several CAs' CRLs")
+    crl = build_crl(pki, days)
+    if out is None:
+        out = os.path.join(pki, "crl.der" if der else "crl.pem")
+    enc = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    data = crl.public_bytes(enc) + b"".join(build_crl(d, days).public_bytes(enc) for d in also)
+    return files.write(out, data)
+
+
+def build_crl(pki, days):
     ca_key, ca_cert = ca.load_ca(pki)
     start = ca.now() - ca.BACKDATE
     b = (
@@ -74,8 +88,4 @@ def make_crl(pki, out=None, days=30, der=False):
         if reason:
             r = r.add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False)
         b = b.add_revoked_certificate(r.build())
-    crl = b.sign(ca_key, hashes.SHA256())
-    if out is None:
-        out = os.path.join(pki, "crl.der" if der else "crl.pem")
-    enc = serialization.Encoding.DER if der else serialization.Encoding.PEM
-    return files.write(out, crl.public_bytes(enc))
+    return b.sign(ca_key, hashes.SHA256())

@@ -30,11 +30,34 @@ def _ip(text):
         raise CertsError("--ip %r is not an IPv4 or IPv6 address" % text)
 
 
-def make_leaf(ca_key, ca_cert, subject, days, rsa_bits=None, eku=None, hosts=(), ips=()):
-    """A new (key, cert). eku: an ExtendedKeyUsageOID or None for no EKU extension."""
+def _email(text):
+    if not text or "@" not in text or text != text.strip() or " " in text:
+        raise CertsError("--san-email %r: give an address such as ops@acme.example" % text)
+    return x509.RFC822Name(text)
+
+
+def _uri(text):
+    if not text or ":" not in text or " " in text or not text.split(":", 1)[0].isalpha():
+        raise CertsError("--uri %r: give a URI with a scheme, such as urn:dev:sensor-0042 or "
+                         "spiffe://acme/sensor-0042" % text)
+    return x509.UniformResourceIdentifier(text)
+
+
+def san_list(hosts=(), ips=(), emails=(), uris=()):
+    """subjectAltName entries in a fixed order: DNS names, IPs, emails, URIs."""
+    return ([_dns(h) for h in hosts] + [_ip(i) for i in ips] + [_email(e) for e in emails]
+            + [_uri(u) for u in uris])
+
+
+def make_leaf(ca_key, ca_cert, subject, days, rsa_bits=None, eku=None, hosts=(), ips=(),
+              emails=(), uris=(), key=None, sans=None):
+    """A new (key, cert). eku: an ExtendedKeyUsageOID or None for no EKU extension.
+
+    key: reuse this key instead of making one; sans: ready-made GeneralName list (renew)."""
     if days < 1:
         raise CertsError("--days must be at least 1")
-    key = keys.new_key(rsa_bits)
+    if key is None:
+        key = keys.new_key(rsa_bits)
     start = ca.now() - ca.BACKDATE
     end = start + ca.BACKDATE + datetime.timedelta(days=days)
     # A leaf outliving its CA fails verification from the CA's expiry on anyway, so cap it there.
@@ -62,15 +85,20 @@ def make_leaf(ca_key, ca_cert, subject, days, rsa_bits=None, eku=None, hosts=(),
                        critical=False)
     )
     if eku is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-    sans = [_dns(h) for h in hosts] + [_ip(i) for i in ips]
+        b = b.add_extension(x509.ExtendedKeyUsage(eku if isinstance(eku, list) else [eku]),
+                            critical=False)
+    if sans is None:
+        sans = san_list(hosts, ips, emails, uris)
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return key, b.sign(ca_key, hashes.SHA256())
 
 
-def write_pair(pki, key, cert, key_path, crt_path, overwrite=False):
-    """Write key and cert as PEM plus .der copies; returns the paths written."""
+def write_pair(pki, key, cert, key_path, crt_path, overwrite=False, chain=()):
+    """Write key and cert as PEM plus .der copies; returns the paths written.
+
+    pki: the folder of the CA that signed it (its issued.txt records it). chain: the issuing
+    intermediate CA certificate(s): then NAME.chain.crt holds the certificate followed by them."""
     out = {}
     if not overwrite:
         for p in (key_path, crt_path, key_path + ".der", crt_path + ".der"):
@@ -81,8 +109,17 @@ def write_pair(pki, key, cert, key_path, crt_path, overwrite=False):
     out["key_der"] = files.write(key_path + ".der", keys.private_bytes(key, der=True), private=True)
     out["crt"] = files.write(crt_path, cert.public_bytes(serialization.Encoding.PEM))
     out["crt_der"] = files.write(crt_path + ".der", cert.public_bytes(serialization.Encoding.DER))
+    if chain:
+        out["chain"] = files.write(chain_path(crt_path), cert.public_bytes(serialization.Encoding.PEM)
+                                   + b"".join(c.public_bytes(serialization.Encoding.PEM)
+                                              for c in chain))
     index.record_issued(pki, cert, crt_path)
     return out
+
+
+def chain_path(crt_path):
+    base = crt_path[:-4] if crt_path.endswith(".crt") else crt_path
+    return base + ".chain.crt"
 
 
 def server(pki, hosts, ips, name="server", days=825, rsa_bits=None, out_dir=None, force=False):
@@ -98,9 +135,15 @@ def server(pki, hosts, ips, name="server", days=825, rsa_bits=None, out_dir=None
     return write_pair(pki, key, cert, base + ".key", base + ".crt", overwrite=force)
 
 
-def client(pki, subject, name, days=1825, rsa_bits=None, eku=True, out_dir=None, force=False):
-    ca_key, ca_cert = ca.load_ca(pki)
+def client(pki, subject, name, days=1825, rsa_bits=None, eku=True, out_dir=None, force=False,
+           issuer=None, hosts=(), ips=(), emails=(), uris=()):
+    """issuer: the name of an intermediate CA (gatemq-certs intermediate) to sign with instead of
+    the root; the files still go to out_dir or pki, with NAME.chain.crt (device + intermediate)."""
+    from . import subca
+    signer = subca.ca_dir(pki, issuer)
+    ca_key, ca_cert = ca.load_ca(signer)
     key, cert = make_leaf(ca_key, ca_cert, subject, days, rsa_bits,
-                          ExtendedKeyUsageOID.CLIENT_AUTH if eku else None)
+                          ExtendedKeyUsageOID.CLIENT_AUTH if eku else None, hosts, ips, emails, uris)
     base = os.path.join(out_dir or pki, name)
-    return write_pair(pki, key, cert, base + ".key", base + ".crt", overwrite=force)
+    return write_pair(signer, key, cert, base + ".key", base + ".crt", overwrite=force,
+                      chain=[ca_cert] if issuer else ())
