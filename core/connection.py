@@ -22,7 +22,6 @@ NEVER = 0xFFFFFFFF
 ALIAS_BYTES_MAX = 16384
 
 
-
 class Connection:
     # Defaults live on the class: an idle connection on a board then stores only what differs,
     # which keeps its share of the heap small (a MicroPython instance pays per attribute set).
@@ -117,9 +116,14 @@ class Connection:
         self.peer_cert = bytes(der)
 
     def name(self):
+        # client id@host:port for log lines; a client id that is long or holds control characters
+        # is shown cut short and escaped (logline.ident), so it cannot flood or forge a line.
         cid = self.clientid
-        return "%s@%s:%s" % ("?" if cid is None else cid if len(cid) <= IDENT_MAX else ident(cid),
-                             self.peerhost, self.peerport)
+        if cid is None:
+            cid = "?"
+        elif len(cid) > IDENT_MAX or min(cid or " ") < " ":
+            cid = ident(cid)
+        return "%s@%s:%s" % (cid, self.peerhost, self.peerport)
 
     def feed(self, data):
         if self.state == CLOSED or self.closing:
