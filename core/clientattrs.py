@@ -1,6 +1,7 @@
 # Client attributes as EMQX 5.7+ makes them (mqtt.client_attrs_init, mqtt.clientid_override): the
-# config types of the expressions, and the step of a CONNECT that evaluates them. The evaluator
-# (gatemq.variform) is imported only when the config holds an expression.
+# step of a CONNECT that evaluates them; their config types are gatemq.config's. The connection
+# imports this module, and it the evaluator (gatemq.variform), only when the config holds an
+# expression: on a board the config modules are dropped after start, and this stays out of them.
 #
 # Bindings (EMQX's names): clientid, username, cn and cert_common_name, dn and cert_subject,
 # peerhost and ip_address, port, listener, zone, user_property.NAME (MQTT 5 CONNECT), peersni (when
@@ -10,59 +11,6 @@
 # it: eight groups of uppercase hex). The certificate ones are bound only with a certificate.
 from gatemq.logline import ident
 
-
-class _Expr:
-    # A Variform expression: checked (compiled) when the config loads; kept as its text.
-    what = "a Variform expression"
-
-    def check(self, v):
-        from gatemq.schema import Bad
-        if type(v) is not str or not v:
-            raise Bad("a Variform expression (a non-empty string)")
-        from gatemq import variform
-        try:
-            variform.compile(v)
-        except variform.VariformError as e:
-            raise Bad("a Variform expression (%s%s)" % (
-                "column %d of the expression: " % e.col if e.col else "", e.msg))
-        return v
-
-    def show(self, v):
-        return v
-
-
-class _AttrName:
-    what = "an attribute name of letters, digits, _ and -"
-
-    def check(self, v):
-        from gatemq.schema import Bad
-        if type(v) is not str or not v:
-            raise Bad(self.what)
-        for c in v:
-            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
-                raise Bad(self.what)
-        return v
-
-    def show(self, v):
-        return v
-
-
-EXPR = _Expr()
-ATTR_NAME = _AttrName()
-
-
-def _rows():
-    from gatemq.schema import ListOf, Section, REQUIRED
-
-    class Rows(ListOf):
-        # mqtt.client_attrs_init: [{expression, set_as_attr}], shown back as it is written.
-        def show(self, v):
-            return [dict(r) for r in v]
-
-    return Rows(Section([("expression", EXPR, REQUIRED), ("set_as_attr", ATTR_NAME, REQUIRED)]))
-
-
-ATTRS_INIT = _rows()
 
 _forms = {}  # expression text -> compiled form (the config's few expressions)
 

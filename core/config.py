@@ -12,9 +12,7 @@ from gatemq.errors import ConfigError
 from gatemq.schema import (  # noqa: F401  (the types and parsers are re-exported for callers)
     REQUIRED, Bool, Int, Number, Str, Path, Enum, Duration, Size, Bind, StrList, StrMap,
     Section, Named, ListOf, Tagged, BOOL, STR, PATH, fail, join, entry_pos, as_tree, default_source,
-    resolve_path, parse_duration, show_duration, parse_bind, show_size)
-from gatemq.clientattrs import EXPR, ATTRS_INIT
-from gatemq.clientattrs import EXPR, ATTRS_INIT
+    resolve_path, parse_duration, show_duration, parse_bind, show_size, Bad)
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -130,6 +128,54 @@ LISTENERS = Section([
     ("wss", Named(WSS_LISTENER), {}),
 ], _default_listener)
 
+# Client attributes (gatemq.clientattrs evaluates them at CONNECT).
+class _Expr:
+    # A Variform expression: checked (compiled) when the config loads; kept as its text.
+    what = "a Variform expression"
+
+    def check(self, v):
+        if type(v) is not str or not v:
+            raise Bad("a Variform expression (a non-empty string)")
+        from gatemq import variform
+        try:
+            variform.compile(v)
+        except variform.VariformError as e:
+            raise Bad("a Variform expression (%s%s)" % (
+                "column %d of the expression: " % e.col if e.col else "", e.msg))
+        return v
+
+    def show(self, v):
+        return v
+
+
+class _AttrName:
+    what = "an attribute name of letters, digits, _ and -"
+
+    def check(self, v):
+        if type(v) is not str or not v:
+            raise Bad(self.what)
+        for c in v:
+            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
+                raise Bad(self.what)
+        return v
+
+    def show(self, v):
+        return v
+
+
+EXPR = _Expr()
+ATTR_NAME = _AttrName()
+
+
+class _AttrRows(ListOf):
+    # mqtt.client_attrs_init: [{expression, set_as_attr}], shown back as it is written.
+    def show(self, v):
+        return [dict(r) for r in v]
+
+
+ATTRS_INIT = _AttrRows(Section([("expression", EXPR, REQUIRED), ("set_as_attr", ATTR_NAME, REQUIRED)]))
+
+
 MQTT = Section([
     ("max_packet_size", Size(1, 268435456), "1MB"),
     # Before CONNACK a connection may hold at most this much of a packet: a partial 1 MB CONNECT
@@ -168,10 +214,6 @@ MQTT = Section([
     # A verified certificate that lacks the field peer_cert_as_* maps (no CN) is refused; false
     # keeps the CONNECT's own username or client id, as EMQX does.
     ("peer_cert_require_field", BOOL, True),
-    # Client attributes from expressions (EMQX 5.7+'s Variform, gatemq.variform): [{expression,
-    # set_as_attr}], and an expression whose value replaces the client id.
-    ("client_attrs_init", ATTRS_INIT, []),
-    ("clientid_override", EXPR, None),
     # Client attributes from expressions (EMQX 5.7+'s Variform, gatemq.variform): [{expression,
     # set_as_attr}], and an expression whose value replaces the client id.
     ("client_attrs_init", ATTRS_INIT, []),
