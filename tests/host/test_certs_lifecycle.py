@@ -404,3 +404,16 @@ def test_partial_chain_is_a_config_error_on_micropython(tmp_path):
     # Fence: the same config without partial_chain is accepted by that port.
     p = run(False)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_help_documents_the_lifecycle_commands(tmp_path):
+    out = certs(tmp_path, "--help").stdout
+    for cmd in ("intermediate", "renew", "rotate-ca", "--expiring"):
+        assert cmd in out, cmd
+    assert "--pathlen" in certs(tmp_path, "intermediate", "--help").stdout
+    client = certs(tmp_path, "client", "--help").stdout
+    for opt in ("--ca", "--dns", "--ip", "--san-email", "--uri"):
+        assert opt in client, opt
+    assert "--revoke-old" in certs(tmp_path, "renew", "--help").stdout
+    assert "--finish" in certs(tmp_path, "rotate-ca", "--help").stdout
+    assert "--expiring" in certs(tmp_path, "list", "--help").stdout
