@@ -211,6 +211,8 @@ def rotate(pki, cn, days=3650, rsa_bits=None):
     if cn == _cn(old_cert):
         raise CertsError("--cn %r is the current root's; give the new root another name (a CRL "
                          "names its CA by subject, so two roots must differ)" % cn)
+    if rsa_bits is not None and (rsa_bits < keys.MIN_RSA_BITS or rsa_bits > 16384 or rsa_bits % 8):
+        keys.new_key(rsa_bits)  # raises the usual error before anything is moved
     os.makedirs(prev, exist_ok=True)
     for f in MOVED:
         src = os.path.join(pki, f)
