@@ -290,6 +290,11 @@ def _body(body):
     return v
 
 
+# The Overview's history (Api.record): 15 minutes, a sample every 2 s at most.
+HISTORY_SPAN = 900
+HISTORY_STEP = 2
+
+
 class Raw:
     # An answer that is not JSON (the Prometheus text): the ports write data with this type.
     def __init__(self, ctype, data):
@@ -329,6 +334,10 @@ class Api:
         self.metrics_auth = False
         self.metrics_read = None
         self.metrics_short = False
+        # The Overview's charts: (time, connections, in/s, out/s, dropped/s) samples, at least
+        # HISTORY_STEP seconds apart, over the last HISTORY_SPAN seconds (GET /monitor).
+        self.history = []
+        self.hist_prev = None
         self.reload_tls = None   # the port's reload of an ssl listener's files (reload_listener)
         if not self.admins.users:
             # The first administrator, from the config; later config changes do not reset it.
@@ -395,6 +404,8 @@ class Api:
             return 200, self.listener_list(), []
         elif head == "listeners" and n == 3 and parts[2] == "reload" and method == "POST":
             return self.reload_listener(parts[1], user)
+        elif head == "monitor" and n == 1 and method == "GET":
+            return 200, self.monitor_history(now, _int_arg(query, "latest", HISTORY_SPAN, 1, 86400)), []
         elif head == "monitor_current" and n == 1 and method == "GET":
             return 200, self.monitor(now), []
         elif head == "users" and n == 3 and parts[2] == "change_pwd" and method == "POST":
@@ -522,6 +533,15 @@ class Api:
                 d["verify"] = lc["ssl_options"].get("verify")
             if kind in ("ws", "wss"):
                 d["websocket"] = {"mqtt_path": lc["websocket"]["mqtt_path"]}
+            so = lc.get("ssl_options")
+            if so and so.get("certfile") and self.metrics_read is not None:
+                # The server certificate's notAfter, for the Listeners page.
+                try:
+                    from gatemq import prometheus
+                    d["server_cert_not_after"] = rfc3339(1000 * prometheus.cert_not_after(
+                        self.metrics_read(so["certfile"])))
+                except Exception:
+                    pass
             out.append(d)
         return out
 
@@ -540,6 +560,31 @@ class Api:
                                                 "force: %s" % (lid, why))
         self.b.log("info", "dashboard: %s reloaded listener %s" % (user, lid))
         return 200, {"id": lid, "reloaded": True}, []
+
+    def record(self, now):
+        # One history sample (the CPython port calls this every HISTORY_STEP seconds; GET
+        # /monitor does too, so a board without the timer still fills it while it is watched).
+        p = self.hist_prev
+        if p is not None and now - p[0] < HISTORY_STEP:
+            return
+        st = self.b.snapshot()
+        cur = (now, st["messages.received"], st["messages.sent"], st["messages.dropped"])
+        self.hist_prev = cur
+        if p is None:
+            return
+        dt = now - p[0]
+        h = self.history
+        h.append((int(now * 1000), st["live_connections.count"], round((cur[1] - p[1]) / dt, 1),
+                  round((cur[2] - p[2]) / dt, 1), round((cur[3] - p[3]) / dt, 1)))
+        while h and h[0][0] < (now - HISTORY_SPAN) * 1000:
+            h.pop(0)
+
+    def monitor_history(self, now, latest):
+        # EMQX's GET /monitor?latest=<seconds>: samples, oldest first.
+        self.record(now)
+        since = (now - latest) * 1000
+        return [{"time_stamp": t, "connections": c, "received_msg_rate": i, "sent_msg_rate": o,
+                 "dropped_msg_rate": d} for t, c, i, o, d in self.history if t >= since]
 
     def monitor(self, now):
         # EMQX's monitor_current: gauges now, message rates per second since the last sample.

@@ -98,6 +98,7 @@ class Dashboard:
                                  os.urandom, self._listeners)
             self.api.metrics_auth = self.cfg["prometheus"]["enable_basic_auth"]
             self.api.metrics_read = _read_bytes
+            self._sample()
             self.api.reload_tls = srv.reload_listener
         except OSError as e:
             log("error", "dashboard: cannot write %s (%s); the dashboard is off. Point "
@@ -128,10 +129,17 @@ class Dashboard:
                 a = sock.getsockname()
                 log("info", "listener %s:dashboard listening on %s:%d" % (kind, a[0], a[1]))
 
+    def _sample(self):
+        # The Overview's charts: a history sample every 5 s (gatemq.admin.Api.record).
+        self.api.record(time.time())
+        self.sampler = asyncio.get_running_loop().call_later(5, self._sample)
+
     def _save(self, text):
         write_file(self.overlay, text.encode())
 
     async def stop(self):
+        if getattr(self, "sampler", None) is not None:
+            self.sampler.cancel()
         for s in self.servers:
             s.close()
         for w in list(self.conns):

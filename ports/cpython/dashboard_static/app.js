@@ -82,8 +82,9 @@ $("logout").addEventListener("click", () => logout(""));
 
 function route() {
   const h = location.hash || "#/overview";
-  const page = h.startsWith("#/clients") ? "clients" : h.startsWith("#/mqtt") ? "mqtt" : "overview";
-  for (const p of ["overview", "clients", "mqtt"]) show($("page-" + p), p === page);
+  const page = h.startsWith("#/clients") ? "clients" : h.startsWith("#/mqtt") ? "mqtt"
+    : h.startsWith("#/listeners") ? "listeners" : "overview";
+  for (const p of ["overview", "clients", "listeners", "mqtt"]) show($("page-" + p), p === page);
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
   $("nav-management").open = false;
   $("nav-management").querySelector("summary").classList.toggle("active", page === "mqtt");
@@ -95,6 +96,7 @@ function refresh() {
   if (!token) return;
   if (!$("page-overview").hidden) refreshOverview().catch(() => {});
   if (!$("page-clients").hidden) refreshClients().catch(() => {});
+  if (!$("page-listeners").hidden) refreshListeners().catch(() => {});
 }
 
 function cell(tr, label, text, cls) {
@@ -106,7 +108,102 @@ function cell(tr, label, text, cls) {
   return td;
 }
 
+const KINDS = { tcp: "MQTT over TCP", ssl: "MQTT over TLS", ws: "MQTT over WebSocket", wss: "MQTT over WebSocket and TLS" };
+const TLS_KINDS = new Set(["ssl", "wss"]);
+
+function certText(l) {
+  if (!TLS_KINDS.has(l.type)) return "-";
+  return l.verify === "verify_peer" ? "verified" : "not asked";
+}
+
+// notAfter (RFC 3339) -> "2027-01-05 (in 30 days)"; marked when under 30 days.
+function expiryCell(tr, label, iso, cls) {
+  if (!iso) return cell(tr, label, "", cls);
+  const days = Math.floor((Date.parse(iso) - Date.now()) / 86400000);
+  const td = cell(tr, label, iso.slice(0, 10) + (days < 0 ? " (expired)" : " (" + days + " days)"), cls);
+  if (days < 30) td.classList.add("warn");
+  return td;
+}
+
+// ---- charts: a line chart drawn on a canvas, no library ----
+
+const CHART_SPAN_MS = 15 * 60 * 1000;
+
+function niceMax(v) {
+  if (v <= 1) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// series: [{values: [[time ms, value]], color}]. Draws axes, three grid lines, the 15-minute
+// time axis ending now, and each series as a line; records what it drew in data-points.
+function drawChart(canvas, series, now) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(200, canvas.clientWidth), h = Math.max(120, canvas.clientHeight);
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const left = 44, right = 8, top = 8, bottom = 22;
+  const pw = w - left - right, ph = h - top - bottom;
+  let max = 0;
+  for (const s of series) for (const [, v] of s.values) max = Math.max(max, v);
+  max = niceMax(max);
+  g.font = "11px system-ui, sans-serif";
+  g.fillStyle = "#637083";
+  g.strokeStyle = "#dde3ea";
+  g.lineWidth = 1;
+  g.textAlign = "right";
+  g.textBaseline = "middle";
+  for (let i = 0; i <= 2; i++) {
+    const y = top + ph - (ph * i) / 2;
+    g.beginPath(); g.moveTo(left, y + 0.5); g.lineTo(left + pw, y + 0.5); g.stroke();
+    const v = (max * i) / 2;
+    g.fillText(v >= 1000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + "k" : String(+v.toFixed(1)), left - 6, y);
+  }
+  g.textAlign = "center";
+  g.textBaseline = "top";
+  for (const m of [15, 10, 5, 0]) {
+    g.textAlign = m === 15 ? "left" : m === 0 ? "right" : "center";
+    g.fillText(m ? "-" + m + "m" : "now", left + pw - (pw * m) / 15, top + ph + 6);
+  }
+  const t0 = now - CHART_SPAN_MS;
+  let points = 0;
+  for (const s of series) {
+    const pts = s.values.filter(([t]) => t >= t0);
+    if (!pts.length) continue;
+    g.strokeStyle = s.color;
+    g.lineWidth = 2;
+    g.lineJoin = "round";
+    g.beginPath();
+    pts.forEach(([t, v], i) => {
+      const x = left + ((t - t0) / CHART_SPAN_MS) * pw, y = top + ph - (v / max) * ph;
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    if (pts.length === 1) g.arc(left + ((pts[0][0] - t0) / CHART_SPAN_MS) * pw, top + ph - (pts[0][1] / max) * ph, 2, 0, 7);
+    g.stroke();
+    points += pts.length;
+  }
+  canvas.dataset.points = String(points);
+  canvas.dataset.max = String(max);
+}
+
+async function refreshCharts() {
+  const hist = await api("GET", "monitor?latest=900");
+  const now = hist.length ? Math.max(Date.now(), hist[hist.length - 1].time_stamp) : Date.now();
+  drawChart($("chart-connections"), [{ values: hist.map((s) => [s.time_stamp, s.connections]), color: "#1b7f3b" }], now);
+  drawChart($("chart-messages"), [
+    { values: hist.map((s) => [s.time_stamp, s.received_msg_rate]), color: "#0b6bcb" },
+    { values: hist.map((s) => [s.time_stamp, s.sent_msg_rate]), color: "#e07b00" },
+  ], now);
+}
+
 async function refreshOverview() {
+  refreshCharts().catch(() => {});
   const [m, ls] = await Promise.all([api("GET", "monitor_current"), api("GET", "listeners")]);
   $("ov-connections").textContent = m.live_connections;
   $("ov-in").textContent = m.received_msg_rate;
@@ -118,30 +215,90 @@ async function refreshOverview() {
   for (const l of ls) {
     const tr = document.createElement("tr");
     cell(tr, "Listener", l.id, "key");
-    cell(tr, "Type", l.type === "ssl" ? "MQTT over TLS" : "MQTT over TCP");
+    cell(tr, "Type", KINDS[l.type] || l.type);
     cell(tr, "Bind", l.bind);
-    cell(tr, "Client certificates", l.type === "ssl" ? (l.verify === "verify_peer" ? "verified" : "not asked") : "-");
+    cell(tr, "Client certificates", certText(l));
     cell(tr, "Connections", l.current_connections + " / " + l.max_connections);
     tb.appendChild(tr);
   }
 }
 
+// "2026-12-06 07:00:52" in local time: shorter than toLocaleString, and it sorts.
+function shortTime(iso) {
+  const d = new Date(iso), p = (n) => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" +
+    p(d.getMinutes()) + ":" + p(d.getSeconds());
+}
+
 const PROTO = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
 
-async function refreshClients() {
-  const f = $("client-filter").value.trim();
-  const q = "clients?limit=1000" + (f ? "&like_clientid=" + encodeURIComponent(f) : "");
-  let r = await api("GET", q);
-  let rows = r.data;
-  if (f) {
-    // The API filters one field per query; show client ID and username matches together.
-    const byUser = await api("GET", "clients?limit=1000&like_username=" + encodeURIComponent(f));
-    const seen = new Set(rows.map((c) => c.clientid));
-    rows = rows.concat(byUser.data.filter((c) => !seen.has(c.clientid)));
+async function refreshListeners() {
+  const ls = await api("GET", "listeners");
+  const tb = $("listeners-full").tBodies[0];
+  tb.replaceChildren();
+  for (const l of ls) {
+    const tr = document.createElement("tr");
+    tr.dataset.listener = l.id;
+    cell(tr, "Listener", l.id, "key");
+    cell(tr, "Type", KINDS[l.type] || l.type);
+    cell(tr, "Bind", l.bind);
+    cell(tr, "Path", l.websocket ? l.websocket.mqtt_path : "");
+    cell(tr, "Client certificates", certText(l));
+    cell(tr, "Connections", l.current_connections + " / " + l.max_connections);
+    expiryCell(tr, "Server certificate expires", l.server_cert_not_after || (l.certificate && l.certificate.not_after), "expiry");
+    tb.appendChild(tr);
   }
+}
+
+// Sorting: a header click (or, on a phone, the select) sorts by that field; again reverses.
+let sortKey = "connected_at", sortDir = 1;
+let clientRows = [];
+
+function sortValue(c, k) {
+  const v = c[k];
+  return v === undefined || v === null ? "" : typeof v === "number" ? v : String(v).toLowerCase();
+}
+
+function setSort(k) {
+  if (k === sortKey) sortDir = -sortDir; else { sortKey = k; sortDir = 1; }
+  $("client-sort").value = k;
+  lastClients = null;
+  renderClients();
+}
+
+for (const th of document.querySelectorAll("#clients th[data-sort]")) {
+  th.addEventListener("click", () => setSort(th.dataset.sort));
+}
+$("client-sort").addEventListener("change", () => { sortKey = $("client-sort").value; sortDir = 1; lastClients = null; renderClients(); });
+
+function attrsText(a) {
+  if (!a) return "";
+  return Object.keys(a).sort().map((k) => k + "=" + a[k]).join(", ");
+}
+
+async function refreshClients() {
+  const r = await api("GET", "clients?limit=10000");
+  clientRows = r.data;
   $("clients-updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  renderClients();
+}
+
+function renderClients() {
+  // Search over what the table shows: client ID, username, address, certificate CN and DN,
+  // attributes; then the chosen order.
+  const f = $("client-filter").value.trim().toLowerCase();
+  let rows = clientRows.filter((c) => !f || [c.clientid, c.username, c.ip_address, c.cn, c.dn, attrsText(c.client_attrs)]
+    .some((v) => v && String(v).toLowerCase().includes(f)));
+  rows = rows.slice().sort((a, b) => {
+    const x = sortValue(a, sortKey), y = sortValue(b, sortKey);
+    return (x < y ? -1 : x > y ? 1 : 0) * sortDir || (a.clientid < b.clientid ? -1 : 1);
+  });
+  for (const th of document.querySelectorAll("#clients th[data-sort]")) {
+    if (th.dataset.sort === sortKey) th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
+    else th.removeAttribute("aria-sort");
+  }
   // Rebuild only on a change, so a row is not replaced under a finger about to tap Kick.
-  const sig = JSON.stringify(rows);
+  const sig = JSON.stringify([rows, sortKey, sortDir]);
   if (sig === lastClients) return;
   lastClients = sig;
   const tb = $("clients").tBodies[0];
@@ -153,10 +310,13 @@ async function refreshClients() {
     cell(tr, "Username", c.username, "username");
     cell(tr, "IP address", c.ip_address + ":" + c.port);
     cell(tr, "Protocol", PROTO[c.proto_ver] || c.proto_ver);
-    cell(tr, "Connected at", new Date(c.connected_at).toLocaleString());
+    cell(tr, "Listener", c.listener, "listener");
+    cell(tr, "Connected at", shortTime(c.connected_at));
     cell(tr, "Keepalive", c.keepalive + " s");
     cell(tr, "Certificate CN", c.cn === undefined ? "no certificate" : c.cn, "cn");
     cell(tr, "Certificate DN", c.dn === undefined ? "" : c.dn, "dn");
+    expiryCell(tr, "Certificate expires", c.cert_not_after, "notafter");
+    cell(tr, "Attributes", attrsText(c.client_attrs), "attrs");
     const td = cell(tr, "", "");
     const b = document.createElement("button");
     b.type = "button";
@@ -181,7 +341,7 @@ async function kick(clientid) {
   refreshClients().catch(() => {});
 }
 
-$("client-filter").addEventListener("input", () => refreshClients().catch(() => {}));
+$("client-filter").addEventListener("input", renderClients);
 
 // ---- Management / MQTT Settings / General ----
 
