@@ -172,9 +172,10 @@ def check_header(h, name):
 
 
 def read_log(read, name, apply):
-    # Replays a log: read(n) -> bytes (fewer at the end); apply(ops) per good frame.
-    # -> (good_end, tail): good_end is the offset after the last good frame; tail None, or what
-    # was dropped after it ("a torn frame of N bytes (M announced)", "a corrupt frame ...").
+    # Replays a log: read(n) -> bytes (fewer at the end); apply(ops) for each good frame.
+    # -> (good_end, dropped, frames, corrupt): good_end is the offset after the last good frame;
+    # dropped None, or what was left out after it; corrupt True when more bytes follow a bad
+    # frame (damage in the middle, not a write cut short by a crash).
     h = read(len(MAGIC) + 1)
     check_header(h, name)
     off = len(h)
@@ -182,21 +183,25 @@ def read_log(read, name, apply):
     while True:
         hd = read(8)
         if not hd:
-            return off, None, frames
+            return off, None, frames, False
         if len(hd) < 8:
-            return off, "a torn frame header of %d bytes at offset %d" % (len(hd), off), frames
+            return off, "a torn frame header (%d bytes) at offset %d" % (len(hd), off), frames, False
         n, crc = struct.unpack(">II", hd)
         if n > FRAME_MAX:
-            return off, "a corrupt frame header at offset %d (length %d)" % (off, n), frames
+            return off, "a corrupt frame header at offset %d (length %d)" % (off, n), frames, True
         body = read(n)
         if len(body) < n:
-            return off, "a torn frame at offset %d (%d of %d bytes)" % (off, 8 + len(body), 8 + n), frames
+            return off, "a torn frame at offset %d (%d of %d bytes written)" % (off, 8 + len(body), 8 + n), frames, False
+        why = None
         if binascii.crc32(body) & 0xFFFFFFFF != crc:
-            return off, "a frame with a bad checksum at offset %d (%d bytes)" % (off, 8 + n), frames
-        try:
-            ops = unpack(body)
-        except Exception:
-            return off, "an undecodable frame at offset %d (%d bytes)" % (off, 8 + n), frames
+            why = "a frame with a bad checksum at offset %d (%d bytes)" % (off, 8 + n)
+        else:
+            try:
+                ops = unpack(body)
+            except Exception:
+                why = "an undecodable frame at offset %d (%d bytes)" % (off, 8 + n)
+        if why is not None:
+            return off, why, frames, bool(read(1))
         apply(ops)
         frames += 1
         off += 8 + n
@@ -219,8 +224,16 @@ class State:
                 for k in [k for k in d if k[1] == cid and k[0] != "r"]:
                     del d[k]
 
-    def items(self):
-        for k, v in self.d.items():
+    def items(self, first):
+        # Hands the records over and forgets them (a board's heap holds them once):
+        # first=True the retained messages and sessions, then (False) the rest.
+        d = self.d
+        if first:
+            for k in [k for k in d if k[0] == "r" or k[0] == "s"]:
+                yield k[0], k[1], k[2], d.pop(k)
+            return
+        while d:
+            k, v = d.popitem()
             yield k[0], k[1], k[2], v
 
 
@@ -259,6 +272,7 @@ def _owner(o):
 class Persist:
     # broker.persist: the hooks queue ops, the port takes them (take) and commits them.
     # mode: commit | interval | none.
+    collect = None      # the port's garbage collection, run now and then while load() builds
     full = False        # refusing new QoS 1/2 messages: store past max_size or the disk full
     full_why = None
 
@@ -430,16 +444,17 @@ class Persist:
     # -- rebuilding the broker at start --
 
     def load(self, items):
-        # items: (kind, client, key, value) of every stored record, in any order. Returns counts;
-        # records that are expired or orphaned are removed (ops queued).
+        # items(first) -> (kind, client, key, value) records in any order: first=True the retained
+        # messages and sessions, first=False the others. Returns counts; records that are expired
+        # or orphaned are removed (ops queued).
         b = self.b
         now = b.clock()
         wall = b.wallclock()
         sessions = {}
-        rest = []
         n_ret = 0
         top = 0
-        for kind, cid, key, v in items:
+        wills = []
+        for kind, cid, key, v in items(True):
             if kind == "r":
                 if v[5] is not None and v[5] <= wall:
                     self.ops.append([DEL, "r", "", key])
@@ -453,7 +468,7 @@ class Persist:
                 if exp_wall is not None and exp_wall <= wall:
                     self.ops.append([DROP, cid])
                     if will is not None:
-                        rest.append(("W", cid, None, will))   # its will is due: it fires at start
+                        wills.append(msg_of(b, will))   # its will is due: it fires at start
                     continue
                 s = Session(cid)
                 if owner is not None:
@@ -466,15 +481,13 @@ class Persist:
                 if will is not None:
                     s.will = (msg_of(b, will), _mono(b, will_wall))
                 sessions[cid] = s
-            elif kind in KINDS:
-                rest.append((kind, cid, key, v))
         queues = {}
         dropped = set()
-        wills = []
-        for kind, cid, key, v in rest:
-            if kind == "W":
-                wills.append(msg_of(b, v))
-                continue
+        n = 0
+        for kind, cid, key, v in items(False):
+            n += 1
+            if self.collect is not None and not n & 1023:
+                self.collect()
             s = sessions.get(cid)
             if s is None:
                 if cid not in dropped:

@@ -49,9 +49,11 @@ class SqliteStore:
             self.db.close()
             raise P.StoreError("%s cannot be read: %s" % (path, e))
 
-    def items(self):
+    def items(self, first):
+        # gatemq.persist.Persist.load's order: retained messages and sessions first, then the rest
+        q = "SELECT kind, client, key, value FROM state WHERE kind %s ('r', 's')" % ("IN" if first else "NOT IN")
         try:
-            for kind, client, key, value in self.db.execute("SELECT kind, client, key, value FROM state"):
+            for kind, client, key, value in self.db.execute(q):
                 yield kind, client, key, None if value is None else P.unpack(value)
         except (sqlite3.DatabaseError, ValueError, IndexError) as e:
             raise P.StoreError("%s cannot be read: %s" % (self.path, e))
@@ -173,7 +175,7 @@ class Durable:
         t0 = time.monotonic()
         try:
             self.store = self._open(pc)
-            counts = self.persist.load(self.store.items())
+            counts = self.persist.load(self.store.items)
         except P.StoreError as e:
             if e.newer or pc["on_corrupt"] == "stop":
                 broker.persist = None
@@ -182,7 +184,7 @@ class Durable:
             log("error", "persistence: %s; it was renamed to %s and the broker starts empty" % (e, aside))
             self._reset(broker, pc)
             self.store = self._open(pc)
-            counts = self.persist.load(())
+            counts = self.persist.load(lambda first: ())
         self.store.reserve()
         log("info", "persistence: %s: %d retained message(s), %d session(s), %d queued and %d in-flight "
             "message(s) loaded in %.2fs (sync = %s)" % (self.path, counts["retained"], counts["sessions"],

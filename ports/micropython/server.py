@@ -169,6 +169,10 @@ class Server:
             raise ConfigError("listeners: every listener is disabled; enable one")
         self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
+        self.durable = None
+        if cfg.get("persistence", {}).get("enable"):
+            from .store import Durable   # only then: its modules are heap
+            self.durable = Durable(self.broker, cfg, log, self.clock, wallclock)
         store = getattr(self.broker, "retained", None)
         if isinstance(store, RetainStore):
             # A quarter of the heap stays out of reach of retained messages (see heap_guard).
@@ -227,7 +231,11 @@ class Server:
         # Carry the broker's output to the sockets; close what the broker closes. Out of memory
         # while handing over one connection's output closes that connection only (its output is
         # gone, so its stream cannot go on); the others still get theirs.
-        for c in self.broker.flush():
+        dirty = self.broker.flush()
+        dur = self.durable
+        if dur is not None and not dur.commit(dirty):
+            return      # not stored: that output is dropped and those connections closed
+        for c in dirty:
             link = c.handle
             try:
                 data = c.take()
@@ -377,6 +385,8 @@ class Server:
             wait = 1
             try:
                 wait = self.broker.tick()
+                if self.durable is not None:
+                    self.durable.tick()
                 now = self.clock()
                 for lst in self.listeners:
                     if lst.binder is not None:
@@ -445,6 +455,11 @@ class Server:
             self.pump()
         except Exception as e:
             self.log("error", "shutdown: %r" % (e,))
+        if self.durable is not None:
+            try:
+                self.durable.close()    # everything pending (sync = none writes only here)
+            except Exception as e:
+                self.log("error", "shutdown: persistence: %r" % (e,))
         for link in list(self.links):
             link.abort()
         for lst in self.listeners:

@@ -217,7 +217,7 @@ def test_crash_loop_loses_nothing_acknowledged(tmp_path, uid):
         assert p.error is None and not p.unacked, (p.error, p.unacked)
     s1 = Subscriber(port, uid + "-s1", 4)
     s2 = Subscriber(port, uid + "-s2", 5)
-    assert s1.ack.session_present and s2.ack.session_present
+    assert s1.ack.session_present and s2.ack.session_present, b.log()
     want = set()
     for p in pubs:
         want |= {p.payload(n) for n in p.acked}
