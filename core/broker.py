@@ -59,6 +59,7 @@ class Broker:
         self._pre_connect_log = Throttle()
         self.offline = set()          # sessions without a connection that may expire or owe a will
         self.persist = None           # gatemq.persist.Persist when persistence.enable (the port sets it)
+        self.bridges = None           # [gatemq.bridge.Bridge] of bridges.mqtt (the port sets it): offered every message
         # Flow control (see _hold): the connection whose packets are being handled, the publishers
         # not read from now, and those let go since the last flush (resumed there).
         self.feeding = None
@@ -444,6 +445,10 @@ class Broker:
                 self._retain_dropped(msg.topic, why)
                 if refuse_retain:
                     return -1
+        bridges = self.bridges
+        if bridges:
+            for br in bridges:
+                br.offer(msg)
         matched = self.router.match(msg.topic, self._pick, msg.sender)
         if not matched:
             return 0

@@ -7,10 +7,10 @@
 # through the same type as the file's values, so documentation, file and code cannot disagree.
 import json
 
-from gatemq import hocon
+from gatemq import hocon, ipaddr
 from gatemq.errors import ConfigError
 from gatemq.schema import (  # noqa: F401  (the types and parsers are re-exported for callers)
-    REQUIRED, Bool, Int, Number, Str, Path, Enum, Duration, Size, Bind, StrList, StrMap,
+    REQUIRED, Bad, shown, Bool, Int, Number, Str, Path, Enum, Duration, Size, Bind, StrList, StrMap,
     Section, Named, ListOf, Tagged, BOOL, STR, PATH, fail, join, entry_pos, as_tree, default_source,
     resolve_path, parse_duration, show_duration, parse_bind, show_size, Bad)
 
@@ -315,6 +315,135 @@ DASHBOARD = Section([
     ("allowed_hosts", StrList(split=True), []),
 ])
 
+# -- bridges.mqtt.<name> (gatemq.bridge, docs/bridge.md): NanoMQ's shape with EMQX's TLS keys --
+
+class BridgeServer:
+    what = 'an address such as "mqtts://cloud.example:8883", "mqtt://10.0.0.1:1883" or "mqtts://[::1]:8883"'
+
+    def check(self, v):
+        if type(v) is not str:
+            raise Bad(self.what)
+        scheme = None
+        for pre, sch in (("mqtt://", "mqtt"), ("mqtts://", "mqtts"), ("tcp://", "mqtt"), ("ssl://", "mqtts")):
+            if v.startswith(pre):
+                scheme = sch
+                rest = v[len(pre):]
+                break
+        if scheme is None:
+            if "://" in v:
+                raise Bad(self.what)
+            scheme, rest = "mqtt", v
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        port = None
+        if rest.startswith("["):
+            end = rest.find("]")
+            host, after = rest[1:end], rest[end + 1:]
+            if end < 0 or not host or ":" not in host or ipaddr.parse(host) is None:
+                raise Bad(self.what)
+            if after:
+                if after[0] != ":":
+                    raise Bad(self.what)
+                port = after[1:]
+        else:
+            i = rest.find(":")
+            host = rest if i < 0 else rest[:i]
+            if i >= 0:
+                port = rest[i + 1:]
+            if not host:
+                raise Bad(self.what)
+            for c in host.lower():
+                if not ("0" <= c <= "9" or "a" <= c <= "z" or c in ".-_"):
+                    raise Bad(self.what)
+        if port is None:
+            port = 8883 if scheme == "mqtts" else 1883
+        elif not port.isdigit() or not 0 < int(port) < 65536:
+            raise Bad(self.what)
+        return (scheme, host, int(port))
+
+    def show(self, v):
+        scheme, host, port = v
+        return "%s://%s:%d" % (scheme, "[%s]" % host if ":" in host else host, port)
+
+
+def _check_topic_map(o, tree, pos, path):
+    # local_topic and remote_topic: filters of the same wildcard shape (one may be left out).
+    from gatemq import topic
+    given = [k for k in ("local_topic", "remote_topic") if o[k] is not None]
+    if not given:
+        raise fail(pos, join(path, "remote_topic"), "a topic filter (local_topic, remote_topic or both)", None)
+    for k in given:
+        if not topic.valid_filter(o[k]) or o[k].startswith("$share/"):
+            raise fail(entry_pos(tree, k, pos), join(path, k), "a topic filter such as \"sensors/#\"",
+                       shown(o[k]))
+    if len(given) == 2:
+        a = [lv for lv in o["local_topic"].split("/") if lv == "+" or lv == "#"]
+        b = [lv for lv in o["remote_topic"].split("/") if lv == "+" or lv == "#"]
+        if a != b:
+            raise fail(entry_pos(tree, "remote_topic", pos), join(path, "remote_topic"),
+                       "a filter with the wildcards of local_topic %s in the same order (%s)" % (
+                           shown(o["local_topic"]), "/".join(a) or "none"), shown(o["remote_topic"]))
+
+
+def _check_bridge(o, tree, pos, path):
+    o["proto_ver"] = 5 if o["proto_ver"] in (5, "v5") else 4
+    ka = o["keepalive"]
+    if ka > 65535:
+        raise fail(entry_pos(tree, "keepalive", pos), join(path, "keepalive"), "a duration up to 65535s",
+                   shown(ka))
+    o["keepalive"] = int(ka)
+    sslo = o["ssl"]
+    e = tree.get("ssl") if tree else None
+    spos = e[1] if e else pos
+    st = e[0] if e and type(e[0]) is dict else None
+    if o["server"][0] == "mqtt" and st and (sslo["certfile"] or sslo["cacertfile"] or sslo["keyfile"]):
+        raise fail(entry_pos(tree, "server", pos), join(path, "server"),
+                   "an mqtts:// address when ssl names certificate files", shown(BridgeServer().show(o["server"])))
+    if bool(sslo["certfile"]) != bool(sslo["keyfile"]):
+        k = "keyfile" if sslo["certfile"] else "certfile"
+        raise fail(spos if st is None else entry_pos(st, "certfile" if k == "keyfile" else "keyfile", spos),
+                   join(path, "ssl." + k), "a file path (a client certificate needs certfile and keyfile)", None)
+
+
+BRIDGE_SSL = Section([
+    ("certfile", PATH, None),
+    ("keyfile", PATH, None),
+    ("password", Str(empty=True), None),
+    ("cacertfile", PATH, None),
+    ("verify", Enum("verify_peer", "verify_none"), "verify_peer"),
+    ("server_name_indication", STR, None),
+    ("versions", StrList(("tlsv1.3", "tlsv1.2")), ["tlsv1.3", "tlsv1.2"]),
+    ("ciphers", StrList(split=True), None),
+    ("handshake_timeout", Duration(lo=1), "15s"),
+])
+
+BRIDGE = Section([
+    ("enable", BOOL, True),
+    ("server", BridgeServer(), REQUIRED),
+    ("proto_ver", Enum(5, 4, "v5", "v4"), 5),
+    ("clientid", STR, None),
+    ("username", STR, None),
+    ("password", Str(empty=True), None),
+    ("keepalive", Duration(), "60s"),
+    ("clean_start", BOOL, False),
+    ("session_expiry_interval", Duration(), "2h"),
+    ("backoff_max", Duration(lo=0.1), "60s"),
+    ("connect_timeout", Duration(lo=0.1), "10s"),
+    ("ssl", BRIDGE_SSL, {}),
+    ("forwards", ListOf(Section([
+        ("local_topic", STR, None),
+        ("remote_topic", STR, None),
+        ("qos", Int(0, 2), 1),
+    ], _check_topic_map)), []),
+    ("subscription", ListOf(Section([
+        ("remote_topic", STR, None),
+        ("local_topic", STR, None),
+        ("qos", Int(0, 2), 1),
+    ], _check_topic_map)), []),
+    ("queue", Section([("max_messages", Int(1), 100000)]), {}),
+], _check_bridge)
+
+
 ROOT = Section([
     # data_dir: EMQX's key; where persistence keeps its store (relative to the config's folder)
     ("node", Section([("name", STR, "gatemq@127.0.0.1"), ("data_dir", PATH, "data")]), {}),
@@ -337,6 +466,8 @@ ROOT = Section([
     ("dashboard", DASHBOARD, {}),
     # GET /api/v5/prometheus/stats (gatemq.prometheus): public, as in EMQX, unless this is true.
     ("prometheus", Section([("enable_basic_auth", BOOL, False)]), {}),
+    # Bridges to upstream brokers (gatemq.bridge, docs/bridge.md).
+    ("bridges", Section([("mqtt", Named(BRIDGE), {})]), {}),
     # What the broker acknowledged survives SIGKILL and a power cut (docs/persistence.md).
     ("persistence", Section([
         ("enable", BOOL, False),
