@@ -76,6 +76,10 @@ def test_every_key_is_documented_with_its_default():
         cut = path.find(".ssl_options.")
         if cut >= 0:
             path = path[cut + 1:]
+        # So are the websocket keys of ws and wss listeners.
+        cut = path.find(".websocket.")
+        if cut >= 0:
+            path = path[cut + 1:]
         if path not in rows:
             problems.append("%s is missing" % path)
         elif not rows[path].startswith(_default_text(default)):
