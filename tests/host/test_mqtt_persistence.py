@@ -251,3 +251,119 @@ def test_without_persistence_a_restart_forgets(tmp_path, uid):
     s = Subscriber(port, uid + "-s1", 4)
     assert not s.ack.session_present
     b.stop()
+
+
+# ---- damage: a torn tail, a corrupt store, a newer version ----
+
+def _store(folder):
+    d = os.path.join(str(folder), "data")
+    return os.path.join(d, "gatemq.db" if DEFAULT_RUNTIME == "cpython" else "gatemq.log")
+
+
+def _made(tmp_path, uid, clean=False):
+    # a store with a persistent session in it, left by SIGKILL (or a clean stop, after which
+    # SQLite has moved its WAL into the database file)
+    port = free_port()
+    b = start(tmp_path, port)
+    subscribe(port, uid + "-s", 4, uid + "/#", 1)
+    if clean:
+        b.stop()
+    else:
+        kill(b)
+    return port
+
+
+def _serves(port):
+    c = R.RawClient(port, 4)
+    assert c.connect("probe").rc == 0
+    c.close()
+
+
+def test_a_torn_tail_is_dropped_named_and_the_broker_serves(tmp_path, uid):
+    if DEFAULT_RUNTIME != "micropython":
+        pytest.skip("the append-only log is the MicroPython port's (SQLite's WAL checks its own frames)")
+    from gatemq import persist as P
+    port = _made(tmp_path, uid)
+    last = P.frame([[P.PUT, "u", uid + "-s", uid + "/torn", [1, None]]])
+    path = _store(tmp_path)
+    size = os.path.getsize(path)
+    for cut in (1, 7, 8, len(last) // 2, len(last) - 1):
+        with open(path, "r+b") as f:
+            f.truncate(size)
+            f.seek(size)
+            f.write(last[:cut])
+        b = start(tmp_path, port)
+        line = b.wait_log("dropped")
+        assert "a write cut short" in line and "torn" in line, line
+        assert "1 session(s)" in b.wait_log("persistence:", start=0) or "session" in b.log()
+        s = Subscriber(port, uid + "-s", 4)
+        assert s.ack.session_present, b.log()
+        s.c.close()
+        b.stop()
+        size = os.path.getsize(path)      # compacted at start, without the tail
+
+
+@pytest.mark.parametrize("on_corrupt", ["rename", "stop"])
+def test_a_corrupt_store_is_set_aside_or_stops_the_start(tmp_path, uid, on_corrupt):
+    port = _made(tmp_path, uid, clean=True)
+    path = _store(tmp_path)
+    assert os.path.getsize(path) > 64
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        mid = 16 if DEFAULT_RUNTIME == "micropython" else 0
+        for i in range(mid, mid + 24):
+            data[i] ^= 0x5A
+        f.seek(0)
+        f.write(data)
+        if DEFAULT_RUNTIME == "micropython":
+            # damage in the middle: a good frame after the bad one
+            from gatemq import persist as P
+            f.write(P.frame([[P.PUT, "r", "", "x", ["x", b"y", 0, True, None, None, None]]]))
+    extra = "persistence.enable = true\npersistence.on_corrupt = %s\n" % on_corrupt
+    if on_corrupt == "stop":
+        with pytest.raises(RuntimeError) as e:
+            start(tmp_path, port, extra)
+        assert "on_corrupt = stop" in str(e.value) and "exited with 1" in str(e.value)
+        return
+    b = start(tmp_path, port, extra)
+    line = b.wait_log("renamed to")
+    assert path in line and "starts empty" in line, line
+    aside = line.split("renamed to ")[1].split(" and")[0]
+    assert os.path.exists(aside)
+    _serves(port)
+    s = Subscriber(port, uid + "-s", 4)
+    assert not s.ack.session_present
+    b.stop()
+
+
+def test_a_store_written_by_a_newer_version_stops_the_start(tmp_path, uid):
+    port = _made(tmp_path, uid)
+    path = _store(tmp_path)
+    if DEFAULT_RUNTIME == "micropython":
+        from gatemq import persist as P
+        with open(path, "r+b") as f:
+            f.seek(len(P.MAGIC))
+            f.write(bytes((P.VERSION + 1,)))
+    else:
+        import sqlite3
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version=99")
+        db.commit()
+        db.close()
+    with pytest.raises(RuntimeError) as e:
+        start(tmp_path, port)
+    assert "written by a newer gatemq" in str(e.value), str(e.value)
+    # the same store, version put back, loads: the refusal was the version alone
+    if DEFAULT_RUNTIME == "micropython":
+        with open(path, "r+b") as f:
+            f.seek(len(P.MAGIC))
+            f.write(bytes((P.VERSION,)))
+    else:
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version=1")
+        db.commit()
+        db.close()
+    b = start(tmp_path, port)
+    s = Subscriber(port, uid + "-s", 4)
+    assert s.ack.session_present, b.log()
+    b.stop()

@@ -1,0 +1,164 @@
+# gatemq.persist, sans-IO: the value encoding, the log's frames (torn tails at every offset, damage in
+# the middle, a newer version), the op replay, and a broker rebuilt from its own records.
+from gatemq import persist as P
+from gatemq import config
+from gatemq.broker import Broker
+from gatemq.message import Message
+from gatemq.session import Session, Delivery
+from gatemq.router import Subscription
+
+from _check import raises
+
+
+class _Reader:
+    def __init__(self, data):
+        self.data = data
+        self.off = 0
+
+    def read(self, n):
+        b = self.data[self.off:self.off + n]
+        self.off += len(b)
+        return b
+
+
+def _replay(data):
+    st = P.State()
+    out = P.read_log(_Reader(data).read, "log", st.apply)
+    return st, out
+
+
+def test_values_round_trip():
+    for v in [None, True, False, 0, -5, 1 << 40, 1.5, "", "é/ü", b"\x00\xff", [1, [2, b"x"]], (3, "a"),
+              {1: "a", 38: [("k", "v")]}, [None, {"x": (1, 2)}]]:
+        assert P.unpack(P.pack(v)) == v, v
+    assert type(P.unpack(P.pack((1, 2)))) is tuple
+    raises(Exception, P.unpack, P.pack([1, 2])[:-1])
+
+
+def _log():
+    frames = [P.frame([[P.PUT, "r", "", "a/b", ["a/b", b"one", 1, True, None, None, None]]]),
+              P.frame([[P.PUT, "s", "c1", "", [60, None, None, None, None]],
+                       [P.PUT, "q", "c1", 1, [["t", b"m", 1, False, None, None, "p"], 1, False, None]]]),
+              P.frame([[P.DEL, "q", "c1", 1], [P.PUT, "a", "c1", 7, None]])]
+    return P.header(), frames
+
+
+def test_a_torn_tail_at_every_offset_drops_only_the_last_frame():
+    head, frames = _log()
+    good = head + frames[0] + frames[1]
+    last = frames[2]
+    for cut in range(len(last)):
+        st, (end, dropped, n, corrupt) = _replay(good + last[:cut])
+        assert end == len(good) and n == 2 and not corrupt, cut
+        assert (dropped is None) == (cut == 0), (cut, dropped)
+        assert ("q", "c1", 1) in st.d and ("a", "c1", 7) not in st.d
+    st, (end, dropped, n, corrupt) = _replay(good + last)
+    assert dropped is None and n == 3 and end == len(good + last)
+    assert ("q", "c1", 1) not in st.d and ("a", "c1", 7) in st.d
+
+
+def test_a_torn_tail_with_garbage_in_a_full_length_last_frame():
+    head, frames = _log()
+    bad = bytearray(frames[2])
+    bad[-1] ^= 0xFF
+    st, (end, dropped, n, corrupt) = _replay(head + frames[0] + frames[1] + bytes(bad))
+    assert n == 2 and "checksum" in dropped and not corrupt
+
+
+def test_damage_in_the_middle_is_corruption_not_a_tail():
+    head, frames = _log()
+    bad = bytearray(frames[1])
+    bad[12] ^= 0x01
+    st, (end, dropped, n, corrupt) = _replay(head + frames[0] + bytes(bad) + frames[2])
+    assert n == 1 and corrupt and "offset %d" % (len(head) + len(frames[0])) in dropped
+
+
+def test_a_newer_version_and_a_foreign_file_are_refused():
+    head, frames = _log()
+    newer = P.MAGIC + bytes((P.VERSION + 1,))
+    e = raises(P.StoreError, _replay, newer + frames[0])
+    assert e.newer and "newer" in str(e)
+    e = raises(P.StoreError, _replay, b"SQLite format 3\x00")
+    assert not e.newer
+
+
+def test_drop_ends_a_session_but_not_retained_messages():
+    st = P.State()
+    st.apply([[P.PUT, "r", "", "x", [1]], [P.PUT, "s", "c", "", [1]], [P.PUT, "u", "c", "f", [1, None]],
+              [P.PUT, "u", "d", "f", [1, None]], [P.DROP, "c"]])
+    assert sorted(st.d) == [("r", "", "x"), ("u", "d", "f")]
+
+
+class _Clock:
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def _broker(mono, wall):
+    cfg = config.load("persistence.enable = true\nsys_topics.sys_msg_interval = disabled\n")
+    b = Broker(cfg, _Clock(mono), _Clock(wall), lambda level, msg: None)
+    return b, P.attach(b, cfg["persistence"])
+
+
+def test_a_broker_rebuilt_from_its_records():
+    b, p = _broker(100.0, 1000000.0)
+    s = Session("c1")
+    s.expiry = 3600
+    s.owner = ("u", b"\x01\x02")
+    b.sessions["c1"] = s
+    p.session(s)
+    sub = Subscription("c1", "t/+", 1 | 8, 5, None)
+    b.router.add(sub)
+    s.subs["t/+"] = sub
+    p.sub(s, "t/+", sub)
+    d1 = Delivery(Message("t/a", b"q1", 1, False, None, 100.0 + 50, "pub"), 1, False, [5])
+    s.queue.append(d1)
+    p.enq(s, d1)
+    d2 = Delivery(Message("t/b", b"q2", 2, False), 2, False, None)
+    s.queue.append(d2)
+    p.enq(s, d2)
+    d3 = Delivery(Message("t/c", b"f", 2, False), 2, False, None)
+    s.inflight[9] = d3
+    p.inflight(s, 9, d3)
+    p.phase(s, 9)
+    s.awaiting_rel[4] = 100.0
+    p.rel(s, 4)
+    r = Message("t/r", b"ret", 1, True, None, 100.0 + 10)
+    b.retained.put(r, 100.0)
+    p.retained(r)
+    st = P.State()
+    st.apply(p.take())
+    # 20 s later by the wall clock, in a new process whose monotonic clock starts elsewhere
+    b2, p2 = _broker(5.0, 1000020.0)
+    counts = p2.load(st.items)
+    assert counts == {"retained": 0, "sessions": 1, "queued": 2, "inflight": 1}, counts
+    s2 = b2.sessions["c1"]
+    assert s2.owner == ("u", b"\x01\x02") and s2.expiry == 3600 and s2 in b2.offline
+    assert abs(s2.expire_at - (5.0 + 3600)) < 0.01     # connected when it stopped: a full expiry
+    assert [d.msg.payload for d in s2.queue] == [b"q1", b"q2"]
+    assert abs(s2.queue[0].msg.expire_at - (5.0 + 30)) < 0.01   # 50 s expiry, 20 s gone
+    assert s2.queue[0].subids == [5] and s2.queue[0].msg.sender == "pub"
+    assert list(s2.inflight) == [9] and s2.inflight[9].phase == 1 and s2.next_pid == 10
+    assert list(s2.awaiting_rel) == [4]
+    assert "t/r" not in b2.retained                  # its 10 s expiry passed across the restart
+    assert [o for o in p2.ops if o[0] == P.DEL] == [[P.DEL, "r", "", "t/r"]]
+    assert b2.router.match("t/x", b2._pick, None)      # the subscription routes again
+    # compaction writes back what load built
+    st2 = P.State()
+    st2.apply(list(p2.snapshot()))
+    kinds = sorted(k[0] for k in st2.d)
+    assert kinds == ["a", "i", "q", "q", "s", "u"], kinds
+
+
+def test_hooks_ignore_sessions_that_end_with_their_connection():
+    b, p = _broker(1.0, 1000.0)
+    s = Session("clean")
+    s.expiry = 0
+    p.session(s)
+    d = Delivery(Message("t", b"x", 1, False), 1, False, None)
+    p.enq(s, d)
+    p.inflight(s, 1, d)
+    assert p.take() == [] and d.seq == 0
