@@ -367,3 +367,25 @@ def test_a_store_written_by_a_newer_version_stops_the_start(tmp_path, uid):
     s = Subscriber(port, uid + "-s", 4)
     assert s.ack.session_present, b.log()
     b.stop()
+
+
+def test_gatemq_data_info_dump_compact(tmp_path, uid):
+    # On this runtime's store (SQLite, or the MicroPython log as copied off a board).
+    import json
+    import subprocess
+    from brokers import PYTHON
+    _made(tmp_path, uid)
+    data = os.path.join(str(tmp_path), "data")
+
+    def run(*args):
+        r = subprocess.run([PYTHON, "-m", "gatemq.cpython", "data"] + list(args) + [data],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    info = json.loads(run("info"))
+    assert info["version"] == 1 and info["counts"]["session"] == 1 and info["counts"]["subscription"] == 1, info
+    dump = [json.loads(x) for x in run("dump").splitlines()]
+    assert {"kind": "subscription", "client": uid + "-s", "key": uid + "/#", "value": [1, None]} in dump, dump
+    json.loads(run("compact"))
+    assert json.loads(run("info"))["counts"] == info["counts"]
