@@ -101,14 +101,14 @@ def check_config(path):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    if args.check_config:
-        try:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "data":
         # `gatemq data info|dump|compact PATH`: a persistence store, also one copied off a board
         from gatemq.cpython import datacli
         return datacli.main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.check_config:
+        try:
             overlay = check_config(args.check_config)
         except ConfigError as e:
             print("gatemq: %s" % e, file=sys.stderr)
