@@ -5,7 +5,8 @@
 #
 #     text = prometheus.render(broker, listeners, read_file)
 #     # listeners: [(id, kind, name, lcfg, (host, port))] as gatemq.admin.Api gets them;
-#     # read_file(path) -> bytes, for the server certificates' expiry (None: left out)
+#     # read_file(path) -> bytes, for the server certificates' expiry (None: left out); extra()
+#     # -> [(name, "gauge"|"counter", help, [(labels, value)])] of the port's own
 from gatemq import der
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,7 +69,7 @@ def cert_not_after(data):
     return der.parse_certificate(data).not_after
 
 
-def render(broker, listeners, read_file=None, short=False):
+def render(broker, listeners, read_file=None, short=False, extra=None):
     # short: the gauges and the message counters only (a board short of heap); may be a function.
     if callable(short):
         short = short()
@@ -96,6 +97,22 @@ def render(broker, listeners, read_file=None, short=False):
     _family(out, "authorization_deny", "counter", "Publishes and subscriptions the ACL denied",
             [("", sum(v for _, v in denies))])
     _family(out, "authorization_deny_by_action", "counter", "ACL denials by action", denies)
+    bridges = getattr(broker, "bridges", None)
+    if bridges:
+        # gatemq.bridge.Bridge objects (bridges.mqtt): state and store-and-forward queue.
+        lab = [('{bridge="%s"}' % _esc(br.id), br) for br in bridges]
+        _family(out, "bridge_status", "gauge", "1 while the bridge is connected upstream, else 0",
+                [(l, 1 if br.state == "connected" else 0) for l, br in lab])
+        _family(out, "bridge_queue_depth", "gauge", "Messages waiting to go upstream (store-and-forward queue)",
+                [(l, len(br.queue)) for l, br in lab])
+        for name, attr, help_ in (("bridge_messages_sent", "sent", "Messages the bridge sent upstream"),
+                                  ("bridge_messages_received", "received", "Messages the bridge brought down"),
+                                  ("bridge_messages_dropped", "dropped", "Messages the bridge's queue dropped")):
+            _family(out, name, "counter", help_, [(l, getattr(br, attr, 0)) for l, br in lab])
+    if extra is not None:
+        # The port's own families (the CPython port: the persistence store's size).
+        for name, kind, help_, samples in extra():
+            _family(out, name, kind, help_, samples)
     if read_file is not None:
         certs = []
         for lid, kind, name, lc, bound in listeners:

@@ -13,7 +13,6 @@
 import asyncio
 
 from gatemq import websocket
-from gatemq.cpython.server import Client, TLSClient
 
 # Seconds a connection may take to send its upgrade request when mqtt.idle_timeout is infinity.
 _HANDSHAKE_MAX = 15
@@ -165,21 +164,23 @@ class Handle:
         self.under.linger()
 
 
-class WSClient(Client):
-    __slots__ = ()
-
-    def open(self, peer, der):
-        return Handle(self, peer, der).front
+def _open(self, peer, der):
+    return Handle(self, peer, der).front
 
 
-class WSSClient(TLSClient):
-    __slots__ = ()
+_made = {}
 
-    def open(self, peer, der):
-        return Handle(self, peer, der).front
+
+def _ws_class(base):
+    # The port's connection class with open() putting a Handle in between: server.Client for ws,
+    # server.TLSClient for wss (made here from the listener's classes: no import of server).
+    cls = _made.get(base)
+    if cls is None:
+        cls = _made[base] = type("WS" + base.__name__, (base,), {"__slots__": (), "open": _open})
+    return cls
 
 
 def setup(listener):
     # A server.Listener of kind ws or wss gets these connection classes.
-    listener.plain_cls = WSClient
-    listener.tls_cls = WSSClient
+    listener.plain_cls = _ws_class(listener.plain_cls)
+    listener.tls_cls = _ws_class(listener.tls_cls)
