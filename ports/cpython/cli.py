@@ -97,6 +97,9 @@ def check_config(path):
     for name, lc in cfg["listeners"]["ssl"].items():
         if lc.get("enable", True):
             tlsctx.ListenerTLS("ssl:%s" % name, lc["ssl_options"], log)
+    if cfg.get("bridges", {}).get("mqtt"):
+        from gatemq.cpython import bridge
+        bridge.check(cfg)
     return overlay if os.path.exists(overlay) else None
 
 

@@ -514,6 +514,7 @@ class Server:
         self.stopping = None
         self._timer = None
         self._tasks = set()
+        self.bridges = []       # gatemq.cpython.bridge.BridgePort of bridges.mqtt
 
     def spawn(self, coro):
         # Keeps a reference: the loop holds tasks only weakly.
@@ -590,6 +591,9 @@ class Server:
                     self.log("info", "listener %s listening on %s:%d" % (lname, a[0], a[1]))
         loop.set_exception_handler(self._loop_error)
         self._timer = loop.call_later(0.5, self._tick)
+        if self.cfg.get("bridges", {}).get("mqtt"):
+            from gatemq.cpython import bridge
+            self.bridges = bridge.start(self)
 
     def _loop_error(self, loop, ctx):
         # TLSClient logs its own refusals and failures; TLS errors of other transports (the https
@@ -612,6 +616,8 @@ class Server:
     async def stop(self):
         for s in self.servers:
             s.close()
+        for b in self.bridges:
+            b.stop()
         self.broker.shutdown()
         self.flush()
         if self._timer:
