@@ -401,6 +401,15 @@ class Api:
                 return 200, v, []
             v["node"] = self.b.node
             return 200, [v], []
+        elif head == "bridges" and n <= 2 and method == "GET":
+            # EMQX 5.0-5.3's bridges API: the list, or one by its id (mqtt:<name>) or name.
+            bs = self.b.bridges or []
+            if n == 1:
+                return 200, [x.info() for x in bs], []
+            for x in bs:
+                if parts[1] in (x.id, x.name):
+                    return 200, x.info(), []
+            raise HttpError(404, "NOT_FOUND", "no such bridge: %s" % parts[1])
         elif head == "listeners" and n == 1 and method == "GET":
             return 200, self.listener_list(), []
         elif head == "listeners" and n == 3 and parts[2] == "reload" and method == "POST":

@@ -28,6 +28,8 @@ CONNECTED = "connected"
 
 # The first reconnect delay in seconds; it doubles per failure up to backoff_max.
 BACKOFF_MIN = 0.5
+# Seconds between republications of a changed $SYS status (state changes publish at once).
+STATUS_INTERVAL = 1
 # The in-flight window towards an MQTT 3.1.1 upstream, which announces no Receive Maximum.
 V4_WINDOW = 32
 # CONNACK return codes of MQTT 3.1.1.
@@ -235,6 +237,8 @@ class Bridge:
         self._drop_log = Throttle()
         self._refuse_log = Throttle(10, 5)
         self.connected_at = None
+        self._status_next = 0
+        self._status_key = None
 
     # ---- the port's side ----
 
@@ -575,7 +579,18 @@ class Bridge:
                 "sent": self.sent, "received": self.received, "dropped": self.dropped, "refused": self.refused,
                 "clientid": self.clientid}
 
+    def heartbeat(self, now):
+        # The retained status again when something in it changed, at most every STATUS_INTERVAL.
+        if now >= self._status_next:
+            self._status_next = now + STATUS_INTERVAL
+            if self._status_key != self._key():
+                self._status()
+
+    def _key(self):
+        return (self.state, len(self.queue), self.sent, self.received, self.dropped, self.refused, self.last_error)
+
     def _status(self):
+        self._status_key = self._key()
         try:
             import json
             self.broker.publish(Message("$SYS/brokers/%s/bridges/%s/status" % (self.broker.node, self.name),

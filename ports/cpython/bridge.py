@@ -150,8 +150,11 @@ class BridgePort:
     async def timers(self):
         b = self.b
         while True:
-            d = b.tick(time.monotonic())
+            now = time.monotonic()
+            d = b.tick(now)
+            b.heartbeat(now)
             self._write()
+            self.srv.flush()
             await asyncio.sleep(min(d, 1.0) if d is not None else 1.0)
 
     async def run(self):
