@@ -1,0 +1,186 @@
+# gatemq.bridge, sans-IO: topic mapping, the bounded queue, the client state machine against a
+# scripted upstream (CONNACK, PUBACK, Receive Maximum, reconnect with the in-flight resent in order),
+# loop prevention, message expiry, backoff. Runs under CPython and MicroPython.
+from gatemq import codec, config
+from gatemq.bridge import Bridge, BridgeQueue, Item, map_topic, shape, CONNECTED, DISCONNECTED
+from gatemq.message import Message
+from _check import raises
+from _harness import Harness
+
+CFG = """
+node.name = "gw@h"
+bridges.mqtt.cloud {
+  server = "mqtts://cloud.example:8883"
+  backoff_max = 8s
+  forwards = [ { local_topic = "sensors/#", remote_topic = "gw/1/sensors/#", qos = 1 },
+               { local_topic = "cmd/#", remote_topic = "gw/1/echo/#", qos = 1 },
+               { local_topic = "raw/+", qos = 0 } ]
+  subscription = [ { remote_topic = "gw/1/cmd/#", local_topic = "cmd/#", qos = 1 } ]
+  queue { max_messages = 4 }
+}
+"""
+
+
+def test_map_topic():
+    assert map_topic("sensors/a/b", "sensors/#", "gw/1/sensors/#") == "gw/1/sensors/a/b"
+    assert map_topic("sensors", "sensors/#", "gw/1/sensors/#") == "gw/1/sensors"
+    assert map_topic("a/x/b/y/z", "a/+/b/#", "p/+/q/r/#") == "p/x/q/r/y/z"
+    assert map_topic("t/1", "t/+", None) == "t/1"
+    assert map_topic("fixed", "fixed", "other/fixed") == "other/fixed"
+    assert shape("a/+/b/#") == ["+", "#"]
+
+
+def test_config_shape_mismatch_is_an_error_with_position():
+    text = 'bridges.mqtt.c {\n  server = "mqtt://h"\n  forwards = [\n    { local_topic = "a/+/#", remote_topic = "b/#" }\n  ]\n}\n'
+    e = raises(config.ConfigError, config.load, text, "/etc/gw.conf")
+    assert str(e).startswith("/etc/gw.conf:4:"), str(e)
+    assert "bridges.mqtt.c.forwards.1.remote_topic" in str(e)
+    e = raises(config.ConfigError, config.load, 'bridges.mqtt.c { server = "http://h" }', "x.conf")
+    assert "bridges.mqtt.c.server" in str(e)
+    e = raises(config.ConfigError, config.load,
+               'bridges.mqtt.c { server = "mqtt://h", subscription = [ { local_topic = "c/#" , remote_topic = "d" } ] }', "x.conf")
+    assert "subscription.1.remote_topic" in str(e)
+    c = config.load('bridges.mqtt.c { server = "[::1]:1884", proto_ver = v4 }')
+    b = c["bridges"]["mqtt"]["c"]
+    assert b["server"] == ("mqtt", "::1", 1884) and b["proto_ver"] == 4
+    assert b["ssl"]["verify"] == "verify_peer" and b["queue"]["max_messages"] == 100000
+
+
+def test_queue_bounded_qos0_dropped_first():
+    q = BridgeQueue(3)
+    m = Message("t", b"", 1, False)
+    a, b, c = Item(m, "t", 0, 0), Item(m, "t", 1, 0), Item(m, "t", 1, 0)
+    for it in (a, b, c):
+        assert q.push(it) is None
+    d = Item(m, "t", 1, 0)
+    assert q.push(d) is a           # the oldest QoS 0 goes first
+    e = Item(m, "t", 1, 0)
+    assert q.push(e) is e           # only QoS 1 left: the new one is refused
+    assert [q.pop() for _ in range(3)] == [b, c, d]
+
+
+class Up:
+    # The bridge's transport, scripted: what the bridge sent, decoded.
+    def __init__(self, h):
+        self.h = h
+        self.b = h.broker.bridges[0]
+        self.reader = codec.Reader()
+        self.got = []
+
+    def read(self):
+        data = self.b.take()
+        for fb, body in self.reader.feed(data):
+            self.got.append(codec.decode(fb, body, 5) if fb >> 4 != 1 else codec.CONNECT)
+        out, self.got = self.got, []
+        return out
+
+    def connect(self, session_present=False, receive_max=None):
+        b = self.b
+        assert b.due(self.h.clock()) == 0
+        assert b.attempt(self.h.clock())[:2] == ("cloud.example", 8883)
+        b.up(self.h.clock())
+        assert self.read()[0] == codec.CONNECT
+        props = {codec.P_RECEIVE_MAXIMUM: receive_max} if receive_max else None
+        b.feed(codec.encode_connack(session_present, 0, props, 5))
+        assert b.state == CONNECTED
+
+
+def harness():
+    h = Harness(CFG)
+    h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    return h, Up(h)
+
+
+def test_forward_in_order_window_and_ack():
+    h, up = harness()
+    up.connect(receive_max=2)
+    sub = up.read()
+    assert sub[0].ptype == codec.SUBSCRIBE and sub[0].topics == [("gw/1/cmd/#", 1 | 4 | 8)]
+    dev = h.connected("dev", 5)
+    for i in range(3):
+        dev.publish("sensors/x/%d" % i, b"%d" % i, 2, False, i + 1)
+    pubs = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    # QoS capped at 1, two in flight (Receive Maximum 2), the third waits in the queue.
+    assert [(p.topic, p.qos) for p in pubs] == [("gw/1/sensors/x/0", 1), ("gw/1/sensors/x/1", 1)]
+    assert len(up.b.queue) == 3
+    up.b.feed(codec.encode_ack(codec.PUBACK, pubs[0].pid, 0, None, 5))
+    nxt = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    assert [p.topic for p in nxt] == ["gw/1/sensors/x/2"]
+    assert len(up.b.queue) == 2 and up.b.sent == 1
+
+
+def test_outage_queue_requeue_resend_with_dup():
+    h, up = harness()
+    up.connect(receive_max=10)
+    up.read()
+    dev = h.connected("dev", 5)
+    dev.publish("sensors/a", b"1", 1, False, 1)
+    first = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    assert len(first) == 1
+    up.b.failed("closed", "the upstream closed the connection")
+    assert up.b.state == DISCONNECTED and "link to" in h.text() and "closed" in h.text()
+    dev.publish("sensors/b", b"2", 1, False, 2)
+    dev.publish("raw/z", b"q0", 0, False)
+    assert len(up.b.queue) == 3
+    h.clock.t += 10
+    up.connect(session_present=True, receive_max=10)
+    pubs = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    # The unacknowledged one again first, with DUP and its packet id, then the rest in order.
+    assert [(p.topic, p.dup) for p in pubs] == [("gw/1/sensors/a", True), ("gw/1/sensors/b", False), ("raw/z", False)]
+    assert pubs[0].pid == first[0].pid
+
+
+def test_loop_prevention_and_command_down():
+    h, up = harness()
+    up.connect()
+    up.read()
+    local = h.subscriber([("cmd/#", 1)], "app", 5)
+    local.take()
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/reboot", b"now", 1, False, False, 7, b"\x00", 5)))
+    h.pump()
+    got = local.publishes()
+    assert [(p.topic, p.payload) for p in got] == [("cmd/reboot", b"now")]
+    back = up.read()
+    assert [p.ptype for p in back] == [codec.PUBACK]     # acknowledged, not forwarded to gw/1/echo
+    # The fence: the same topic published locally does go up through the cmd/# forward.
+    dev = h.connected("dev", 5)
+    dev.publish("cmd/reboot", b"local", 1, False, 1)
+    assert [p.topic for p in up.read() if p.ptype == codec.PUBLISH] == ["gw/1/echo/reboot"]
+
+
+def test_expiry_taken_off_and_expired_dropped():
+    h, up = harness()
+    dev = h.connected("dev", 5)
+    dev.publish("sensors/e", b"x", 1, False, 1, {codec.P_MESSAGE_EXPIRY: 30})
+    dev.publish("sensors/f", b"y", 1, False, 2, {codec.P_MESSAGE_EXPIRY: 5})
+    h.clock.t += 10
+    up.connect()
+    pubs = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    assert [p.topic for p in pubs] == ["gw/1/sensors/e"]
+    assert pubs[0].props[codec.P_MESSAGE_EXPIRY] == 20
+
+
+def test_backoff_doubles_with_jitter_up_to_max_logged_once_each():
+    h, up = harness()
+    b = up.b
+    delays = []
+    for i in range(8):
+        b.attempt(h.clock())
+        b.failed("refused", "connection refused")
+        delays.append(b.due(h.clock()))
+        h.clock.t += delays[-1]
+    assert all(d <= 8 for d in delays) and delays[-1] >= 4 and delays[0] <= 0.5
+    lines = [m for _, m in h.logs if "cannot connect" in m]
+    assert len(lines) == 8 and "refused" in lines[0] and "(backoff step 8)" in lines[7]
+
+
+def test_connack_refusal_named():
+    h, up = harness()
+    b = up.b
+    b.attempt(h.clock())
+    b.up(h.clock())
+    up.read()
+    b.feed(codec.encode_connack(False, 0x86, None, 5))
+    assert b.closing and "0x86" in b.closing[1]
+    b.failed(*b.closing)
+    assert "CONNACK 0x86" in h.text()
