@@ -69,6 +69,11 @@ test-tools:
 	  (apt-get update -qq && apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
 	  (sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto-clients mosquitto) >/dev/null 2>&1 || \
 	  echo "warning: could not install mosquitto-clients"; }
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+	  echo "installing rabbitmq-server (tests/host/test_bridge_rabbitmq.py bridges to it)"; \
+	  (apt-get update -qq && apt-get install -y -qq rabbitmq-server) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq rabbitmq-server) >/dev/null 2>&1 || \
+	  echo "warning: could not install rabbitmq-server"; }
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  echo "installing chromium and chromium-driver (the dashboard's browser test)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
