@@ -217,6 +217,30 @@ class Durable:
                 frames, clock() - t0, self.mode))
         self.next_sync = clock() + self.interval
         self.next_maint = clock() + 5
+        self.scheduled = False      # a group commit task is queued (defer)
+        self.now = False            # the group commit is pumping
+
+    def defer(self, srv):
+        # Server.pump: True while this round's changes wait for the group commit, a task that runs
+        # once the reads ready now have been handled (their links' tasks were queued before it),
+        # then pumps: one frame and one flush per round, not one per read.
+        if self.mode != "commit" or not self.persist.ops or self.now or srv.down:
+            return False
+        if not self.scheduled:
+            self.scheduled = True
+            import asyncio
+            asyncio.create_task(self._commit(srv))
+        return True
+
+    async def _commit(self, srv):
+        import asyncio
+        await asyncio.sleep_ms(0)   # once more round the loop: reads that became ready meanwhile
+        self.scheduled = False
+        self.now = True
+        try:
+            srv.pump()
+        finally:
+            self.now = False
 
     def commit(self, dirty):
         # Before a round's output is written (sync = commit). False: the output is dropped and

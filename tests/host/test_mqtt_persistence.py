@@ -389,3 +389,243 @@ def test_gatemq_data_info_dump_compact(tmp_path, uid):
     assert {"kind": "subscription", "client": uid + "-s", "key": uid + "/#", "value": [1, None]} in dump, dump
     json.loads(run("compact"))
     assert json.loads(run("info"))["counts"] == info["counts"]
+
+
+# ---- a full disk: a small filesystem of its own ----
+
+@pytest.fixture
+def small_fs(tmp_path):
+    # A 4 MB filesystem at tmp_path/fs: a size-limited tmpfs, else a loop-mounted ext4 image; the
+    # test fills it with a file of its own (filler) and frees it by removing that file.
+    import shutil
+    import subprocess
+    mnt = os.path.join(str(tmp_path), "fs")
+    os.makedirs(mnt)
+    why = []
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "gatemq-test", mnt], capture_output=True, text=True)
+    if r.returncode:
+        why.append("tmpfs: " + (r.stderr.strip() or "mount failed"))
+        img = os.path.join(str(tmp_path), "fs.img")
+        with open(img, "wb") as f:
+            f.truncate(4 << 20)
+        mk = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+        r = subprocess.run([mk, "-q", "-F", img], capture_output=True, text=True) if os.path.exists(mk) else None
+        if r is None or r.returncode or subprocess.run(["mount", "-o", "loop", img, mnt], capture_output=True).returncode:
+            why.append("loop-mounted ext4: cannot make or mount an image (not root, or no loop devices)")
+            pytest.skip("no small filesystem to fill: " + "; ".join(why))
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def _fill(folder, leave):
+    # A file that takes all but `leave` bytes of the filesystem's free space.
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    path = os.path.join(folder, "filler")
+    with open(path, "wb") as f:
+        left = max(0, free - leave)
+        while left:
+            n = min(left, 1 << 20)
+            f.write(b"\0" * n)
+            left -= n
+    return path
+
+
+def test_a_full_disk_refuses_new_messages_keeps_what_was_acknowledged_and_serves(tmp_path, uid, small_fs):
+    # The store on a 4 MB filesystem filled to within 160 KB by another file; a 5.0 publisher at
+    # QoS 1 and 2 with 8 KB payloads queued for an offline persistent subscriber. Once the disk is
+    # full: 0x97 on PUBACK and PUBREC, no PUBACK to a 3.1.1 publisher (its connection stays), a
+    # line on the log, QoS 0 still flows; with the filler removed the broker accepts again by
+    # itself; after SIGKILL every acknowledged message is delivered.
+    port = free_port()
+    data = os.path.join(small_fs, "data")
+    extra = 'persistence.enable = true\nnode.data_dir = "%s"\nmqtt.max_packet_size = 1MB\n' % data
+    b = start(tmp_path, port, extra)
+    assert subscribe(port, uid + "-s", 5, uid + "/q/#", 1)
+    filler = _fill(small_fs, 160 * 1024)
+    p = R.RawClient(port, 5)
+    assert p.connect(uid + "-p").rc == 0
+    acked, refused = [], []
+    body = b"x" * 8192
+    for n in range(1, 2000):
+        qos = 2 if n % 3 == 0 else 1
+        p.send(R.publish(uid + "/q/m", b"%d-" % n + body, qos, pid=n, version=5))
+        a = p.recv(10)
+        assert a.type == (R.PUBREC if qos == 2 else R.PUBACK) and a.pid == n, a
+        if a.rc in (None, 0, 0x10):
+            assert not refused, "acknowledged after a refusal, with the disk still full: %d" % n
+            acked.append(n)
+            if qos == 2:
+                p.send(R.ack(R.PUBREL, n, version=5))
+                assert p.expect(R.PUBCOMP).pid == n
+        else:
+            assert a.rc == 0x97, a
+            refused.append(n)
+            if len(refused) == 6:     # QoS 1 and QoS 2 refused
+                break
+    assert len(acked) >= 5 and len(refused) == 6, (len(acked), refused, b.log())
+    line = b.wait_log("new QoS 1/2 messages are refused")
+    assert "disk" in line or "cannot be written" in line, line
+    b.wait_log("refused: ")
+    # a 3.1.1 publisher gets no PUBACK, and its connection stays
+    q = R.RawClient(port, 4)
+    assert q.connect(uid + "-p4").rc == 0
+    q.send(R.publish(uid + "/q/m", b"v4-refused", 1, pid=1))
+    with pytest.raises(TimeoutError):
+        q.recv(1.0)
+    q.send(R.pingreq())
+    assert q.expect(R.PINGRESP)
+    # the broker serves: a new connection, QoS 0 to a live subscriber
+    live = R.RawClient(port, 4)
+    assert live.connect(uid + "-live").rc == 0
+    live.send(R.subscribe(1, [(uid + "/live", 0)]))
+    live.expect(R.SUBACK)
+    q.send(R.publish(uid + "/live", b"still-here", 0))
+    assert live.expect(R.PUBLISH).payload == b"still-here"
+    # room again (the filler removed): accepted within a maintenance round (5 s)
+    os.remove(filler)
+    b.wait_log("room again", timeout=12)
+    p.send(R.publish(uid + "/q/m", b"after", 1, pid=5000, version=5))
+    a = p.expect(R.PUBACK)
+    assert a.pid == 5000 and a.rc in (None, 0), a
+    kill(b)
+    for c in (p, q, live):
+        c.close()
+    b = start(tmp_path, port, extra)
+    s = Subscriber(port, uid + "-s", 5)
+    assert s.ack.session_present, b.log()
+    want = {b"%d-" % n + body for n in acked} | {b"after"}
+    seen = s.read(want)
+    assert not want - seen, "%d acknowledged messages lost" % len(want - seen)
+    assert not {b"%d-" % n + body for n in refused} & seen
+    b.stop()
+
+
+# ---- sync = interval: at most the last window ----
+
+def test_sync_interval_loses_at_most_the_last_window_and_never_corrupts(tmp_path, uid):
+    # A 3.1.1 publisher at QoS 1, numbered messages for an offline persistent subscriber, for some
+    # 3 s with sync_interval = 500ms, then SIGKILL. The store loads without damage, and what it
+    # holds is a prefix of the acknowledged messages that takes in every one acknowledged more
+    # than a window (the interval plus a timer round of the broker, 1 s) before the kill.
+    port = free_port()
+    extra = "persistence.enable = true\npersistence.sync = interval\npersistence.sync_interval = 500ms\n"
+    b = start(tmp_path, port, extra)
+    assert subscribe(port, uid + "-s", 4, uid + "/#", 1)
+    c = R.RawClient(port, 4)
+    assert c.connect(uid + "-p").rc == 0
+    at = {}
+    end = time.monotonic() + 3
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        c.send(R.publish(uid + "/m", b"%d" % n, 1, pid=n % 65535 + 1))
+        c.expect(R.PUBACK)
+        at[n] = time.monotonic()
+        time.sleep(0.002)
+    t_kill = time.monotonic()
+    kill(b)
+    c.close()
+    b = start(tmp_path, port, extra)
+    line = b.wait_log("persistence:")
+    assert "loaded" in line, line
+    assert "renamed" not in b.log() and "damaged" not in b.log(), b.log()
+    s = Subscriber(port, uid + "-s", 4)
+    assert s.ack.session_present, b.log()
+    old = {b"%d" % k for k, t in at.items() if t < t_kill - 2.0}
+    assert len(old) > 50, len(old)
+    s.read(old, timeout=20)
+    s.quiet(1.0)
+    got = [int(x) for x in s.got]
+    assert old <= {b"%d" % k for k in got}, "lost more than the last window: %d of %d" % (
+        len(old - {b"%d" % k for k in got}), len(old))
+    assert sorted(set(got)) == list(range(1, max(got) + 1)), "not a prefix of what was acknowledged"
+    b.stop()
+
+
+# ---- expiry across a restart, by the wall clock ----
+
+def test_session_and_message_expiry_hold_across_a_restart(tmp_path, uid):
+    # Stored deadlines are wall-clock times: 3 s spent with the broker down count. A session with
+    # a 2 s expiry is gone at the restart, a 1 h one stays; a queued and a retained message with a
+    # 2 s message expiry are gone, their twins without expiry delivered.
+    port = free_port()
+    b = start(tmp_path, port)
+    for cid, exp in (("-short", 2), ("-long", 3600)):
+        c = R.RawClient(port, 5)
+        assert c.connect(uid + cid, clean=False, props={"session_expiry": exp}).rc == 0
+        c.send(R.subscribe(1, [(uid + "/q", 1)], version=5))
+        c.expect(R.SUBACK)
+        c.send(R.disconnect(version=5))
+        c.close()
+    p = R.RawClient(port, 5)
+    assert p.connect(uid + "-p").rc == 0
+    for i, (topic, payload, retain, props) in enumerate((
+            (uid + "/q", b"q-expires", False, {"message_expiry": 2}),
+            (uid + "/q", b"q-stays", False, None),
+            (uid + "/r1", b"r-expires", True, {"message_expiry": 2}),
+            (uid + "/r2", b"r-stays", True, None))):
+        p.send(R.publish(topic, payload, 1, retain=retain, pid=i + 1, props=props, version=5))
+        assert p.expect(R.PUBACK).pid == i + 1
+    p.close()
+    kill(b)
+    time.sleep(3)
+    b = start(tmp_path, port)
+    c = R.RawClient(port, 5)
+    ack = c.connect(uid + "-short", clean=False, props={"session_expiry": 60})
+    assert not ack.session_present, "a session expired while the broker was down came back"
+    c.close()
+    s = Subscriber(port, uid + "-long", 5)
+    assert s.ack.session_present, b.log()
+    s.read({b"q-stays"}, timeout=5)
+    s.quiet(0.5)
+    assert s.got == [b"q-stays"], s.got
+    r = R.RawClient(port, 5)
+    assert r.connect(uid + "-late").rc == 0
+    r.send(R.subscribe(1, [(uid + "/+", 0)], version=5))
+    r.expect(R.SUBACK)
+    got = []
+    try:
+        while True:
+            got.append(r.recv(0.7).payload)
+    except TimeoutError:
+        pass
+    assert got == [b"r-stays"], got
+    r.close()
+    b.stop()
+
+
+# ---- a store of this version after a config change ----
+
+def test_a_store_loads_after_a_config_change(tmp_path, uid):
+    # A persistent session made on a second listener, with messages queued and one retained; the
+    # restart's config has that listener removed and other limits changed. The session, its
+    # subscription and queue and the retained message are all there on the remaining listener.
+    port, port2 = free_port(), free_port()
+    two = 'listeners.tcp.second.bind = "127.0.0.1:%d"\npersistence.enable = true\n' % port2
+    b = start(tmp_path, port, two)
+    assert subscribe(port2, uid + "-s", 5, uid + "/#", 1)
+    p = R.RawClient(port2, 4)
+    assert p.connect(uid + "-p").rc == 0
+    for i in range(1, 11):
+        p.send(R.publish(uid + "/m", b"m%d" % i, 1, retain=(i == 10), pid=i))
+        assert p.expect(R.PUBACK).pid == i
+    p.close()
+    kill(b)
+    b = start(tmp_path, port, "persistence.enable = true\nmqtt.max_inflight = 4\nmqtt.max_mqueue_len = 500\n"
+              "retainer.max_retained_messages = 10\n")
+    assert "second" not in b.log()
+    s = Subscriber(port, uid + "-s", 5)
+    assert s.ack.session_present, b.log()
+    want = {b"m%d" % i for i in range(1, 11)}
+    assert s.read(want) >= want
+    s.c.close()
+    r = R.RawClient(port, 4)
+    assert r.connect(uid + "-late").rc == 0
+    r.send(R.subscribe(1, [(uid + "/m", 0)]))
+    r.expect(R.SUBACK)
+    assert r.expect(R.PUBLISH).payload == b"m10"
+    r.close()
+    b.stop()
