@@ -237,6 +237,7 @@ class Bridge:
         self._drop_log = Throttle()
         self._refuse_log = Throttle(10, 5)
         self.connected_at = None
+        self.cert_not_after = None      # our certificate's end (epoch seconds), set by the port
         self._status_next = 0
         self._status_key = None
 
@@ -299,6 +300,13 @@ class Bridge:
         delay = b / 2 + b / 2 * self.rand.random()
         self.failures += 1
         self.next_attempt = now + delay
+        if kind == "tls" and self.cert_not_after is not None and "expired" not in detail:
+            # An upstream that refuses an expired client certificate may only close the
+            # connection (mbedTLS then reports a broken pipe): say what we know ourselves.
+            ago = self.broker.wallclock() - self.cert_not_after
+            if ago > 0:
+                detail = "our certificate (ssl.certfile) expired %d day(s) ago, the upstream refused it (%s)" % (
+                    int(ago // 86400), detail)
         self.last_error = "%s: %s" % (kind, detail)
         if was == CONNECTED:
             self.log("warning", "bridge %s: link to %s lost (%s); reconnecting in %.1fs, %d message(s) queued" % (
@@ -307,6 +315,14 @@ class Bridge:
             self.log("warning", "bridge %s: cannot connect to %s: %s; next attempt in %.1fs (backoff step %d)" % (
                 self.id, self._where(), self.last_error, delay, self.failures))
         self._status()
+
+    def set_certificate(self, der_bytes):
+        # The gateway's own certificate (DER), for naming an expired one in the log.
+        try:
+            from gatemq import der
+            self.cert_not_after = der.parse_certificate(der_bytes).not_after
+        except Exception:
+            self.cert_not_after = None
 
     def _where(self):
         h = self.host

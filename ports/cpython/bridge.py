@@ -106,6 +106,11 @@ class BridgePort:
         self.b.notify = self._wake
         self.cfg = cfg
         self.ctx = context(name, cfg["ssl"]) if self.b.tls else None
+        if self.ctx is not None and cfg["ssl"]["certfile"]:
+            from gatemq import der
+            with open(cfg["ssl"]["certfile"], "rb") as f:
+                data = f.read()
+            self.b.set_certificate(der.pem_to_der(data, "CERTIFICATE")[0] if data[:11] == b"-----BEGIN " else data)
         self.link = None
         self._woken = False
         self.task = None
@@ -220,6 +225,10 @@ class BridgePort:
         if isinstance(exc, ssl.SSLError):
             return "tls", tls_reason(exc)
         if exc is not None:
+            if tls and b.state != "connected":
+                # A TLS 1.3 upstream judges our certificate after our handshake is done: its
+                # refusal arrives as an alert or a reset at our first read.
+                return "tls", "the connection ended before CONNACK: %s" % (str(exc) or exc.__class__.__name__)
             return "closed", str(exc) or exc.__class__.__name__
         return "closed", "the upstream closed the connection"
 

@@ -28,6 +28,17 @@ def bridge_pki(folder, gateway_cn="gw-17"):
     p.server = p.leaf(p.root, "server", [(NameOID.COMMON_NAME, "localhost")], server=True)
     p.gw = p.leaf(p.root, "gw", [(NameOID.COMMON_NAME, gateway_cn)])
     p.watcher = p.leaf(p.root, "watcher", [(NameOID.COMMON_NAME, "watcher")])
+    # DER copies, as a board keeps them: gw.der, gw.key.der, root.der
+    from cryptography.hazmat.primitives import serialization
+    p.der = {"certfile": os.path.join(p.folder, "gw.der"), "keyfile": os.path.join(p.folder, "gw.key.der"),
+             "cacertfile": os.path.join(p.folder, "root.der")}
+    with open(p.der["certfile"], "wb") as f:
+        f.write(p.gw.der)
+    with open(p.der["keyfile"], "wb") as f:
+        f.write(p.gw.key_obj.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    with open(p.der["cacertfile"], "wb") as f:
+        f.write(p.root.der)
     return p
 
 

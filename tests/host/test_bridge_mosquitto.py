@@ -15,7 +15,7 @@ from tlsutil import now
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="Debian's mosquitto is not installed")
 
-RUNTIMES = ["cpython"]
+RUNTIMES = ["cpython", "micropython"]
 
 
 def gw_config(pki, up, runtime, forwards=None, subscription=None, ssl=None, extra=""):
@@ -27,8 +27,7 @@ def gw_config(pki, up, runtime, forwards=None, subscription=None, ssl=None, extr
     if ssl is None:
         ssl = {"certfile": pki.gw.crt, "keyfile": pki.gw.key, "cacertfile": pki.root.crt}
         if runtime == "micropython":
-            ssl = {"certfile": pki.gw.crt[:-4] + ".der", "keyfile": pki.gw.key[:-4] + ".der.key",
-                   "cacertfile": pki.root.crt[:-4] + ".der"}
+            ssl = dict(pki.der)
     return ('node.name = "gw17@127.0.0.1"\ndashboard.enable = false\n' + extra +
             bridge_config("cloud", "mqtts://127.0.0.1:%d" % up.port, forwards, subscription, ssl))
 
