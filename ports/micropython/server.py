@@ -173,6 +173,10 @@ class Server:
         if cfg.get("persistence", {}).get("enable"):
             from .store import Durable   # only then: its modules are heap
             self.durable = Durable(self.broker, cfg, log, self.clock, wallclock)
+        self.bridges = []
+        if cfg.get("bridges", {}).get("mqtt"):
+            from . import bridge    # only then: gatemq.bridge and its codec are heap
+            self.bridges = bridge.start(self, read)
         store = getattr(self.broker, "retained", None)
         if isinstance(store, RetainStore):
             # A quarter of the heap stays out of reach of retained messages (see heap_guard).
@@ -439,6 +443,9 @@ class Server:
             asyncio.create_task(accept_loop(self, lst.sock, lst))
         if self.dash is not None and self.cfg["dashboard"]["enable"]:
             self.start_dashboard()
+        if self.bridges:
+            from . import bridge
+            bridge.run_all(self.bridges)
         if stdin_eof:
             asyncio.create_task(self.ticker())
             await self.stdin_closed()
