@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from . import files, keys
+from . import files, keys, names
 from .errors import CertsError
 
 CA_KEY = "ca.key"
@@ -95,3 +95,30 @@ def load_ca(pki):
     if key.public_key().public_numbers() != cert.public_key().public_numbers():
         raise CertsError("%s does not belong to %s" % (p["key"], p["crt"]))
     return key, cert
+
+
+# Intermediate CAs (gatemq-certs intermediate) live in pki/intermediates/<name>/.
+INTERMEDIATES = "intermediates"
+
+
+def ca_dir(pki, name=None):
+    """The folder of the CA called name: the root (None), or an intermediate's folder."""
+    if not name:
+        return pki
+    if names.safe_filename(name) != name:
+        raise CertsError("--ca %r: an intermediate's name is letters, digits, '.', '_' and '-'"
+                         % name)
+    d = os.path.join(pki, INTERMEDIATES, name)
+    if not os.path.exists(os.path.join(d, CA_CRT)):
+        have = intermediate_names(pki)
+        raise CertsError("no intermediate CA %r in %s (%s); make it with `gatemq-certs --dir %s "
+                         "intermediate %s`" % (name, pki, "have: " + ", ".join(have) if have
+                                               else "there is none yet", pki, name))
+    return d
+
+
+def intermediate_names(pki):
+    d = os.path.join(pki, INTERMEDIATES)
+    if not os.path.isdir(d):
+        return []
+    return sorted(n for n in os.listdir(d) if os.path.exists(os.path.join(d, n, CA_CRT)))

@@ -139,8 +139,7 @@ def client(pki, subject, name, days=1825, rsa_bits=None, eku=True, out_dir=None,
            issuer=None, hosts=(), ips=(), emails=(), uris=()):
     """issuer: the name of an intermediate CA (gatemq-certs intermediate) to sign with instead of
     the root; the files still go to out_dir or pki, with NAME.chain.crt (device + intermediate)."""
-    from . import subca
-    signer = subca.ca_dir(pki, issuer)
+    signer = ca.ca_dir(pki, issuer)
     ca_key, ca_cert = ca.load_ca(signer)
     key, cert = make_leaf(ca_key, ca_cert, subject, days, rsa_bits,
                           ExtendedKeyUsageOID.CLIENT_AUTH if eku else None, hosts, ips, emails, uris)

@@ -13,33 +13,11 @@ from cryptography.x509.oid import NameOID
 from . import ca, crl, files, index, issue, keys, names
 from .errors import CertsError
 
-INTERMEDIATES = "intermediates"
+# The folders of the intermediates and ca_dir/intermediate_names are gatemq.certs.ca's.
+from .ca import INTERMEDIATES, ca_dir, intermediate_names  # noqa: E402,F401
 PREVIOUS = "previous-ca"
 RETIRED = "retired"
 BUNDLE = "ca-bundle.crt"
-
-
-def ca_dir(pki, name=None):
-    """The folder of the CA called name: the root (None), or an intermediate's folder."""
-    if not name:
-        return pki
-    if names.safe_filename(name) != name:
-        raise CertsError("--ca %r: an intermediate's name is letters, digits, '.', '_' and '-'"
-                         % name)
-    d = os.path.join(pki, INTERMEDIATES, name)
-    if not os.path.exists(os.path.join(d, ca.CA_CRT)):
-        have = intermediate_names(pki)
-        raise CertsError("no intermediate CA %r in %s (%s); make it with `gatemq-certs --dir %s "
-                         "intermediate %s`" % (name, pki, "have: " + ", ".join(have) if have
-                                               else "there is none yet", pki, name))
-    return d
-
-
-def intermediate_names(pki):
-    d = os.path.join(pki, INTERMEDIATES)
-    if not os.path.isdir(d):
-        return []
-    return sorted(n for n in os.listdir(d) if os.path.exists(os.path.join(d, n, ca.CA_CRT)))
 
 
 def ca_dirs(pki):
