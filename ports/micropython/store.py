@@ -22,10 +22,13 @@ def _size(path):
 
 
 def mkdirs(path):
-    cur = ""
+    # "/data" makes "/data" (not "//data": a board's VFS finds no mount for that)
+    cur = "/" if path.startswith("/") else ""
     for part in path.split("/"):
-        cur = cur + "/" + part if cur or path.startswith("/") else part
-        if part and _size(cur) < 0:
+        if not part:
+            continue
+        cur = cur + part if cur == "" or cur.endswith("/") else cur + "/" + part
+        if _size(cur) < 0:
             try:
                 os.mkdir(cur)
             except OSError:
