@@ -37,10 +37,13 @@ HOST = "127.0.0.1"
 
 # Packets are encoded once per role with gatemq's own codec (its encoders are tested against the
 # MQTT spec in tests/core/test_codec.py), so every broker gets byte-identical load.
+CLEAN = True   # sub --persistent: clean session 0 (a session the broker keeps, and stores)
+
+
 def connect_packet(client_id, keepalive=0):
     # clean session, no will, no credentials: the identity comes from the
     # certificate on TLS listeners
-    return codec.encode_connect(client_id, codec.MQTT311, keepalive=keepalive)
+    return codec.encode_connect(client_id, codec.MQTT311, clean_start=CLEAN, keepalive=keepalive)
 
 
 def subscribe_packet(pid, topic, qos):
@@ -576,6 +579,7 @@ def main(argv=None):
     r.add_argument("--subs", type=int, default=1)
     r.add_argument("--warmup", type=float, default=1.0)
     r.add_argument("--seconds", type=float, default=5.0)
+    r.add_argument("--persistent", action="store_true", help="clean session 0 (persistence rows)")
     sub.choices["pub"].add_argument("--window", type=int, default=32, help="QoS 1 PUBLISHes in flight")
     r = sub.choices["conns"]
     r.add_argument("--n", type=int, default=1000)
@@ -596,6 +600,9 @@ def main(argv=None):
     r.add_argument("--window", type=int, default=5000, help="messages ahead of what the subscriber received")
     r.add_argument("--idle", type=float, default=10.0, help="give up after this long without a delivery")
     a = p.parse_args(argv)
+    if getattr(a, "persistent", False):
+        global CLEAN
+        CLEAN = False
     try:
         {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain,
          "burst": role_burst, "fanout": role_fanout}[a.role](a)

@@ -237,6 +237,29 @@ class State:
             yield k[0], k[1], k[2], v
 
 
+def coalesce(ops):
+    # The same changes in fewer bytes: a PUT or DEL that a later op of the batch overwrites, deletes or
+    # drops (with its session) is left out. In sync = interval a QoS 1 message that came and was
+    # acknowledged within one window then costs its removal only, not its body on flash as well.
+    # -> a list with the same effect as ops when applied in order (State.apply).
+    later = set()
+    dropped = set()
+    out = []
+    for i in range(len(ops) - 1, -1, -1):
+        op = ops[i]
+        if op[0] == DROP:
+            dropped.add(op[1])
+            out.append(op)
+            continue
+        k = (op[1], op[2], op[3])
+        if k in later or (op[1] != "r" and op[2] in dropped):
+            continue
+        later.add(k)
+        out.append(op)
+    out.reverse()
+    return out
+
+
 def describe(op):
     # One op as a line (what a dropped tail held).
     if op[0] == DROP:
@@ -398,6 +421,8 @@ class Persist:
         if not ops:
             return True
         self.ops = []
+        if self.mode != "commit":
+            ops = coalesce(ops)     # a window's worth: what came and went within it is not written
         b = self.b
         try:
             store.write(ops)

@@ -162,3 +162,37 @@ def test_hooks_ignore_sessions_that_end_with_their_connection():
     p.enq(s, d)
     p.inflight(s, 1, d)
     assert p.take() == [] and d.seq == 0
+
+
+def test_coalesce_keeps_the_effect_in_fewer_ops():
+    # Pseudo-random batches over a few keys: applying the coalesced batch to the same starting state
+    # gives the same records; a message that came and went within the batch costs its DEL only.
+    seed = [7]
+
+    def rnd(n):
+        seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return seed[0] % n
+    for trial in range(200):
+        start = P.State()
+        start.apply([[P.PUT, "q", "c%d" % rnd(2), rnd(4), "old"], [P.PUT, "r", "", "t", "ret"]])
+        ops = []
+        for _ in range(rnd(12)):
+            r = rnd(10)
+            kind = "r" if r == 0 else "q"
+            cid = "" if kind == "r" else "c%d" % rnd(2)
+            if r < 5:
+                ops.append([P.PUT, kind, cid, "t" if kind == "r" else rnd(4), "v%d" % rnd(100)])
+            elif r < 9:
+                ops.append([P.DEL, kind, cid, "t" if kind == "r" else rnd(4)])
+            else:
+                ops.append([P.DROP, "c%d" % rnd(2)])
+        a, b = P.State(), P.State()
+        a.d, b.d = dict(start.d), dict(start.d)
+        a.apply(ops)
+        c = P.coalesce(ops)
+        b.apply(c)
+        assert a.d == b.d, (ops, c)
+        assert len(c) <= len(ops)
+    big = ["t", b"x" * 100, 1, False, None, None, "p"]
+    c = P.coalesce([[P.PUT, "i", "s", 1, [1, 0, big, 1, False, None]], [P.DEL, "i", "s", 1]])
+    assert c == [[P.DEL, "i", "s", 1]], c
