@@ -403,11 +403,11 @@ class Opts:
         self.repeat = a.repeat if a.repeat else (1 if a.quick else 3)
 
 
-def flow(run, o, qos, subs):
+def flow(run, o, qos, subs, *sub_args):
     """Messages per second counted at the subscribers (summed over all of them)."""
     deadline = o.warmup + o.seconds + 30
     sub = Child("sub", "--port", run.port, "--qos", qos, "--subs", subs, "--warmup", o.warmup,
-                "--seconds", o.seconds, "--deadline", deadline)
+                "--seconds", o.seconds, "--deadline", deadline, *sub_args)
     pub = None
     try:
         sub.expect_ready()
@@ -480,12 +480,33 @@ ROWS = [
     ("retain_exact", "ret 50k: 2000 exact subs", "sub/s", True),
     ("retain_plus", "ret 50k: 2000 dev/<n>/+", "sub/s", True),
     ("retain_wild", "ret 50k: 5x dev/+/status", "msg/s", True),
+    # persistence (issue 13): the subscriber's session is kept (clean session 0); gatemq with every
+    # ack durable (sync = commit), then without persistence; Mosquitto as configured above
+    ("qos1_durable", "QoS1 1->1 persistent sub, durable", "msg/s", True),
+    ("qos1_persub", "QoS1 1->1 persistent sub, no store", "msg/s", True),
+    ("restart_100k", "restart, 100k retained + 10k sessions", "s", False),
 ]
 
 RETAINED_N = 50000
 # one client holds the 2000 subscriptions: above gatemq's per-session default (1000), and the store
 # must take the 50,000 retained messages
 RETAIN_EXTRA = ["mqtt.max_subscriptions = infinity", "retainer.max_retained_messages = 100000"]
+
+
+def _durable_group(key):
+    def fn(run, o, certdir):
+        rate, note = flow(run, o, 1, 1, "--persistent")
+        return {key: rate}, note
+    return fn
+
+
+def _durable_extra():
+    # a store of its own for each run (the sessions of a previous one are not loaded)
+    return ["persistence.enable = true", "persistence.sync = commit",
+            'node.data_dir = "%s"' % tempfile.mkdtemp(prefix="store-")]
+
+
+GROUP_EXTRA = {"qos1_durable": _durable_extra}
 
 
 def _flow_group(key, qos, subs):
@@ -574,6 +595,8 @@ GROUPS = [
     (("retain_exact",), False, _retain_group("retain_exact", "dev/{}/status", 2000, 1)),
     (("retain_plus",), False, _retain_group("retain_plus", "dev/{}/+", 2000, 1)),
     (("retain_wild",), False, _retain_group("retain_wild", "dev/+/status", 5, RETAINED_N)),
+    (("qos1_durable",), False, _durable_group("qos1_durable")),
+    (("qos1_persub",), False, _durable_group("qos1_persub")),
 ]
 
 
@@ -583,7 +606,8 @@ def run_group(b, o, workdir, certdir, keys, tls, fn):
     notes = []
     try:
         run = b.start(workdir, tls=tls, certdir=certdir, heap=keys[0] in ("idle_rss", "tls_rate"),
-                      extra=RETAIN_EXTRA if keys[0].startswith("retain") else None)
+                      extra=RETAIN_EXTRA if keys[0].startswith("retain") else
+                      (GROUP_EXTRA[keys[0]]() if keys[0] in GROUP_EXTRA else None))
         vals, note = fn(run, o, certdir)
         if note:
             notes.append("%s: %s" % ("/".join(keys), note))
@@ -680,6 +704,10 @@ def verdict(key, res):
     g = res.get("gatemq", {}).get(key)
     m = res.get("mosquitto", {}).get(key)
     a = res.get("amqtt", {}).get(key)
+    if key == "qos1_durable":
+        return ">=0.5x mosq", _v([g / m >= 0.5] if g is not None and m else [])
+    if key == "restart_100k":
+        return "<3 s", _v([g < 3] if g is not None else [])
     if key in ("qos0_1_1", "qos1_1_1"):
         checks = []
         if g is not None and m:
@@ -808,6 +836,28 @@ def main(argv=None):
         for n, per in samples.items():
             res[n] = {k: best(k, v) for k, v in per.items()}
             raw[n] = per
+        persist_lines = []
+        if "restart_100k" in keys or "qos1_durable" in keys:
+            import bench_persist
+            if "restart_100k" in keys and "gatemq" in [b.name for b in brokers]:
+                log("restart_100k: gatemq")
+                vals, note = bench_persist.restart(ALL["gatemq"], workdir)
+                res.setdefault("gatemq", {}).update(vals)
+                if vals.get("restart_load") is not None:
+                    persist_lines.append("CPython restart: store loaded in %.2f s of %.2f s to the first CONNACK "
+                                         "(100,000 retained, 10,000 sessions with a subscription and a queued "
+                                         "message each)" % (vals["restart_load"], vals["restart_100k"]))
+                if note:
+                    notes.append("restart_100k: " + note)
+            if "micropython" in [b.name for b in brokers]:
+                log("persistence: micropython heap and flash")
+                off, on, note = bench_persist.mp_idle_heap(ALL["micropython"], workdir)
+                if note:
+                    notes.append("micropython persistence heap: " + note)
+                else:
+                    persist_lines.append("MicroPython heap when idle: %d bytes used without persistence, %d with "
+                                         "it (sync = interval, empty store): %+d bytes" % (off, on, on - off))
+                persist_lines += bench_persist.mp_flash(ALL["micropython"], HERE, ROOT)
         pc = None
         store = retain_store_bench() if "gatemq" in names and any(k.startswith("retain") for k in keys) else None
         if "gatemq" in names and certdir:
@@ -822,6 +872,10 @@ def main(argv=None):
     if pc:
         print("peercert.identity(der, 'dn'): %.1f us; cryptography load_der + rfc4514_string: %.1f us "
               "(%.2fx; target < 50 us)" % (pc[0], pc[1], pc[0] / pc[1]))
+    if persist_lines:
+        print("\npersistence:")
+        for line in persist_lines:
+            print("  " + line)
     if store:
         print("\nretained store alone (bench/bench_retain.py, 50,000 messages):")
         for line in store:
