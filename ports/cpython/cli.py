@@ -72,6 +72,9 @@ listeners.ssl.default {
   }
 }
 mqtt.peer_cert_as_username = cn
+# sessions, queued and retained messages survive a restart (docs/persistence.md)
+persistence.enable = true
+node.data_dir = "%(d)s/data"
 """ % {"d": d}
     return config.load(text, "<demo>"), d
 
@@ -159,7 +162,7 @@ def _print_demo(d, cfg):
               "docs/dashboard.md says how to change it)" % (dc["listeners"]["http"]["bind"] + (
                   dc["default_username"], dc["default_password"])), file=sys.stderr, flush=True)
     print("gatemq demo: plain MQTT on 127.0.0.1:1883, mutual TLS on 127.0.0.1:8883 "
-          "(username = certificate CN). Try:\n"
+          "(username = certificate CN); persistence on, its store in %(d)s/data. Try:\n"
           "  mosquitto_sub -h localhost -p 8883 --cafile %(d)s/ca.crt --cert %(d)s/device1.crt "
           "--key %(d)s/device1.key -t '$SYS/brokers/+/clients/#' -v\n"
           "  mosquitto_pub -h 127.0.0.1 -p 1883 -t hello -m world" % {"d": d}, file=sys.stderr, flush=True)
