@@ -98,8 +98,10 @@ class Item:
 
 class BridgeQueue:
     # The messages of one bridge not yet acknowledged upstream, in order: pending (not sent) and
-    # inflight (sent, by packet id). Bounded by max_messages over both; when full, the oldest QoS 0
-    # message goes first, else the new one. store: the persistence hook, an object with
+    # inflight (sent, by packet id). Bounded by max_messages over both; when full, the oldest
+    # pending QoS 0 message goes, else the oldest pending QoS 1/2 one (store-and-forward keeps the
+    # newest data; the local publisher had its PUBACK for both); only with every slot in flight is
+    # the new one dropped. store: the persistence hook (gatemq.persist.BridgeStore), an object with
     # put(item) (queued, or its state changed) and done(item) (acknowledged or dropped), or None.
     def __init__(self, max_messages, store=None):
         self.max = max_messages
@@ -122,6 +124,10 @@ class BridgeQueue:
         if len(self) >= self.max:
             if self.qos0:
                 dropped = self._drop_oldest_qos0()
+            elif self.head < len(self.items):
+                dropped = self.pop()
+                if self.store is not None:
+                    self.store.done(dropped)
             else:
                 return item
         self.seq += 1
@@ -145,6 +151,19 @@ class BridgeQueue:
 
     def first(self):
         return self.items[self.head] if self.head < len(self.items) else None
+
+    def restore(self, items):
+        # The items persistence kept (in order, seq set): pending, with their packet ids, to be sent
+        # first (with DUP when the upstream kept the session).
+        if not items:
+            return
+        self.items = items + self.items[self.head:]
+        self.head = 0
+        for it in items:
+            if not it.qos:
+                self.qos0 += 1
+            if it.seq > self.seq:
+                self.seq = it.seq
 
     def pop(self):
         it = self.items[self.head]
@@ -213,6 +232,14 @@ class Bridge:
         self.subs = [Rule(s["remote_topic"] or s["local_topic"], s["local_topic"], s["qos"])
                      for s in cfg["subscription"]]
         self.queue = BridgeQueue(cfg["queue"]["max_messages"])
+        p = broker.persist
+        if p is not None:
+            # persistence.enable: the queue and the upstream session's packet ids are records too
+            self.queue.store, items = p.bridge(name)
+            if items:
+                self.queue.restore(items)
+                self.log("info", "bridge %s: %d queued message(s) restored from the store (%d sent upstream "
+                         "and not acknowledged)" % (self.id, len(items), len([1 for it in items if it.pid])))
         self.state = DISCONNECTED
         self.last_error = None
         self.sent = 0
@@ -226,6 +253,9 @@ class Bridge:
         self.window = V4_WINDOW
         self.session_present = False
         self.next_pid = 1
+        for it in self.queue.items:
+            if it is not None and it.pid >= self.next_pid:
+                self.next_pid = it.pid + 1 if it.pid < 65535 else 1
         self.awaiting_rel = set()
         self.failures = 0
         self.next_attempt = broker.clock()

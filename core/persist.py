@@ -9,6 +9,10 @@
 #   "q", cid, seq     a message in its offline queue (seq orders the queue)
 #   "i", cid, pid     an outgoing QoS 1/2 message in flight (phase 1: PUBREL sent; no message then)
 #   "a", cid, pid     an incoming QoS 2 packet id awaiting PUBREL
+#   "b", name, seq    a QoS 1/2 message in bridge <name>'s store-and-forward queue (seq orders it):
+#                     [pid, phase, qos, remote topic, message]; pid 0 while not sent upstream, else
+#                     the packet id it went out under (phase 1: PUBREC came back, PUBREL sent).
+#                     Not a session's: DROP leaves it alone.
 # A change is an op: [PUT, kind, client, key, value], [DEL, kind, client, key] or [DROP, client]
 # (every record of that client's session). The broker's hooks queue ops in Persist.ops; the port
 # commits them (one write and one sync per round in sync = commit) before it writes any
@@ -25,7 +29,7 @@ from gatemq import topic as topics
 VERSION = 1                   # format version of the records, the log and the SQLite schema
 MAGIC = b"GATEMQ-LOG"         # a log file starts with MAGIC and one version byte
 PUT, DEL, DROP = 0, 1, 2
-KINDS = ("r", "s", "u", "q", "i", "a")
+KINDS = ("r", "s", "u", "q", "i", "a", "b")
 ENOSPC = 28
 FRAME_MAX = 16 * 1024 * 1024  # a frame header announcing more is corruption, not a record
 
@@ -221,7 +225,7 @@ class State:
                 d.pop((op[1], op[2], op[3]), None)
             elif op[0] == DROP:
                 cid = op[1]
-                for k in [k for k in d if k[1] == cid and k[0] != "r"]:
+                for k in [k for k in d if k[1] == cid and k[0] != "r" and k[0] != "b"]:
                     del d[k]
 
     def items(self, first):
@@ -252,7 +256,7 @@ def coalesce(ops):
             out.append(op)
             continue
         k = (op[1], op[2], op[3])
-        if k in later or (op[1] != "r" and op[2] in dropped):
+        if k in later or (op[1] != "r" and op[1] != "b" and op[2] in dropped):
             continue
         later.add(k)
         out.append(op)
@@ -265,7 +269,8 @@ def describe(op):
     if op[0] == DROP:
         return "end of session %s" % op[1]
     what = {"r": "retained message", "s": "session", "u": "subscription", "q": "queued message",
-            "i": "in-flight message", "a": "QoS 2 packet id awaiting PUBREL"}.get(op[1], op[1])
+            "i": "in-flight message", "a": "QoS 2 packet id awaiting PUBREL",
+            "b": "bridge queue message"}.get(op[1], op[1])
     return "%s %s of %s %s" % ("store" if op[0] == PUT else "removal", what, op[2] or "-", op[3])
 
 
@@ -307,6 +312,7 @@ class Persist:
         self.known = set()      # client ids whose session is stored
         self.seq = 1
         self.touched = False
+        self.bridged = {}       # bridge name -> [(seq, value)] loaded, not yet claimed (bridge())
 
     # -- hooks (broker.py, connection.py) --
 
@@ -513,6 +519,9 @@ class Persist:
             n += 1
             if self.collect is not None and not n & 1023:
                 self.collect()
+            if kind == "b":
+                self.bridged.setdefault(cid, []).append((key, v))
+                continue
             s = sessions.get(cid)
             if s is None:
                 if cid not in dropped:
@@ -558,7 +567,33 @@ class Persist:
         self.seq = top + 1
         for m in wills:
             b.publish(m)
+        names = (b.cfg.get("bridges") or {}).get("mqtt") or {}
+        for name in list(self.bridged):
+            lst = self.bridged[name]
+            if name not in names or not names[name].get("enable", True):
+                # the bridge is gone from the config: its queue with it, said once
+                b.log("warning", "persistence: %d queued message(s) of bridge mqtt:%s dropped: the bridge is "
+                      "no longer configured" % (len(lst), name))
+                for seq, v in lst:
+                    self.ops.append([DEL, "b", name, seq])
+                del self.bridged[name]
+                continue
+            lst.sort(key=lambda e: e[0])
         return {"retained": n_ret, "sessions": len(sessions), "queued": n_q, "inflight": n_i}
+
+    # -- the bridges' queues (gatemq.bridge.BridgeQueue's store hook) --
+
+    def bridge(self, name):
+        # -> (store, items): the hook for bridge name's queue, and the items loaded for it, in order.
+        from gatemq.bridge import Item
+        b = self.b
+        items = []
+        for seq, v in self.bridged.pop(name, ()):
+            it = Item(msg_of(b, v[4]), v[3], v[2], seq)
+            it.pid = v[0]
+            it.phase = v[1]
+            items.append(it)
+        return BridgeStore(self, name), items
 
     def snapshot(self):
         # Every live record as a PUT op, from the broker's state (compaction writes these).
@@ -586,6 +621,34 @@ class Persist:
                 yield [PUT, "i", cid, pid, [sq, 1] if d.phase else [sq, 0] + self._d(d)]
             for pid in s.awaiting_rel:
                 yield [PUT, "a", cid, pid, None]
+        for name, lst in self.bridged.items():      # loaded, the bridge not started yet
+            for seq, v in lst:
+                yield [PUT, "b", name, seq, v]
+        for br in b.bridges or ():
+            st = br.queue.store
+            if st is None:
+                continue
+            q = br.queue
+            for it in list(q.inflight.values()) + q.items[q.head:]:
+                if it is not None and it.qos:
+                    yield [PUT, "b", br.name, it.seq, st.value(it)]
+
+
+class BridgeStore:
+    # BridgeQueue's store for one bridge: its items as "b" records, in the broker's ops (the same
+    # commit rounds and sync mode as everything else).
+    def __init__(self, persist, name):
+        self.p = persist
+        self.name = name
+
+    def value(self, it):
+        return [it.pid, it.phase, it.qos, it.topic, msg_value(self.p.b, it.msg)]
+
+    def put(self, it):
+        self.p.ops.append([PUT, "b", self.name, it.seq, self.value(it)])
+
+    def done(self, it):
+        self.p.ops.append([DEL, "b", self.name, it.seq])
 
 
 def _all_retained(b, now):

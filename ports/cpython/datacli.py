@@ -59,7 +59,7 @@ def _json(v):
     return v
 
 
-NAMES = {"r": "retained", "s": "session", "u": "subscription", "q": "queued", "i": "inflight", "a": "awaiting_rel"}
+NAMES = {"r": "retained", "s": "session", "u": "subscription", "q": "queued", "i": "inflight", "a": "awaiting_rel", "b": "bridge_queue"}
 
 
 def main(argv):

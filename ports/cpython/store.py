@@ -70,7 +70,7 @@ class SqliteStore:
                 elif o == P.DEL:
                     db.execute("DELETE FROM state WHERE kind = ? AND client = ? AND key = ?", (op[1], op[2], op[3]))
                 else:
-                    db.execute("DELETE FROM state WHERE client = ? AND kind != 'r'", (op[1],))
+                    db.execute("DELETE FROM state WHERE client = ? AND kind NOT IN ('r', 'b')", (op[1],))
             db.execute("COMMIT")
         except sqlite3.Error as e:
             try:

@@ -55,8 +55,32 @@ def test_queue_bounded_qos0_dropped_first():
     d = Item(m, "t", 1, 0)
     assert q.push(d) is a           # the oldest QoS 0 goes first
     e = Item(m, "t", 1, 0)
-    assert q.push(e) is e           # only QoS 1 left: the new one is refused
-    assert [q.pop() for _ in range(3)] == [b, c, d]
+    assert q.push(e) is b           # only QoS 1 left: the oldest pending one goes, the newest stays
+    assert [q.pop() for _ in range(3)] == [c, d, e]
+    # with every slot in flight (sent upstream, awaiting PUBACK) the new one is the one dropped
+    q2 = BridgeQueue(2)
+    x, y = Item(m, "t", 1, 0), Item(m, "t", 1, 0)
+    for i, it in enumerate((x, y)):
+        q2.push(it)
+        q2.pop()
+        it.pid = i + 1
+        q2.sent(it)
+    z = Item(m, "t", 1, 0)
+    assert q2.push(z) is z and len(q2) == 2
+
+
+def test_full_queue_of_qos1_drops_the_oldest_counted_and_logged():
+    h, up = harness()
+    dev = h.connected("dev", 5)
+    for i in range(6):
+        dev.publish("sensors/n", b"%d" % i, 1, False, i + 1)
+    b = up.b
+    assert len(b.queue) == 4 and b.dropped == 2
+    assert "queue full (queue.max_messages 4), dropped a QoS 1 message" in h.text()
+    h.clock.t += 10
+    up.connect(receive_max=10)
+    pubs = [p for p in up.read() if p.ptype == codec.PUBLISH]
+    assert [p.payload for p in pubs] == [b"2", b"3", b"4", b"5"]
 
 
 class Up:
@@ -184,3 +208,67 @@ def test_connack_refusal_named():
     assert b.closing and "0x86" in b.closing[1]
     b.failed(*b.closing)
     assert "CONNACK 0x86" in h.text()
+
+
+def _persisted(h):
+    from gatemq import persist as P
+    return P.attach(h.broker, h.broker.cfg["persistence"])
+
+
+PCFG = CFG.replace("queue { max_messages = 4 }", "queue { max_messages = 100 }") + "persistence.enable = true\n"
+
+
+def test_queue_and_upstream_packet_ids_persist_and_replay_in_order():
+    from gatemq import persist as P
+    h = Harness(PCFG)
+    p = _persisted(h)
+    h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    up = Up(h)
+    up.connect(receive_max=2)
+    up.read()
+    dev = h.connected("dev", 5)
+    for i in range(5):
+        dev.publish("sensors/n", b"%d" % i, 1, False, i + 1)
+    dev.publish("raw/z", b"q0", 0, False)          # QoS 0: not stored
+    first = [p_ for p_ in up.read() if p_.ptype == codec.PUBLISH]
+    assert [x.payload for x in first] == [b"0", b"1"]
+    up.b.feed(codec.encode_ack(codec.PUBACK, first[0].pid, 0, None, 5))   # "0" done; "2" goes out
+    up.read()
+    st = P.State()
+    st.apply(p.take())
+    assert sorted(k[2] for k in st.d if k[0] == "b") == [2, 3, 4, 5]
+    # a session of a client named like the bridge ending does not take the bridge's records
+    st.apply([[P.DROP, "cloud"]])
+    assert len([k for k in st.d if k[0] == "b"]) == 4
+    # the process dies; a new one loads the records
+    h2 = Harness(PCFG)
+    p2 = _persisted(h2)
+    p2.load(st.items)
+    assert len(p2.bridged["cloud"]) == 4
+    h2.broker.bridges = [Bridge(h2.broker, "cloud", h2.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    assert "4 queued message(s) restored from the store (2 sent upstream" in h2.text()
+    up2 = Up(h2)
+    assert len(up2.b.queue) == 4
+    up2.connect(session_present=True, receive_max=10)
+    pubs = [x for x in up2.read() if x.ptype == codec.PUBLISH]
+    # in order; the two that were in flight again with DUP and their packet ids
+    assert [(x.payload, x.dup) for x in pubs] == [(b"1", True), (b"2", True), (b"3", False), (b"4", False)]
+    assert [x.pid for x in pubs[:2]] == [first[1].pid, [y for y in pubs if y.payload == b"2"][0].pid]
+    assert pubs[0].pid == first[1].pid
+    assert len(set(x.pid for x in pubs)) == 4
+    for x in pubs:
+        up2.b.feed(codec.encode_ack(codec.PUBACK, x.pid, 0, None, 5))
+    st.apply(p2.take())
+    assert not [k for k in st.d if k[0] == "b"]
+
+
+def test_bridge_records_of_a_bridge_no_longer_configured_are_dropped():
+    from gatemq import persist as P
+    st = P.State()
+    st.apply([[P.PUT, "b", "gone", 1, [0, 0, 1, "t", ["t", b"x", 1, False, None, None, None]]]])
+    h = Harness(PCFG)
+    p = _persisted(h)
+    p.load(st.items)
+    assert not p.bridged
+    assert "1 queued message(s) of bridge mqtt:gone dropped" in h.text()
+    assert p.take() == [[P.DEL, "b", "gone", 1]]
