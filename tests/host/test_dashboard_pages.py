@@ -142,3 +142,55 @@ def test_charts_clients_and_listeners_pages(make_broker, pki, browser, uid):  # 
     finally:
         for c in (sub, wsc, dev, pub):
             c.disconnect()
+
+
+def test_bridges_page_shows_a_configured_bridge(make_broker, browser, tmp_path, uid):  # noqa: F811
+    # A bridge to an upstream that is not there yet: the page shows it disconnected with the
+    # refusal as its last error and the messages waiting in its queue; once the upstream is up,
+    # connected, the queue empty and the messages counted as sent.
+    from selenium.webdriver.common.by import By
+    from bridgeutil import bridge_config
+    from brokers import BrokerProcess, free_port
+    from test_dashboard_api import DASH
+    d = browser
+    uport = free_port()
+    b = start(make_broker, DASH + bridge_config("cloud", "mqtt://127.0.0.1:%d" % uport,
+                                                [(uid + "/#", "up/" + uid + "/#", 1)], []))
+    b.wait_log("bridge mqtt:cloud: cannot connect", timeout=10)
+    login(d, "http://127.0.0.1:%d/" % b.ports[("http", "dashboard")])
+    d.find_element(By.CSS_SELECTOR, "#nav a[data-page=bridges]").click()
+    wait_for(lambda: by_id(d, "page-bridges").is_displayed(), what="the bridges page")
+
+    def row():
+        return d.execute_script(
+            "const tr = document.querySelector('#bridges tbody tr[data-bridge=\"mqtt:cloud\"]');"
+            "if (!tr) return null; const o = {};"
+            "for (const td of tr.cells) o[td.dataset.label] = td.textContent; return o;")
+    wait_for(lambda: row() is not None, what="the bridge's row")
+    r = row()
+    assert r["Server"] == "mqtt://127.0.0.1:%d" % uport
+    assert r["Status"] in ("disconnected", "connecting") and "refused" in r["Last error"], r
+    pub = Client(b.port, uid + "-pub", V5).connect()
+    for i in range(5):
+        pub.publish(uid + "/x", b"%d" % i, qos=1)
+    wait_for(lambda: row()["Queue"] == "5", timeout=10, what="five messages queued")
+    assert row()["Sent"] == "0" and row()["Dropped"] == "0"
+    assert not by_id(d, "bridges-none").is_displayed()
+    shot(d, "16-bridges-disconnected-desktop")
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    up = BrokerProcess('listeners.tcp.default.bind = "127.0.0.1:%d"\ndashboard.enable = false\n' % uport,
+                       tmp_path=folder)
+    try:
+        wait_for(lambda: row()["Status"] == "connected", timeout=20, what="the bridge connected")
+        wait_for(lambda: row()["Queue"] == "0" and row()["Sent"] == "5", timeout=10, what="the queue sent")
+        assert row()["Last error"] == ""
+        shot(d, "17-bridges-connected-desktop")
+        d.set_window_size(390, 844)
+        time.sleep(0.3)
+        assert fits_width(d), "the Bridges page is wider than a phone screen"
+        shot(d, "18-bridges-phone")
+        d.set_window_size(1280, 900)
+    finally:
+        pub.disconnect()
+        up.stop()

@@ -83,8 +83,8 @@ $("logout").addEventListener("click", () => logout(""));
 function route() {
   const h = location.hash || "#/overview";
   const page = h.startsWith("#/clients") ? "clients" : h.startsWith("#/mqtt") ? "mqtt"
-    : h.startsWith("#/listeners") ? "listeners" : "overview";
-  for (const p of ["overview", "clients", "listeners", "mqtt"]) show($("page-" + p), p === page);
+    : h.startsWith("#/listeners") ? "listeners" : h.startsWith("#/bridges") ? "bridges" : "overview";
+  for (const p of ["overview", "clients", "listeners", "bridges", "mqtt"]) show($("page-" + p), p === page);
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
   $("nav-management").open = false;
   $("nav-management").querySelector("summary").classList.toggle("active", page === "mqtt");
@@ -97,6 +97,7 @@ function refresh() {
   if (!$("page-overview").hidden) refreshOverview().catch(() => {});
   if (!$("page-clients").hidden) refreshClients().catch(() => {});
   if (!$("page-listeners").hidden) refreshListeners().catch(() => {});
+  if (!$("page-bridges").hidden) refreshBridges().catch(() => {});
 }
 
 function cell(tr, label, text, cls) {
@@ -246,6 +247,30 @@ async function refreshListeners() {
     cell(tr, "Client certificates", certText(l));
     cell(tr, "Connections", l.current_connections + " / " + l.max_connections);
     expiryCell(tr, "Server certificate expires", l.server_cert_not_after || (l.certificate && l.certificate.not_after), "expiry");
+    tb.appendChild(tr);
+  }
+}
+
+// Bridges (GET /api/v5/bridges): each bridge's link, its last error, its store-and-forward queue
+// and its counters.
+async function refreshBridges() {
+  const bs = await api("GET", "bridges");
+  const tb = $("bridges").tBodies[0];
+  tb.replaceChildren();
+  show($("bridges-none"), bs.length === 0);
+  for (const b of bs) {
+    const tr = document.createElement("tr");
+    tr.dataset.bridge = b.id;
+    cell(tr, "Bridge", b.id, "key");
+    cell(tr, "Server", b.server, "server");
+    cell(tr, "Status", b.status, "status " + (b.status === "connected" ? "ok" : "warn"));
+    cell(tr, "Last error", b.last_error || "", "error");
+    cell(tr, "Queue", b.queue, "queue");
+    cell(tr, "In flight", b.inflight, "inflight");
+    cell(tr, "Sent", b.sent, "sent");
+    cell(tr, "Received", b.received, "received");
+    cell(tr, "Dropped", b.dropped, "dropped");
+    cell(tr, "Refused", b.refused, "refused");
     tb.appendChild(tr);
   }
 }
