@@ -106,6 +106,7 @@ test: test-core-mp test-py test-py-mp
 bench: venv firmware-files
 	$(PY) bench/run.py
 	$(PY) bench/bench_ws.py
+	$(PY) bench/bench_bridge.py
 
 clean:
 	rm -rf build .pytest_cache
