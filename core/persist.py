@@ -309,6 +309,10 @@ class Persist:
         self.mode = pcfg["sync"]
         self.max_size = pcfg["max_size"]
         self.ops = []
+        # Commits written and the seconds their writes (each one write and one sync) took, by the
+        # broker's clock: Prometheus' gatemq_persistence_commit_seconds summary.
+        self.commits = 0
+        self.commit_seconds = 0.0
         self.known = set()      # client ids whose session is stored
         self.seq = 1
         self.touched = False
@@ -430,8 +434,11 @@ class Persist:
         if self.mode != "commit":
             ops = coalesce(ops)     # a window's worth: what came and went within it is not written
         b = self.b
+        t0 = b.clock()
         try:
             store.write(ops)
+            self.commits += 1
+            self.commit_seconds += b.clock() - t0
         except OSError as e:
             err = e
             if e.args and e.args[0] == ENOSPC and store.release():

@@ -109,6 +109,14 @@ def render(broker, listeners, read_file=None, short=False, extra=None):
                                   ("bridge_messages_received", "received", "Messages the bridge brought down"),
                                   ("bridge_messages_dropped", "dropped", "Messages the bridge's queue dropped")):
             _family(out, name, "counter", help_, [(l, getattr(br, attr, 0)) for l, br in lab])
+    pst = getattr(broker, "persist", None)
+    if pst:
+        # Each commit is one write and one sync of the store (with sync = commit, before the
+        # acknowledgements of its round go out): their count and total time give the latency.
+        out.append("# HELP gatemq_persistence_commit_seconds Time of the persistence store's commits "
+                   "(one write and one sync each)\n# TYPE gatemq_persistence_commit_seconds summary\n"
+                   "gatemq_persistence_commit_seconds_sum %s\ngatemq_persistence_commit_seconds_count %s\n"
+                   % (_num(pst.commit_seconds), _num(pst.commits)))
     if extra is not None:
         # The port's own families (the CPython port: the persistence store's size).
         for name, kind, help_, samples in extra():

@@ -196,3 +196,34 @@ def test_coalesce_keeps_the_effect_in_fewer_ops():
     big = ["t", b"x" * 100, 1, False, None, None, "p"]
     c = P.coalesce([[P.PUT, "i", "s", 1, [1, 0, big, 1, False, None]], [P.DEL, "i", "s", 1]])
     assert c == [[P.DEL, "i", "s", 1]], c
+
+
+class _TimedStore:
+    # A store whose write takes 0.25 s of the broker's (fake) clock.
+    def __init__(self, clock):
+        self.clock = clock
+        self.writes = []
+
+    def write(self, ops):
+        self.clock.t += 0.25
+        self.writes.append(list(ops))
+
+    def size(self):
+        return 4096
+
+
+def test_commit_latency_is_kept_and_served_to_prometheus():
+    from gatemq import prometheus
+    b, p = _broker(100.0, 1000000.0)
+    store = _TimedStore(b.clock)
+    r = Message("t/r", b"ret", 1, True)
+    b.retained.put(r, 100.0)
+    p.retained(r)
+    assert p.commit(store) and len(store.writes) == 1
+    p.retained(Message("t/s", b"ret", 1, True))
+    assert p.commit(store)
+    assert p.commits == 2 and abs(p.commit_seconds - 0.5) < 1e-9
+    text = prometheus.render(b, [])
+    assert "# TYPE gatemq_persistence_commit_seconds summary" in text
+    assert "gatemq_persistence_commit_seconds_count 2\n" in text
+    assert "gatemq_persistence_commit_seconds_sum 0.5\n" in text
