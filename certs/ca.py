@@ -29,6 +29,30 @@ def not_after(cert):
         return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
 
 
+def signed_by(issuer_cert, issuer_key, subject, key, start, end, is_ca, path_length=None,
+              key_encipherment=False):
+    """The builder for a certificate issued by issuer_cert/issuer_key (a leaf, or an intermediate CA
+    when is_ca): validity, basic constraints, key usage and the two key identifiers."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=not is_ca, content_commitment=False,
+            key_encipherment=key_encipherment, data_encipherment=False, key_agreement=False,
+            key_cert_sign=is_ca, crl_sign=is_ca, encipher_only=False, decipher_only=False),
+            critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                       critical=False)
+    )
+
+
 def paths(pki):
     return {"key": os.path.join(pki, CA_KEY), "crt": os.path.join(pki, CA_CRT),
             "der": os.path.join(pki, CA_DER)}

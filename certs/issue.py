@@ -67,23 +67,7 @@ def make_leaf(ca_key, ca_cert, subject, days, rsa_bits=None, eku=None, hosts=(),
     # RSA keys do the TLS key exchange on old TLS 1.2 suites by encryption, so they need
     # keyEncipherment; EC keys only sign.
     rsa_key = keys.is_rsa(key)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=rsa_key,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-    )
+    b = ca.signed_by(ca_cert, ca_key, subject, key, start, end, False, key_encipherment=rsa_key)
     if eku is not None:
         b = b.add_extension(x509.ExtendedKeyUsage(eku if isinstance(eku, list) else [eku]),
                             critical=False)

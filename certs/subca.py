@@ -67,24 +67,8 @@ def intermediate(pki, name, cn=None, days=1825, pathlen=0, rsa_bits=None, force=
     end = start + ca.BACKDATE + datetime.timedelta(days=days)
     end = min(end, ca.not_after(root_cert))
     subject = names.build_name({"cn": cn or "%s intermediate CA" % name})
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(root_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=pathlen), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
-                       critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
+    cert = ca.signed_by(root_cert, root_key, subject, key, start, end, True,
+                        path_length=pathlen).sign(root_key, hashes.SHA256())
     pem = cert.public_bytes(serialization.Encoding.PEM)
     files.write(p["key"], keys.private_bytes(key), private=True)
     files.write(p["crt"], pem)
