@@ -33,6 +33,22 @@ def cfg(pki, extra="", ssl_extra=""):
     return ssl_config(pki.server, pki.root, ssl_extra=ssl_extra, extra=extra)
 
 
+def connected_event(ev, b, pki, cert, **kw):
+    """Connect over mutual TLS with cert, disconnect, and return the $SYS connected event."""
+    c = tls_client(b, pki.root, cert, **kw)
+    e = ev.connected()
+    c.disconnect()
+    return e
+
+
+def refused(b, pki, cert, **kw):
+    """Connect over mutual TLS with cert, expecting a refusal; return paho's reason code."""
+    c = tls_client(b, pki.root, cert, connect=False, **kw)
+    c.connect(expect_ok=False)
+    c.disconnect()
+    return c.rc
+
+
 def expected(pki, cert, mode):
     der = cert.der
     return {"cn": expected_cn(cert.cert), "dn": expected_dn(cert.cert), "pem": pem_value(der),
@@ -90,51 +106,34 @@ def test_client_id_from_certificate_takes_over(make_broker, pki):
 def test_use_username_as_clientid_comes_after_the_certificate(make_broker, pki):
     b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\nmqtt.peer_cert_as_clientid = md5\n"
                              "mqtt.use_username_as_clientid = true"))
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.simple, client_id="connect-id", username="connect-user")
-    e = ev.connected()
+    e = connected_event(Events(b), b, pki, pki.simple, client_id="connect-id", username="connect-user")
     assert (e["username"], e["clientid"]) == ("dev-42", "dev-42")
-    c.disconnect()
 
 
 def test_use_username_as_clientid_with_connect_username(make_broker, pki):
     b = make_broker(cfg(pki, "mqtt.peer_cert_as_clientid = cn\nmqtt.use_username_as_clientid = true"))
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.simple, client_id="connect-id", username="u-17")
-    e = ev.connected()
+    e = connected_event(Events(b), b, pki, pki.simple, client_id="connect-id", username="u-17")
     assert (e["username"], e["clientid"]) == ("u-17", "u-17")
-    c.disconnect()
     # No username at all: the effective username is empty, refused with 0x85.
-    c = tls_client(b, pki.root, pki.simple, client_id="connect-id", connect=False)
-    c.connect(expect_ok=False)
-    assert c.rc.value == 0x85
-    c.disconnect()
+    assert refused(b, pki, pki.simple, client_id="connect-id").value == 0x85
 
 
 def test_no_cn_is_refused_under_a_cn_mapping(make_broker, pki):
     # Issue 11: a verified certificate without the mapped field must not log in as anyone.
     b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn"))
-    c = tls_client(b, pki.root, pki.nocn, client_id="own-id", username="admin", connect=False)
-    c.connect(expect_ok=False)
-    assert c.rc.value == 0x87
-    c.disconnect()
+    assert refused(b, pki, pki.nocn, client_id="own-id", username="admin").value == 0x87
     b.wait_log("the certificate has no CN")
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.simple, client_id="own-id", username="admin")
-    assert ev.connected()["username"] == "dev-42"
-    c.disconnect()
+    e = connected_event(Events(b), b, pki, pki.simple, client_id="own-id", username="admin")
+    assert e["username"] == "dev-42"
 
 
 def test_no_cn_falls_back_to_connect_values(make_broker, pki):
     b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\nmqtt.peer_cert_as_clientid = cn\n"
                              "mqtt.peer_cert_require_field = false"))
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.nocn, client_id="own-id", username="connect-user")
-    e = ev.connected()
+    e = connected_event(Events(b), b, pki, pki.nocn, client_id="own-id", username="connect-user")
     assert (e["username"], e["clientid"]) == ("connect-user", "own-id")
     assert e["cert_common_name"] is None
     assert e["cert_subject"] == "OU=x,O=acme"
-    c.disconnect()
 
 
 def test_assigned_client_identifier_only_for_an_empty_connect_id(make_broker, pki):
@@ -177,27 +176,17 @@ def test_unsafe_cn_ends_the_connection_before_connack(make_broker, pki):
 
 def test_unsafe_cn_passes_with_allow_unsafe(make_broker, pki):
     b = make_broker(cfg(pki, "mqtt.peer_cert_as_username = cn\nmqtt.peer_cert_allow_unsafe = true"))
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.unsafe, client_id="u1")
-    assert ev.connected()["username"] == "bad\x01cn"
-    c.disconnect()
+    assert connected_event(Events(b), b, pki, pki.unsafe, client_id="u1")["username"] == "bad\x01cn"
 
 
 def test_use_identity_as_username_drops_connect_credentials(make_broker, pki, tmp_path):
     b = make_broker(cfg(pki, "mqtt.use_identity_as_username = true"))
-    ev = Events(b)
-    c = tls_client(b, pki.root, pki.dev, client_id="m1", username="connect-user", password="pw")
-    assert ev.connected()["username"] == "sensor-1"
-    c.disconnect()
-    c = tls_client(b, pki.root, pki.nocn, client_id="m2", username="connect-user", connect=False)
-    c.connect(expect_ok=False)
-    assert c.rc.value == 0x87
-    c.disconnect()
-    c = tls_client(b, pki.root, pki.nocn, client_id="m3", version=V311, username="connect-user", connect=False)
-    c.connect(expect_ok=False)
-    assert c.rc.value in (5, 0x87)  # paho maps the 3.1.1 return code 5 to "Not authorized"
-    assert c.rc.is_failure
-    c.disconnect()
+    e = connected_event(Events(b), b, pki, pki.dev, client_id="m1", username="connect-user", password="pw")
+    assert e["username"] == "sensor-1"
+    assert refused(b, pki, pki.nocn, client_id="m2", username="connect-user").value == 0x87
+    rc = refused(b, pki, pki.nocn, client_id="m3", version=V311, username="connect-user")
+    assert rc.value in (5, 0x87)  # paho maps the 3.1.1 return code 5 to "Not authorized"
+    assert rc.is_failure
 
 
 def test_use_subject_as_username_is_openssl_rfc2253(make_broker, pki):
@@ -206,9 +195,8 @@ def test_use_subject_as_username_is_openssl_rfc2253(make_broker, pki):
     out = subprocess.run(["openssl", "x509", "-in", pki.dev.crt, "-noout", "-subject", "-nameopt", "RFC2253"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out.startswith("subject=")
-    c = tls_client(b, pki.root, pki.dev, client_id="m1", username="connect-user")
-    assert ev.connected()["username"] == out[len("subject="):]
-    c.disconnect()
+    e = connected_event(ev, b, pki, pki.dev, client_id="m1", username="connect-user")
+    assert e["username"] == out[len("subject="):]
 
 
 def test_mosquitto_clients_over_mutual_tls(make_broker, pki):
