@@ -344,8 +344,11 @@ def _algorithm(b, off, end):
     return oid_str(b, os_, oe), oe, e, e
 
 
-def _signed(b):
-    # Outer SEQUENCE { tbs, algorithm, BIT STRING } shared by certificates and CRLs.
+def _signed(der, r):
+    # Outer SEQUENCE { tbs, algorithm, BIT STRING } shared by certificates and CRLs: fills r's
+    # signature_algorithm, signature, tbs and version (1 until the TBS says otherwise) and returns
+    # the bytes and the TBS contents' bounds.
+    b = der if isinstance(der, bytes) else bytes(der)
     n = len(b)
     cs, ce = expect(b, 0, n, SEQUENCE)
     if ce != n:
@@ -356,7 +359,21 @@ def _signed(b):
     if se != ce:
         raise DerError("unexpected element after the signature", se)
     ss, se = bit_string(b, ss, se)
-    return ts, te, cs, alg, bytes(b[ss:se])
+    r.signature_algorithm = alg
+    r.signature = bytes(b[ss:se])
+    r.tbs = b[cs:te]
+    r.version = 1
+    return b, ts, te
+
+
+def _issuer(r, b, p, te):
+    # The TBS's signature AlgorithmIdentifier and the issuer Name that follows it, into r.
+    r.tbs_signature_algorithm, _, _, p = _algorithm(b, p, te)
+    at = p
+    s, p = expect(b, p, te, SEQUENCE)
+    r.issuer = name(b, s, p)
+    r.issuer_der = b[at:p]
+    return p
 
 
 def _end(b, off, end, what):
@@ -519,14 +536,8 @@ def _extensions(c, b, s, e):
 
 
 def parse_certificate(der):
-    b = der if isinstance(der, bytes) else bytes(der)
-    ts, te, tbs_start, alg, sig = _signed(b)
     c = Certificate()
-    c.signature_algorithm = alg
-    c.signature = sig
-    c.tbs = b[tbs_start:te]
-    p = ts
-    c.version = 1
+    b, p, te = _signed(der, c)
     t, s, e = header(b, p, te)
     if t == 0xA0:
         vs, ve = expect(b, s, e, INTEGER)
@@ -538,11 +549,7 @@ def parse_certificate(der):
         p = e
     ss, p = expect(b, p, te, INTEGER)
     c.serial = integer(b, ss, p)
-    c.tbs_signature_algorithm, _, _, p = _algorithm(b, p, te)
-    at = p
-    s, p = expect(b, p, te, SEQUENCE)
-    c.issuer = name(b, s, p)
-    c.issuer_der = b[at:p]
+    p = _issuer(c, b, p, te)
     vs, ve = expect(b, p, te, SEQUENCE)
     c.not_before, q = time_value(b, vs, ve)
     c.not_after, q = time_value(b, q, ve)
@@ -573,25 +580,15 @@ def parse_certificate(der):
 
 
 def parse_crl(der):
-    b = der if isinstance(der, bytes) else bytes(der)
-    ts, te, tbs_start, alg, sig = _signed(b)
     r = Crl()
-    r.signature_algorithm = alg
-    r.signature = sig
-    r.tbs = b[tbs_start:te]
-    p = ts
-    r.version = 1
+    b, p, te = _signed(der, r)
     if p < te and b[p] == INTEGER:
         vs, p = expect(b, p, te, INTEGER)
         v = integer(b, vs, p)
         if v != 1:
             raise DerError("unsupported CRL version %d" % (v + 1), vs)
         r.version = 2
-    r.tbs_signature_algorithm, _, _, p = _algorithm(b, p, te)
-    at = p
-    s, p = expect(b, p, te, SEQUENCE)
-    r.issuer = name(b, s, p)
-    r.issuer_der = b[at:p]
+    p = _issuer(r, b, p, te)
     r.this_update, p = time_value(b, p, te)
     r.next_update = None
     if p < te and b[p] in (UTC_TIME, GENERALIZED_TIME):
