@@ -118,31 +118,20 @@ class RetainStore:
                 self._all(d, i == 0, out)
                 continue
             if f == "+":
-                for k, v in d.items():
-                    if k is None or (i == 0 and k[:1] == "$"):
-                        continue
-                    if type(v) is dict:
-                        if i + 1 < n:
-                            stack.append((v, i + 1))
-                        else:
-                            v = v.get(None)
-                            if v is not None:
-                                out.append(v)
-                    elif matches(flt, v.topic):
-                        out.append(v)
-                continue
-            v = d.get(f)
-            if v is None:
-                continue
-            if type(v) is dict:
-                if i + 1 < n:
-                    stack.append((v, i + 1))
-                else:
-                    v = v.get(None)
-                    if v is not None:
-                        out.append(v)
-            elif matches(flt, v.topic):
-                out.append(v)
+                level = [v for k, v in d.items() if k is not None and not (i == 0 and k[:1] == "$")]
+            else:
+                v = d.get(f)
+                level = () if v is None else (v,)
+            for v in level:
+                if type(v) is dict:
+                    if i + 1 < n:
+                        stack.append((v, i + 1))
+                    else:
+                        v = v.get(None)
+                        if v is not None:
+                            out.append(v)
+                elif matches(flt, v.topic):
+                    out.append(v)
         if self.expiring:
             live = []
             for m in out:
