@@ -235,17 +235,30 @@ def _device_broker(make_broker, pki, tmp_path, extra=""):
                            % (acl, extra)))
 
 
+def _device(pki, name, cn):
+    return pki.leaf(pki.root, name, [(NameOID.COMMON_NAME, cn)])
+
+
+def _session(b, pki, cert, client_id, clean=False, connect=True):
+    """A client whose session outlives it (expiry 600 s), resumed unless clean."""
+    return tls_client(b, pki.root, cert, client_id=client_id, clean=clean,
+                      connect_props=props("CONNECT", SessionExpiryInterval=600), connect=connect)
+
+
+def _subscribed_session(b, pki, cert, client_id, topic):
+    c = _session(b, pki, cert, client_id)
+    assert c.subscribe(topic, 1) == [1]
+    return c
+
+
 def test_a_device_cannot_resume_or_kick_another_devices_session(make_broker, pki, tmp_path):
     # Issue 11, high 1: CN=alice with client id "bob" got bob's session and his commands.
     b = _device_broker(make_broker, pki, tmp_path)
-    alice = pki.leaf(pki.root, "alice", [(NameOID.COMMON_NAME, "alice")])
-    bob = pki.leaf(pki.root, "bob", [(NameOID.COMMON_NAME, "bob")])
-    expiry = props("CONNECT", SessionExpiryInterval=600)
-    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
-    assert c.subscribe("devices/bob/#", 1) == [1]
+    alice, bob = _device(pki, "alice", "alice"), _device(pki, "bob", "bob")
+    c = _subscribed_session(b, pki, bob, "bob", "devices/bob/#")
     # while bob is connected, alice can neither resume nor kick his session
     for clean in (False, True):
-        a = tls_client(b, pki.root, alice, client_id="bob", clean=clean, connect_props=expiry, connect=False)
+        a = _session(b, pki, alice, "bob", clean=clean, connect=False)
         a.connect(expect_ok=False)
         assert a.rc.value == 0x87 and not a.session_present
         a.disconnect()
@@ -256,12 +269,12 @@ def test_a_device_cannot_resume_or_kick_another_devices_session(make_broker, pki
     ctl = tls_client(b, pki.root, bob, client_id="bob-ctl")
     ctl.publish("devices/bob/cmd", b"open", 1)
     ctl.disconnect()
-    a = tls_client(b, pki.root, alice, client_id="bob", clean=False, connect_props=expiry, connect=False)
+    a = _session(b, pki, alice, "bob", connect=False)
     a.connect(expect_ok=False)
     assert a.rc.value == 0x87
     a.expect_none(0.3)
     a.disconnect()
-    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
+    c = _session(b, pki, bob, "bob")
     assert c.session_present
     assert c.expect().payload == b"open"
     c.disconnect()
@@ -270,26 +283,18 @@ def test_a_device_cannot_resume_or_kick_another_devices_session(make_broker, pki
 def test_a_renewed_certificate_keeps_its_session(make_broker, pki, tmp_path):
     # The session is bound to the certificate's subject: a renewal (new key, same subject) resumes.
     b = _device_broker(make_broker, pki, tmp_path)
-    old = pki.leaf(pki.root, "carol-old", [(NameOID.COMMON_NAME, "carol")])
-    new = pki.leaf(pki.root, "carol-new", [(NameOID.COMMON_NAME, "carol")])
-    expiry = props("CONNECT", SessionExpiryInterval=600)
-    c = tls_client(b, pki.root, old, client_id="carol", clean=False, connect_props=expiry)
-    assert c.subscribe("devices/carol/#", 1) == [1]
-    c.disconnect()
-    c = tls_client(b, pki.root, new, client_id="carol", clean=False, connect_props=expiry)
+    old, new = _device(pki, "carol-old", "carol"), _device(pki, "carol-new", "carol")
+    _subscribed_session(b, pki, old, "carol", "devices/carol/#").disconnect()
+    c = _session(b, pki, new, "carol")
     assert c.session_present
     c.disconnect()
 
 
 def test_looser_identity_check_still_reauthorizes_subscriptions(make_broker, pki, tmp_path):
     b = _device_broker(make_broker, pki, tmp_path, "mqtt.session_identity_check = false")
-    alice = pki.leaf(pki.root, "alice", [(NameOID.COMMON_NAME, "alice")])
-    bob = pki.leaf(pki.root, "bob", [(NameOID.COMMON_NAME, "bob")])
-    expiry = props("CONNECT", SessionExpiryInterval=600)
-    c = tls_client(b, pki.root, bob, client_id="bob", clean=False, connect_props=expiry)
-    assert c.subscribe("devices/bob/#", 1) == [1]
-    c.disconnect()
-    a = tls_client(b, pki.root, alice, client_id="bob", clean=False, connect_props=expiry)
+    alice, bob = _device(pki, "alice", "alice"), _device(pki, "bob", "bob")
+    _subscribed_session(b, pki, bob, "bob", "devices/bob/#").disconnect()
+    a = _session(b, pki, alice, "bob")
     assert a.session_present
     b.wait_log("subscription(s) of its resumed session dropped")
     ctl = tls_client(b, pki.root, bob, client_id="bob-ctl")
@@ -306,8 +311,7 @@ def test_looser_identity_check_still_reauthorizes_subscriptions(make_broker, pki
 def test_a_slash_in_the_cn_does_not_reach_another_subtree(make_broker, pki, tmp_path):
     # Issue 11, medium 8: CN "bob/cmd" matched devices/${cert_common_name}/# as devices/bob/cmd/#.
     b = _device_broker(make_broker, pki, tmp_path)
-    evil = pki.leaf(pki.root, "evil", [(NameOID.COMMON_NAME, "bob/cmd")])
-    good = pki.leaf(pki.root, "good", [(NameOID.COMMON_NAME, "bob")])
+    evil, good = _device(pki, "evil", "bob/cmd"), _device(pki, "good", "bob")
     e = tls_client(b, pki.root, evil, client_id="evil")
     assert e.subscribe("devices/bob/cmd/#", 1) == [0x87]
     b.wait_log("holds '/', '+', '#' or NUL")
