@@ -70,7 +70,12 @@ class Broker:
         self.started_wall = wallclock()
         self._idn = 0
         self._sys_next = self.started
-        self.stats = {"connections": 0, "messages.received": 0, "messages.sent": 0,
+        # Messages received and sent, by QoS: list slots rather than named counters, since they
+        # are counted per message and per delivery (a formatted name each cost ~15% of QoS 0
+        # throughput); counters() and snapshot() give them their names.
+        self.received = [0, 0, 0]
+        self.sent = [0, 0, 0]
+        self.stats = {"connections": 0,
                       "messages.dropped": 0, "max_connections": 0, "retained.dropped": 0,
                       "delivery.dropped.queue_full": 0, "delivery.dropped.qos0_msg": 0}
         # Refusals and denials share one throttle: clients choose how many there are.
@@ -435,8 +440,7 @@ class Broker:
         # Routes one message; returns how many sessions it was delivered or queued to. A retained
         # message the store refuses (retainer limits) is still routed, unless refuse_retain (an
         # MQTT 5 QoS 1/2 publisher, told 0x97 by the caller): then -1 and nothing is routed.
-        self.stats["messages.received"] += 1
-        self.count("messages.qos%d.received" % msg.qos)
+        self.received[msg.qos] += 1
         if msg.retain:
             why = self.retained.put(msg, self.clock())
             if not why and self.persist:
@@ -467,8 +471,7 @@ class Broker:
             return
         if qos == 0:
             if c.send_publish(msg, 0, retain, None, subids, False, self.clock()):
-                self.stats["messages.sent"] += 1
-                self.count("messages.qos0.sent")
+                self.sent[0] += 1
             return
         if len(sess.inflight) >= c.window:
             self._queue(sess, Delivery(msg, qos, retain, subids))
@@ -476,8 +479,7 @@ class Broker:
         pid = sess.alloc_pid()
         if c.send_publish(msg, qos, retain, pid, subids, False, self.clock()):
             d = sess.inflight[pid] = Delivery(msg, qos, retain, subids)
-            self.stats["messages.sent"] += 1
-            self.count("messages.qos%d.sent" % qos)
+            self.sent[qos] += 1
             if self.persist:
                 self.persist.inflight(sess, pid, d)
 
@@ -678,8 +680,14 @@ class Broker:
         st[name] = st.get(name, 0) + n
 
     def counters(self):
-        # Every counter and gauge of self.stats, by name (a copy).
-        return dict(self.stats)
+        # Every counter and gauge, by name (a copy).
+        d = dict(self.stats)
+        for q in (0, 1, 2):
+            d["messages.qos%d.received" % q] = self.received[q]
+            d["messages.qos%d.sent" % q] = self.sent[q]
+        d["messages.received"] = sum(self.received)
+        d["messages.sent"] = sum(self.sent)
+        return d
 
     def snapshot(self):
         # Gauges and counters, under EMQX's stats/metrics names.
@@ -687,8 +695,8 @@ class Broker:
         return {"connections.count": st["connections"], "connections.max": st["max_connections"],
                 "live_connections.count": len(self.clients()), "sessions.count": len(self.sessions),
                 "subscriptions.count": self.router.count, "retained.count": len(self.retained),
-                "retained.dropped": st["retained.dropped"], "messages.received": st["messages.received"],
-                "messages.sent": st["messages.sent"], "messages.dropped": st["messages.dropped"],
+                "retained.dropped": st["retained.dropped"], "messages.received": sum(self.received),
+                "messages.sent": sum(self.sent), "messages.dropped": st["messages.dropped"],
                 "delivery.dropped.queue_full": st["delivery.dropped.queue_full"],
                 "delivery.dropped.qos0_msg": st["delivery.dropped.qos0_msg"]}
 

@@ -146,16 +146,14 @@ class Connection:
             if self.backlog:
                 packets = self.backlog + list(packets)
                 self.backlog = None
-            i = 0
-            n = len(packets)
-            while i < n and not self.closing:
+            for i, (b0, body) in enumerate(packets):
+                if self.closing:
+                    break
                 if self.paused:
                     # A subscriber this client feeds is backed up: the rest waits, and the port
                     # stops reading from it, so TCP slows the publisher and nothing is dropped.
                     self.backlog = packets[i:]
                     break
-                b0, body = packets[i]
-                i += 1
                 self._packet(codec.decode(b0, body, self.version))
         except (MalformedPacket, ProtocolError) as e:
             self._fault(e)
