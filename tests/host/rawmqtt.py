@@ -281,6 +281,15 @@ def decode(ptype, flags, body, version):
     return p
 
 
+def subscribed(port, client_id, filt, qos=1, version=4, clean=True, props=None, sub_props=None):
+    """A RawClient connected (CONNACK rc 0) and subscribed to filt at qos; and its CONNACK."""
+    c = RawClient(port, version=version)
+    ack = c.connect(client_id, version=version, clean=clean, props=props)
+    assert ack.rc == 0
+    c.subscribe(1, [(filt, qos)], props=sub_props, version=version)
+    return c, ack
+
+
 class RawClient:
     """One socket to the broker. recv() returns decoded Packets; Closed when the broker hangs up."""
 
@@ -343,6 +352,16 @@ class RawClient:
         kw.setdefault("version", self.version)
         self.send(connect(client_id, **kw))
         return self.expect(CONNACK, timeout)
+
+    def subscribe(self, pid, filters, props=None, version=4):
+        """SUBSCRIBE (the arguments of subscribe()) and its SUBACK, returned."""
+        self.send(subscribe(pid, filters, props=props, version=version))
+        return self.expect(SUBACK)
+
+    def publish(self, topic, payload, qos, pid, **kw):
+        """PUBLISH at QoS 1 or 2 (the other arguments of publish()) and its PUBACK or PUBREC, returned."""
+        self.send(publish(topic, payload, qos=qos, pid=pid, **kw))
+        return self.expect(PUBACK if qos == 1 else PUBREC)
 
     def until_closed(self, timeout=5.0):
         """Read until the broker closes the socket; the packets seen on the way."""

@@ -71,8 +71,7 @@ def test_max_topic_levels_for_subscribe_and_publish(make_broker, client, uid):
     watch.subscribe("#", 0)
     with R.RawClient(b.port, version=5) as c:
         c.connect(uid, version=5)
-        c.send(R.subscribe(1, [(uid + "/b/c", 1), (uid + "/b/c/d", 1)], version=5))
-        codes = c.expect(R.SUBACK).codes
+        codes = c.subscribe(1, [(uid + "/b/c", 1), (uid + "/b/c/d", 1)], version=5).codes
         assert codes[0] == 1 and codes[1] >= 0x80, codes
         c.send(R.publish(uid + "/b/c/d", b"deep", qos=1, pid=5, version=5))
         try:
@@ -89,8 +88,7 @@ def test_max_qos_allowed(make_broker, client, uid):
     with R.RawClient(b.port, version=5) as c:
         ack = c.connect(uid, version=5)
         assert ack.props.get("maximum_qos") == 1
-        c.send(R.subscribe(1, [(uid + "/q", 2)], version=5))
-        assert c.expect(R.SUBACK).codes == [1]  # granted downgraded
+        assert c.subscribe(1, [(uid + "/q", 2)], version=5).codes == [1]  # granted downgraded
         c.send(R.publish(uid + "/q", b"x", qos=2, pid=1, version=5))
         seen = c.until_closed()
         assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x9B], seen
@@ -118,8 +116,7 @@ def test_wildcard_subscription_disabled(make_broker, client, uid):
     with R.RawClient(b.port, version=5) as c:
         ack = c.connect(uid, version=5)
         assert ack.props.get("wildcard_available") == 0
-        c.send(R.subscribe(1, [(uid + "/+", 1), (uid + "/#", 1), (uid + "/plain", 1)], version=5))
-        assert c.expect(R.SUBACK).codes == [0xA2, 0xA2, 1]
+        assert c.subscribe(1, [(uid + "/+", 1), (uid + "/#", 1), (uid + "/plain", 1)], version=5).codes == [0xA2, 0xA2, 1]
     assert_logged(b, uid, ["wildcard"])
 
 
@@ -128,8 +125,7 @@ def test_shared_subscription_disabled(make_broker, client, uid):
     with R.RawClient(b.port, version=5) as c:
         ack = c.connect(uid, version=5)
         assert ack.props.get("shared_available") == 0
-        c.send(R.subscribe(1, [("$share/g/%s/s" % uid, 1), (uid + "/s", 1)], version=5))
-        assert c.expect(R.SUBACK).codes == [0x9E, 1]
+        assert c.subscribe(1, [("$share/g/%s/s" % uid, 1), (uid + "/s", 1)], version=5).codes == [0x9E, 1]
     assert_logged(b, uid, ["shared"])
 
 
@@ -137,11 +133,9 @@ def test_max_subscriptions(make_broker, client, uid):
     b = make_broker("mqtt.max_subscriptions = 2")
     with R.RawClient(b.port, version=5) as c:
         c.connect(uid, version=5)
-        c.send(R.subscribe(1, [(uid + "/1", 1), (uid + "/2", 1), (uid + "/3", 1)], version=5))
-        assert c.expect(R.SUBACK).codes == [1, 1, 0x97]
+        assert c.subscribe(1, [(uid + "/1", 1), (uid + "/2", 1), (uid + "/3", 1)], version=5).codes == [1, 1, 0x97]
         # re-subscribing to an existing filter is not a new subscription
-        c.send(R.subscribe(2, [(uid + "/1", 0)], version=5))
-        assert c.expect(R.SUBACK).codes == [0]
+        assert c.subscribe(2, [(uid + "/1", 0)], version=5).codes == [0]
     assert_logged(b, uid, ["subscri"])
 
 

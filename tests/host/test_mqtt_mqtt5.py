@@ -7,12 +7,7 @@ from clients import V5, props
 
 
 def _raw_sub(port, cid, filt, qos=1, **connect_props):
-    c = R.RawClient(port, version=5)
-    ack = c.connect(cid, version=5, props=connect_props or None)
-    assert ack.rc == 0
-    c.send(R.subscribe(1, [(filt, qos)], version=5))
-    c.expect(R.SUBACK)
-    return c, ack
+    return R.subscribed(port, cid, filt, qos, version=5, props=connect_props or None)
 
 
 def test_topic_alias_from_client(mod_broker, client, uid):
@@ -98,10 +93,8 @@ def test_no_aliases_towards_a_client_without_topic_alias_maximum(mod_broker, cli
 def test_message_over_the_clients_maximum_packet_size_is_dropped_for_that_client(mod_broker, client, uid, extra):
     extra = dict(extra)
     subid = extra.pop("subid", None)
-    c = R.RawClient(mod_broker.port, version=5)
-    assert c.connect(uid, version=5, props=dict(maximum_packet_size=300, **extra)).rc == 0
-    c.send(R.subscribe(1, [(uid + "/big", 1)], props={"subscription_id": subid} if subid else None, version=5))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/big", version=5, props=dict(maximum_packet_size=300, **extra),
+                        sub_props={"subscription_id": subid} if subid else None)
     with c:
         normal = client(mod_broker.port, uid + "-n")
         normal.subscribe(uid + "/big", 1)
@@ -200,10 +193,7 @@ def test_refused_connack_carries_a_reason_string(mod_broker, uid):
 
 def test_broker_assigned_aliases_do_not_survive_a_reconnect(mod_broker, client, uid):
     props_ = {"topic_alias_maximum": 2, "session_expiry": 60}
-    c = R.RawClient(mod_broker.port, version=5)
-    assert c.connect(uid, version=5, clean=False, props=props_).rc == 0
-    c.send(R.subscribe(1, [(uid + "/a", 0)], version=5))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/a", 0, version=5, clean=False, props=props_)
     pub = client(mod_broker.port, uid + "-p")
     for _ in range(3):
         pub.publish(uid + "/a", b"x", qos=1)
@@ -255,10 +245,7 @@ def test_qos1_publish_with_topic_alias_is_acknowledged(mod_broker, client, uid):
 
 def test_redelivered_messages_carry_topic_names_not_old_aliases(mod_broker, client, uid):
     props_ = {"topic_alias_maximum": 4, "session_expiry": 60}
-    c = R.RawClient(mod_broker.port, version=5)
-    assert c.connect(uid, version=5, clean=False, props=props_).rc == 0
-    c.send(R.subscribe(1, [(uid + "/a", 1)], version=5))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/a", version=5, clean=False, props=props_)
     pub = client(mod_broker.port, uid + "-p")
     for i in range(3):
         pub.publish(uid + "/a", b"%d" % i, qos=1)
@@ -276,17 +263,13 @@ def test_retained_message_sent_on_subscribe_carries_the_subscription_identifier(
     client(mod_broker.port, uid + "-p").publish(uid + "/r", b"kept", qos=1, retain=True)
     with R.RawClient(mod_broker.port, version=5) as c:
         c.connect(uid, version=5)
-        c.send(R.subscribe(1, [(uid + "/r", 1)], props={"subscription_id": 42}, version=5))
-        c.expect(R.SUBACK)
+        c.subscribe(1, [(uid + "/r", 1)], props={"subscription_id": 42}, version=5)
         p = c.expect(R.PUBLISH)
         assert p.retain and p.props.get("subscription_id") == [42], p
 
 
 def test_message_expiring_while_waiting_for_the_window_is_not_sent(mod_broker, client, uid):
-    with R.RawClient(mod_broker.port, version=5) as c:
-        c.connect(uid, version=5, props={"receive_maximum": 1})
-        c.send(R.subscribe(1, [(uid + "/w", 1)], version=5))
-        c.expect(R.SUBACK)
+    with R.subscribed(mod_broker.port, uid, uid + "/w", version=5, props={"receive_maximum": 1})[0] as c:
         pub = client(mod_broker.port, uid + "-p")
         pub.publish(uid + "/w", b"first", qos=1)
         pub.publish(uid + "/w", b"short-lived", qos=1, properties=props(MessageExpiryInterval=1))

@@ -167,8 +167,7 @@ def subscribe(port, cid, version, flt, qos):
     c = R.RawClient(port, version)
     props = {"session_expiry": 3600} if version == 5 else None
     assert c.connect(cid, clean=False, props=props).rc == 0
-    c.send(R.subscribe(1, [(flt, qos)], version=version))
-    ack = c.expect(R.SUBACK)
+    ack = c.subscribe(1, [(flt, qos)], version=version)
     c.send(R.disconnect())
     c.close()
     return ack
@@ -233,8 +232,7 @@ def test_crash_loop_loses_nothing_acknowledged(tmp_path, uid):
     # the retained message is there for a new subscriber
     r = R.RawClient(port, 4)
     r.connect(uid + "-late")
-    r.send(R.subscribe(1, [(uid + "/state", 1)]))
-    r.expect(R.SUBACK)
+    r.subscribe(1, [(uid + "/state", 1)])
     m = r.expect(R.PUBLISH)
     assert m.payload == b"retained-1" and m.flags & 1
     r.close()
@@ -480,8 +478,7 @@ def test_a_full_disk_refuses_new_messages_keeps_what_was_acknowledged_and_serves
     # the broker serves: a new connection, QoS 0 to a live subscriber
     live = R.RawClient(port, 4)
     assert live.connect(uid + "-live").rc == 0
-    live.send(R.subscribe(1, [(uid + "/live", 0)]))
-    live.expect(R.SUBACK)
+    live.subscribe(1, [(uid + "/live", 0)])
     q.send(R.publish(uid + "/live", b"still-here", 0))
     assert live.expect(R.PUBLISH).payload == b"still-here"
     # room again (the filler removed): accepted within a maintenance round (5 s)
@@ -556,8 +553,7 @@ def test_session_and_message_expiry_hold_across_a_restart(tmp_path, uid):
     for cid, exp in (("-short", 2), ("-long", 3600)):
         c = R.RawClient(port, 5)
         assert c.connect(uid + cid, clean=False, props={"session_expiry": exp}).rc == 0
-        c.send(R.subscribe(1, [(uid + "/q", 1)], version=5))
-        c.expect(R.SUBACK)
+        c.subscribe(1, [(uid + "/q", 1)], version=5)
         c.send(R.disconnect(version=5))
         c.close()
     p = R.RawClient(port, 5)
@@ -584,8 +580,7 @@ def test_session_and_message_expiry_hold_across_a_restart(tmp_path, uid):
     assert s.got == [b"q-stays"], s.got
     r = R.RawClient(port, 5)
     assert r.connect(uid + "-late").rc == 0
-    r.send(R.subscribe(1, [(uid + "/+", 0)], version=5))
-    r.expect(R.SUBACK)
+    r.subscribe(1, [(uid + "/+", 0)], version=5)
     got = []
     try:
         while True:
@@ -624,8 +619,7 @@ def test_a_store_loads_after_a_config_change(tmp_path, uid):
     s.c.close()
     r = R.RawClient(port, 4)
     assert r.connect(uid + "-late").rc == 0
-    r.send(R.subscribe(1, [(uid + "/m", 0)]))
-    r.expect(R.SUBACK)
+    r.subscribe(1, [(uid + "/m", 0)])
     assert r.expect(R.PUBLISH).payload == b"m10"
     r.close()
     b.stop()

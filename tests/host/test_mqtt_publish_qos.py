@@ -27,44 +27,47 @@ def test_delivered_qos_is_the_lower_of_message_and_granted(mod_broker, client, u
     assert sub.expect().qos == delivered
 
 
+def _publish_qos2(c, topic, payload, pid, dup=False):
+    """An MQTT 5 QoS 2 PUBLISH and the PUBREC it gets, returned."""
+    return c.publish(topic, payload, 2, pid, dup=dup, version=5)
+
+
+def _release(c, pid):
+    """An MQTT 5 PUBREL and the PUBCOMP it gets, returned."""
+    c.send(R.ack(R.PUBREL, pid, version=5))
+    return c.expect(R.PUBCOMP)
+
+
 def test_inbound_qos2_flow_with_duplicate_detection_and_id_reuse(mod_broker, client, uid):
     sub = client(mod_broker.port, uid + "-s")
     sub.subscribe(uid + "/two", 2)
     with R.RawClient(mod_broker.port, version=5) as c:
         assert c.connect(uid, version=5).rc == 0
-        c.send(R.publish(uid + "/two", b"once", qos=2, pid=7, version=5))
-        rec = c.expect(R.PUBREC)
+        rec = _publish_qos2(c, uid + "/two", b"once", 7)
         assert (rec.pid, rec.rc) == (7, 0)
         # the client resends (DUP) before PUBREL: PUBREC again, but only one delivery
-        c.send(R.publish(uid + "/two", b"once", qos=2, pid=7, dup=True, version=5))
-        assert c.expect(R.PUBREC).pid == 7
-        c.send(R.ack(R.PUBREL, 7, version=5))
-        comp = c.expect(R.PUBCOMP)
+        assert _publish_qos2(c, uid + "/two", b"once", 7, dup=True).pid == 7
+        comp = _release(c, 7)
         assert (comp.pid, comp.rc) == (7, 0)
         assert sub.expect().payload == b"once"
         sub.expect_none(0.4)
         # the packet id is free again: a new message with id 7 is a new message
-        c.send(R.publish(uid + "/two", b"again", qos=2, pid=7, version=5))
-        assert c.expect(R.PUBREC).pid == 7
-        c.send(R.ack(R.PUBREL, 7, version=5))
-        assert c.expect(R.PUBCOMP).pid == 7
+        assert _publish_qos2(c, uid + "/two", b"again", 7).pid == 7
+        assert _release(c, 7).pid == 7
         assert sub.expect().payload == b"again"
 
 
 def test_pubrel_for_unknown_id_gets_pubcomp_not_found_v5(mod_broker, uid):
     with R.RawClient(mod_broker.port, version=5) as c:
         assert c.connect(uid, version=5).rc == 0
-        c.send(R.ack(R.PUBREL, 999, version=5))
-        comp = c.expect(R.PUBCOMP)
+        comp = _release(c, 999)
         # 0x92 Packet Identifier not found (a client resending PUBREL after a reconnect)
         assert comp.pid == 999 and comp.rc in (0, 0x92)
 
 
 def test_outbound_qos2_flow(mod_broker, client, uid):
-    with R.RawClient(mod_broker.port) as c:
-        assert c.connect(uid).rc == 0
-        c.send(R.subscribe(1, [(uid + "/out", 2)]))
-        assert c.expect(R.SUBACK).codes == [2]
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/out", 2)
+    with c:
         pub = client(mod_broker.port, uid + "-p")
         pub.publish(uid + "/out", b"m1", qos=2)
         p = c.expect(R.PUBLISH)
@@ -105,10 +108,7 @@ def test_receive_maximum_announced_and_exceeding_it_gets_0x93(make_broker, clien
 
 
 def test_broker_respects_the_clients_receive_maximum(mod_broker, client, uid):
-    with R.RawClient(mod_broker.port, version=5) as c:
-        assert c.connect(uid, version=5, props={"receive_maximum": 2}).rc == 0
-        c.send(R.subscribe(1, [(uid + "/w", 1)], version=5))
-        c.expect(R.SUBACK)
+    with R.subscribed(mod_broker.port, uid, uid + "/w", version=5, props={"receive_maximum": 2})[0] as c:
         pub = client(mod_broker.port, uid + "-p")
         for i in range(5):
             pub.publish(uid + "/w", b"%d" % i, qos=1)
@@ -124,10 +124,7 @@ def test_broker_respects_the_clients_receive_maximum(mod_broker, client, uid):
 
 def test_inflight_window_for_311_clients_is_max_inflight(make_broker, client, uid):
     b = make_broker("mqtt.max_inflight = 2")
-    with R.RawClient(b.port) as c:
-        assert c.connect(uid).rc == 0
-        c.send(R.subscribe(1, [(uid + "/w", 1)]))
-        c.expect(R.SUBACK)
+    with R.subscribed(b.port, uid, uid + "/w")[0] as c:
         pub = client(b.port, uid + "-p")
         for i in range(4):
             pub.publish(uid + "/w", b"%d" % i, qos=1)
@@ -142,10 +139,7 @@ def test_inflight_window_for_311_clients_is_max_inflight(make_broker, client, ui
 @pytest.mark.parametrize("version", [4, 5])
 def test_unacked_qos1_redelivered_with_dup_on_resume(mod_broker, client, uid, version):
     props = {"session_expiry": 60} if version == 5 else None
-    c = R.RawClient(mod_broker.port, version=version)
-    assert c.connect(uid, version=version, clean=False, props=props).rc == 0
-    c.send(R.subscribe(1, [(uid + "/r", 1)], version=version))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/r", version=version, clean=False, props=props)
     pub = client(mod_broker.port, uid + "-p")
     pub.publish(uid + "/r", b"keep", qos=1)
     first = c.expect(R.PUBLISH)
@@ -161,10 +155,7 @@ def test_unacked_qos1_redelivered_with_dup_on_resume(mod_broker, client, uid, ve
 
 
 def test_qos2_pubrel_resent_on_resume(mod_broker, client, uid):
-    c = R.RawClient(mod_broker.port)
-    assert c.connect(uid, clean=False).rc == 0
-    c.send(R.subscribe(1, [(uid + "/r2", 2)]))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/r2", 2, clean=False)
     pub = client(mod_broker.port, uid + "-p")
     pub.publish(uid + "/r2", b"two", qos=2)
     p = c.expect(R.PUBLISH)
@@ -228,10 +219,7 @@ def test_keepalive_zero_means_no_timeout(mod_broker, uid):
 
 
 def test_resume_redelivers_unacked_in_order_before_queued(mod_broker, client, uid):
-    c = R.RawClient(mod_broker.port)
-    assert c.connect(uid, clean=False).rc == 0
-    c.send(R.subscribe(1, [(uid + "/o", 1)]))
-    c.expect(R.SUBACK)
+    c, _ = R.subscribed(mod_broker.port, uid, uid + "/o", clean=False)
     pub = client(mod_broker.port, uid + "-p")
     for i in range(3):
         pub.publish(uid + "/o", b"%d" % i, qos=1)
@@ -260,26 +248,20 @@ def test_inbound_qos2_state_survives_a_reconnect(mod_broker, client, uid):
     props5 = {"session_expiry": 60}
     c = R.RawClient(mod_broker.port, version=5)
     assert c.connect(uid, version=5, clean=False, props=props5).rc == 0
-    c.send(R.publish(uid + "/x", b"exactly-once", qos=2, pid=5, version=5))
-    assert c.expect(R.PUBREC).pid == 5
+    assert _publish_qos2(c, uid + "/x", b"exactly-once", 5).pid == 5
     c.close()
     with R.RawClient(mod_broker.port, version=5) as c2:
         assert c2.connect(uid, version=5, clean=False, props=props5).session_present
         # the client resends the PUBLISH with DUP, then PUBREL: still one delivery
-        c2.send(R.publish(uid + "/x", b"exactly-once", qos=2, pid=5, dup=True, version=5))
-        assert c2.expect(R.PUBREC).pid == 5
-        c2.send(R.ack(R.PUBREL, 5, version=5))
-        comp = c2.expect(R.PUBCOMP)
+        assert _publish_qos2(c2, uid + "/x", b"exactly-once", 5, dup=True).pid == 5
+        comp = _release(c2, 5)
         assert (comp.pid, comp.rc) == (5, 0)
     assert sub.expect().payload == b"exactly-once"
     sub.expect_none(0.4)
 
 
 def test_outbound_packet_ids_unique_among_inflight(mod_broker, client, uid):
-    with R.RawClient(mod_broker.port, version=5) as c:
-        c.connect(uid, version=5, props={"receive_maximum": 50})
-        c.send(R.subscribe(1, [(uid + "/u", 2)], version=5))
-        c.expect(R.SUBACK)
+    with R.subscribed(mod_broker.port, uid, uid + "/u", 2, version=5, props={"receive_maximum": 50})[0] as c:
         pub = client(mod_broker.port, uid + "-p")
         for i in range(30):
             pub.publish(uid + "/u", b"%d" % i, qos=1 + i % 2, wait=False)

@@ -82,22 +82,23 @@ def test_retain_as_published_keeps_the_flag(mod_broker, client, uid):
     assert [(m.payload, m.retain) for m in sub.expect_n(2)] == [(b"x", True), (b"y", False)]
 
 
-def test_retain_handling_0_sends_on_every_subscribe(mod_broker, client, uid):
-    client(mod_broker.port, uid + "-p").publish(uid + "/h", b"r", qos=1, retain=True)
-    sub = client(mod_broker.port, uid + "-s")
-    sub.subscribe(uid + "/h", 1, retain_handling=0)
+def _subscribed_twice(client, port, uid, retain_handling):
+    """A retained message, a subscriber that gets it, then subscribes again: that subscriber."""
+    client(port, uid + "-p").publish(uid + "/h", b"r", qos=1, retain=True)
+    sub = client(port, uid + "-s")
+    sub.subscribe(uid + "/h", 1, retain_handling=retain_handling)
     assert sub.expect().payload == b"r"
-    sub.subscribe(uid + "/h", 1, retain_handling=0)
+    sub.subscribe(uid + "/h", 1, retain_handling=retain_handling)
+    return sub
+
+
+def test_retain_handling_0_sends_on_every_subscribe(mod_broker, client, uid):
+    sub = _subscribed_twice(client, mod_broker.port, uid, 0)
     assert sub.expect().payload == b"r"
 
 
 def test_retain_handling_1_sends_only_for_a_new_subscription(mod_broker, client, uid):
-    client(mod_broker.port, uid + "-p").publish(uid + "/h", b"r", qos=1, retain=True)
-    sub = client(mod_broker.port, uid + "-s")
-    sub.subscribe(uid + "/h", 1, retain_handling=1)
-    assert sub.expect().payload == b"r"
-    sub.subscribe(uid + "/h", 1, retain_handling=1)
-    sub.expect_none(0.5)
+    _subscribed_twice(client, mod_broker.port, uid, 1).expect_none(0.5)
 
 
 def test_retain_handling_2_never_sends(mod_broker, client, uid):
@@ -131,7 +132,6 @@ def test_retained_flag_set_on_raw_retained_delivery(mod_broker, client, uid):
     client(mod_broker.port, uid + "-p").publish(uid + "/raw", b"z", qos=1, retain=True)
     with R.RawClient(mod_broker.port) as c:
         assert c.connect(uid).rc == 0
-        c.send(R.subscribe(1, [(uid + "/raw", 0)]))
-        c.expect(R.SUBACK)
+        c.subscribe(1, [(uid + "/raw", 0)])
         p = c.expect(R.PUBLISH)
         assert (p.retain, p.payload, p.qos) == (True, b"z", 0)  # granted QoS 0

@@ -11,14 +11,19 @@ def _persistent(client, port, cid, version=V5, expiry=60, **kw):
     return client(port, cid, version, clean=False, **kw)
 
 
+def _clean_connect_forgets(client, port, uid, first, version):
+    """first subscribes and leaves; a clean connect under its id has no session and gets nothing."""
+    first.subscribe(uid + "/t", 1)
+    first.disconnect()
+    c2 = client(port, uid, version, clean=True)
+    assert c2.session_present is False
+    client(port, uid + "-p").publish(uid + "/t", b"x", qos=1)
+    c2.expect_none(0.5)
+
+
 def test_clean_session_discards_subscriptions_311(mod_broker, client, uid):
     c = client(mod_broker.port, uid, V311, clean=True)
-    c.subscribe(uid + "/t", 1)
-    c.disconnect()
-    c2 = client(mod_broker.port, uid, V311, clean=True)
-    assert c2.session_present is False
-    client(mod_broker.port, uid + "-p").publish(uid + "/t", b"x", qos=1)
-    c2.expect_none(0.5)
+    _clean_connect_forgets(client, mod_broker.port, uid, c, V311)
 
 
 def test_persistent_session_queues_while_offline_311(mod_broker, client, uid):
@@ -35,12 +40,7 @@ def test_persistent_session_queues_while_offline_311(mod_broker, client, uid):
 
 def test_clean_start_1_discards_an_existing_session_v5(mod_broker, client, uid):
     c = _persistent(client, mod_broker.port, uid)
-    c.subscribe(uid + "/t", 1)
-    c.disconnect()
-    c2 = client(mod_broker.port, uid, V5, clean=True)
-    assert c2.session_present is False
-    client(mod_broker.port, uid + "-p").publish(uid + "/t", b"x", qos=1)
-    c2.expect_none(0.5)
+    _clean_connect_forgets(client, mod_broker.port, uid, c, V5)
 
 
 def test_session_expiry_interval(mod_broker, client, uid):
@@ -93,26 +93,25 @@ def test_offline_queue_is_bounded_and_drops_are_logged(make_broker, client, uid)
     assert set(got) <= {b"%d" % i for i in range(6)} and len(set(got)) == 3
 
 
-def test_qos0_queued_offline_when_mqueue_store_qos0(make_broker, client, uid):
-    b = make_broker("mqtt.mqueue_store_qos0 = true")
+def _back_after_qos0_and_qos1(make_broker, client, uid, store_qos0):
+    """A persistent subscriber, away while a QoS 0 and a QoS 1 message come, comes back."""
+    b = make_broker("mqtt.mqueue_store_qos0 = %s" % store_qos0)
     c = _persistent(client, b.port, uid)
     c.subscribe(uid + "/t", 1)
     c.disconnect()
     client(b.port, uid + "-p").publish(uid + "/t", b"zero", qos=0)
     client(b.port, uid + "-p2").publish(uid + "/t", b"one", qos=1)
-    c2 = _persistent(client, b.port, uid)
+    return _persistent(client, b.port, uid)
+
+
+def test_qos0_queued_offline_when_mqueue_store_qos0(make_broker, client, uid):
+    c2 = _back_after_qos0_and_qos1(make_broker, client, uid, "true")
     got = sorted((m.payload, m.qos) for m in c2.expect_n(2))
     assert got == [(b"one", 1), (b"zero", 0)]
 
 
 def test_qos0_not_queued_offline_without_mqueue_store_qos0(make_broker, client, uid):
-    b = make_broker("mqtt.mqueue_store_qos0 = false")
-    c = _persistent(client, b.port, uid)
-    c.subscribe(uid + "/t", 1)
-    c.disconnect()
-    client(b.port, uid + "-p").publish(uid + "/t", b"zero", qos=0)
-    client(b.port, uid + "-p2").publish(uid + "/t", b"one", qos=1)
-    c2 = _persistent(client, b.port, uid)
+    c2 = _back_after_qos0_and_qos1(make_broker, client, uid, "false")
     assert c2.expect().payload == b"one"
     c2.expect_none(0.5)
 
