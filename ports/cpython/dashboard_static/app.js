@@ -109,6 +109,17 @@ function cell(tr, label, text, cls) {
   return td;
 }
 
+// Replace the rows of table `id` with one row per item; fill(tr, item) writes its cells.
+function fillTable(id, items, fill) {
+  const tb = $(id).tBodies[0];
+  tb.replaceChildren();
+  for (const it of items) {
+    const tr = document.createElement("tr");
+    fill(tr, it);
+    tb.appendChild(tr);
+  }
+}
+
 const KINDS = { tcp: "MQTT over TCP", ssl: "MQTT over TLS", ws: "MQTT over WebSocket", wss: "MQTT over WebSocket and TLS" };
 const TLS_KINDS = new Set(["ssl", "wss"]);
 
@@ -211,17 +222,13 @@ async function refreshOverview() {
   $("ov-out").textContent = m.sent_msg_rate;
   $("ov-subs").textContent = m.subscriptions;
   $("ov-retained").textContent = m.retained_msg_count;
-  const tb = $("listeners").tBodies[0];
-  tb.replaceChildren();
-  for (const l of ls) {
-    const tr = document.createElement("tr");
+  fillTable("listeners", ls, (tr, l) => {
     cell(tr, "Listener", l.id, "key");
     cell(tr, "Type", KINDS[l.type] || l.type);
     cell(tr, "Bind", l.bind);
     cell(tr, "Client certificates", certText(l));
     cell(tr, "Connections", l.current_connections + " / " + l.max_connections);
-    tb.appendChild(tr);
-  }
+  });
 }
 
 // "2026-12-06 07:00:52" in local time: shorter than toLocaleString, and it sorts.
@@ -235,10 +242,7 @@ const PROTO = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
 
 async function refreshListeners() {
   const ls = await api("GET", "listeners");
-  const tb = $("listeners-full").tBodies[0];
-  tb.replaceChildren();
-  for (const l of ls) {
-    const tr = document.createElement("tr");
+  fillTable("listeners-full", ls, (tr, l) => {
     tr.dataset.listener = l.id;
     cell(tr, "Listener", l.id, "key");
     cell(tr, "Type", KINDS[l.type] || l.type);
@@ -247,19 +251,15 @@ async function refreshListeners() {
     cell(tr, "Client certificates", certText(l));
     cell(tr, "Connections", l.current_connections + " / " + l.max_connections);
     expiryCell(tr, "Server certificate expires", l.server_cert_not_after || (l.certificate && l.certificate.not_after), "expiry");
-    tb.appendChild(tr);
-  }
+  });
 }
 
 // Bridges (GET /api/v5/bridges): each bridge's link, its last error, its store-and-forward queue
 // and its counters.
 async function refreshBridges() {
   const bs = await api("GET", "bridges");
-  const tb = $("bridges").tBodies[0];
-  tb.replaceChildren();
   show($("bridges-none"), bs.length === 0);
-  for (const b of bs) {
-    const tr = document.createElement("tr");
+  fillTable("bridges", bs, (tr, b) => {
     tr.dataset.bridge = b.id;
     cell(tr, "Bridge", b.id, "key");
     cell(tr, "Server", b.server, "server");
@@ -271,8 +271,7 @@ async function refreshBridges() {
     cell(tr, "Received", b.received, "received");
     cell(tr, "Dropped", b.dropped, "dropped");
     cell(tr, "Refused", b.refused, "refused");
-    tb.appendChild(tr);
-  }
+  });
 }
 
 // Sorting: a header click (or, on a phone, the select) sorts by that field; again reverses.
@@ -326,10 +325,7 @@ function renderClients() {
   const sig = JSON.stringify([rows, sortKey, sortDir]);
   if (sig === lastClients) return;
   lastClients = sig;
-  const tb = $("clients").tBodies[0];
-  tb.replaceChildren();
-  for (const c of rows) {
-    const tr = document.createElement("tr");
+  fillTable("clients", rows, (tr, c) => {
     tr.dataset.clientid = c.clientid;
     cell(tr, "Client ID", c.clientid, "key");
     cell(tr, "Username", c.username, "username");
@@ -349,8 +345,7 @@ function renderClients() {
     b.textContent = "Kick";
     b.addEventListener("click", () => kick(c.clientid));
     td.appendChild(b);
-    tb.appendChild(tr);
-  }
+  });
   show($("clients-empty"), rows.length === 0);
   show($("clients"), rows.length > 0);
 }
