@@ -54,6 +54,12 @@ def _common(p, days):
                    help="make an RSA key of BITS bits (e.g. 2048) instead of EC P-256")
 
 
+def _output_options(p):
+    # server and client: the pair of files they write (NAME.key, NAME.crt and .der copies).
+    p.add_argument("--out-dir", metavar="DIR", help="write the files here instead of --dir")
+    p.add_argument("--force", action="store_true", help="replace existing files of that name")
+
+
 def _subject_options(p):
     p.add_argument("--o", help="organization (O)")
     p.add_argument("--ou", help="organizational unit (OU)")
@@ -88,8 +94,7 @@ def parser():
     p.add_argument("--ip", action="append", default=[], metavar="ADDR",
                    help="IPv4/IPv6 address clients use (repeatable)")
     p.add_argument("--name", default="server", help="file base name (default server)")
-    p.add_argument("--out-dir", metavar="DIR", help="write the files here instead of --dir")
-    p.add_argument("--force", action="store_true", help="replace existing files of that name")
+    _output_options(p)
 
     p = sub.add_parser("client", help="issue one device certificate (clientAuth)",
                        description="Issue NAME.key/NAME.crt (and .der copies) for one device. "
@@ -112,8 +117,7 @@ def parser():
                    help="email (rfc822Name) subjectAltName (repeatable); cert_san.email")
     p.add_argument("--uri", "--san-uri", dest="uri", action="append", default=[], metavar="URI",
                    help="URI subjectAltName (repeatable); cert_san.uri")
-    p.add_argument("--out-dir", metavar="DIR", help="write the files here instead of --dir")
-    p.add_argument("--force", action="store_true", help="replace existing files of that name")
+    _output_options(p)
 
     p = sub.add_parser("intermediate", help="create an intermediate CA signed by the root",
                        description="Create DIR/intermediates/NAME/ with ca.key, ca.crt (.der) and "
@@ -207,8 +211,12 @@ def parser():
 
 
 def _print_paths(paths):
+    # What issue.write_pair wrote: the PEM and DER files, then NAME.chain.crt when the signer was
+    # an intermediate CA.
     for key in ("crt", "key", "crt_der", "key_der"):
         print(paths[key])
+    if "chain" in paths:
+        print(paths["chain"])
 
 
 def run(args):
@@ -228,8 +236,6 @@ def run(args):
                          args.out_dir, args.force, args.ca, args.dns, args.ip, args.san_email,
                          args.uri)
         _print_paths(p)
-        if "chain" in p:
-            print(p["chain"])
     elif args.command == "intermediate":
         p = subca.intermediate(pki, args.name, args.cn, args.days, args.pathlen, args.rsa,
                                args.force)
@@ -238,8 +244,6 @@ def run(args):
     elif args.command == "renew":
         p = subca.renew(pki, args.device, args.days, args.rsa, args.revoke_old)
         _print_paths(p)
-        if "chain" in p:
-            print(p["chain"])
         print("renewed: serial %s replaces %s" % (index.serial_hex(p["serial"]),
                                                    index.serial_hex(p["old_serial"])),
               file=sys.stderr)
