@@ -11,32 +11,32 @@ from gatemq import der
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# (metric, TYPE, key of broker.counters() or snapshot(), HELP)
+# (key of broker.counters() or snapshot(), HELP). The metric is named as EMQX names it: the
+# key with _ for . (messages.qos0.received -> gatemq_messages_qos0_received).
 _GAUGES = (
-    ("connections_count", "connections.count", "Connections open now (MQTT, after the handshake)"),
-    ("connections_max", "connections.max", "The most connections open at once since start"),
-    ("live_connections_count", "live_connections.count", "Connected clients (CONNACK sent)"),
-    ("sessions_count", "sessions.count", "Sessions, connected and persistent"),
-    ("subscriptions_count", "subscriptions.count", "Subscriptions"),
-    ("retained_count", "retained.count", "Retained messages stored"),
+    ("connections.count", "Connections open now (MQTT, after the handshake)"),
+    ("connections.max", "The most connections open at once since start"),
+    ("live_connections.count", "Connected clients (CONNACK sent)"),
+    ("sessions.count", "Sessions, connected and persistent"),
+    ("subscriptions.count", "Subscriptions"),
+    ("retained.count", "Retained messages stored"),
 )
 _COUNTERS = (
-    ("messages_received", "messages.received", "Messages received (PUBLISH from clients, wills and $SYS)"),
-    ("messages_sent", "messages.sent", "Messages sent to subscribers"),
-    ("messages_qos0_received", "messages.qos0.received", "QoS 0 messages received"),
-    ("messages_qos1_received", "messages.qos1.received", "QoS 1 messages received"),
-    ("messages_qos2_received", "messages.qos2.received", "QoS 2 messages received"),
-    ("messages_qos0_sent", "messages.qos0.sent", "QoS 0 messages sent"),
-    ("messages_qos1_sent", "messages.qos1.sent", "QoS 1 messages sent"),
-    ("messages_qos2_sent", "messages.qos2.sent", "QoS 2 messages sent"),
-    ("messages_dropped", "messages.dropped", "Messages dropped"),
-    ("delivery_dropped_queue_full", "delivery.dropped.queue_full",
-     "QoS 1/2 messages dropped from a full session queue (max_mqueue_len)"),
-    ("delivery_dropped_qos0_msg", "delivery.dropped.qos0_msg", "QoS 0 messages dropped from a full session queue"),
-    ("retained_dropped", "retained.dropped", "Retained messages refused by the retainer limits"),
-    ("bytes_received", "bytes.received", "MQTT bytes received"),
-    ("bytes_sent", "bytes.sent", "MQTT bytes sent"),
-    ("authentication_success", "authentication.success", "Clients the authentication chain allowed"),
+    ("messages.received", "Messages received (PUBLISH from clients, wills and $SYS)"),
+    ("messages.sent", "Messages sent to subscribers"),
+    ("messages.qos0.received", "QoS 0 messages received"),
+    ("messages.qos1.received", "QoS 1 messages received"),
+    ("messages.qos2.received", "QoS 2 messages received"),
+    ("messages.qos0.sent", "QoS 0 messages sent"),
+    ("messages.qos1.sent", "QoS 1 messages sent"),
+    ("messages.qos2.sent", "QoS 2 messages sent"),
+    ("messages.dropped", "Messages dropped"),
+    ("delivery.dropped.queue_full", "QoS 1/2 messages dropped from a full session queue (max_mqueue_len)"),
+    ("delivery.dropped.qos0_msg", "QoS 0 messages dropped from a full session queue"),
+    ("retained.dropped", "Retained messages refused by the retainer limits"),
+    ("bytes.received", "MQTT bytes received"),
+    ("bytes.sent", "MQTT bytes sent"),
+    ("authentication.success", "Clients the authentication chain allowed"),
 )
 
 
@@ -76,14 +76,14 @@ def render(broker, listeners, read_file=None, short=False, extra=None):
     snap = broker.snapshot()
     counters = broker.counters()
     out = []
-    for name, key, help_ in _GAUGES:
-        _family(out, name, "gauge", help_, [("", snap.get(key, 0))])
+    for key, help_ in _GAUGES:
+        _family(out, key.replace(".", "_"), "gauge", help_, [("", snap.get(key, 0))])
     _family(out, "listener_connections_count", "gauge", "Connections open now, by listener",
             [('{listener="%s",type="%s",name="%s"}' % (_esc(lid), kind, _esc(name)),
               broker.listener_connections(lid)) for lid, kind, name, lc, bound in listeners])
-    for name, key, help_ in _COUNTERS[:9] if short else _COUNTERS:
+    for key, help_ in _COUNTERS[:9] if short else _COUNTERS:
         v = counters.get(key, snap.get(key, 0))
-        _family(out, name, "counter", help_, [("", v)])
+        _family(out, key.replace(".", "_"), "counter", help_, [("", v)])
     if short:
         return "".join(out)
     fails = _by_prefix(counters, "authentication.failure.", "reason")
