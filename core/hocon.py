@@ -376,36 +376,35 @@ def _scalar(text):
     return text
 
 
+def _digits(text, i):
+    # Past the run of digits that starts at i; -1 when there is none (each part of a number
+    # needs one at least).
+    j = i
+    while j < len(text) and "0" <= text[j] <= "9":
+        j += 1
+    return j if j > i else -1
+
+
 def _number(text):
-    i = 1 if text[0] == "-" else 0
+    # -12, 1.5, 2e-3 -> int or float; None for anything else (then the word is a string).
     n = len(text)
-    digits = 0
-    while i < n and "0" <= text[i] <= "9":
-        i += 1
-        digits += 1
-    if not digits:
+    i = _digits(text, 1 if text[0] == "-" else 0)
+    if i < 0:
         return None
     is_float = False
     if i < n and text[i] == ".":
-        i += 1
-        is_float = True
-        frac = 0
-        while i < n and "0" <= text[i] <= "9":
-            i += 1
-            frac += 1
-        if not frac:
+        i = _digits(text, i + 1)
+        if i < 0:
             return None
+        is_float = True
     if i < n and text[i] in "eE":
         i += 1
-        is_float = True
         if i < n and text[i] in "+-":
             i += 1
-        exp = 0
-        while i < n and "0" <= text[i] <= "9":
-            i += 1
-            exp += 1
-        if not exp:
+        i = _digits(text, i)
+        if i < 0:
             return None
+        is_float = True
     if i != n:
         return None
     return float(text) if is_float else int(text)
