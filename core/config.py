@@ -12,7 +12,7 @@ from gatemq.errors import ConfigError
 from gatemq.schema import (  # noqa: F401  (the types and parsers are re-exported for callers)
     REQUIRED, Bad, shown, Bool, Int, Number, Str, Path, Enum, Duration, Size, Bind, StrList, StrMap,
     Section, Named, ListOf, Tagged, BOOL, STR, PATH, fail, join, entry_pos, as_tree, default_source,
-    resolve_path, parse_duration, show_duration, parse_bind, show_size, Bad)
+    resolve_path, parse_duration, show_duration, parse_bind, show_size, Bad, is_name)
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -152,11 +152,8 @@ class _AttrName:
     what = "an attribute name of letters, digits, _ and -"
 
     def check(self, v):
-        if type(v) is not str or not v:
+        if type(v) is not str or not is_name(v):
             raise Bad(self.what)
-        for c in v:
-            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
-                raise Bad(self.what)
         return v
 
     def show(self, v):

@@ -54,6 +54,17 @@ def entry_pos(tree, key, fallback):
     return e[1] if e else fallback
 
 
+def is_name(s):
+    # The names of Named entries (listeners.tcp.<name>) and of client attributes: one or more
+    # ASCII letters, digits, _ and -.
+    if not s:
+        return False
+    for c in s:
+        if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
+            return False
+    return True
+
+
 # -- leaf types ----------------------------------------------------------------------------------
 # check(v) returns the normalised value or raises Bad; show(v) turns a normalised value back into
 # what a user writes (for GET /configs and the overlay file).
@@ -498,10 +509,8 @@ class Named:
             raise fail(pos, path, self.what, shown(tree))
         out = {} if base is None else dict(base)
         for name, e in tree.items():
-            for c in name or "?":
-                if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-"):
-                    raise fail(e[2], join(path, name), "a name of letters, digits, _ and -",
-                                json.dumps(name))
+            if not is_name(name):
+                raise fail(e[2], join(path, name), "a name of letters, digits, _ and -", json.dumps(name))
             b = None if base is None else base.get(name)
             out[name] = self.section.walk(e[0], e[1], join(path, name), b)
         return out
