@@ -35,6 +35,8 @@ def device_cert():
 
 
 def per_call_us(fn, n):
+    # µs per call of fn(): the best of five rounds of n calls, after one to warm up (bench/run.py
+    # times its peercert row with it too).
     fn()
     best = None
     for _ in range(5):

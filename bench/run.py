@@ -640,25 +640,14 @@ def peercert_bench(certdir, rounds=2000):
     except (ImportError, AttributeError) as e:
         return None, "gatemq.peercert.identity is not available yet (%s)" % e
     from cryptography import x509
+    from bench_peercert import per_call_us  # the best of five rounds, as bench_peercert.py times
     with open(os.path.join(certdir, "client0.crt.der"), "rb") as f:
         der = f.read()
-
-    def per_call(fn):
-        fn()
-        best = None
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(rounds):
-                fn()
-            dt = (time.perf_counter() - t0) / rounds
-            best = dt if best is None else min(best, dt)
-        return best * 1e6
-
     try:
-        g = per_call(lambda: peercert.identity(der, "dn"))
+        g = per_call_us(lambda: peercert.identity(der, "dn"), rounds)
     except Exception as e:  # a bench reports a broken peer instead of dying on it
         return None, "peercert.identity(der, 'dn') failed: %s: %s" % (type(e).__name__, e)
-    c = per_call(lambda: x509.load_der_x509_certificate(der).subject.rfc4514_string())
+    c = per_call_us(lambda: x509.load_der_x509_certificate(der).subject.rfc4514_string(), rounds)
     return (g, c), None
 
 
