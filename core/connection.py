@@ -519,7 +519,9 @@ class Connection:
 
     # ---- PUBLISH out ----
 
-    def _on_puback(self, p):
+    def _on_acked(self, p):
+        # PUBACK, PUBCOMP, or a PUBREC with an error code: the message in flight under p.pid is
+        # done, and its place in the window goes to the next one queued.
         sess = self.session
         if sess.inflight.pop(p.pid, None) is not None:
             if self.broker.persist:
@@ -533,22 +535,12 @@ class Connection:
             self.send(codec.encode_ack(codec.PUBREL, p.pid, R.PACKET_ID_NOT_FOUND, None, self.version))
             return
         if p.rc >= R.UNSPECIFIED_ERROR:
-            del sess.inflight[p.pid]
-            if self.broker.persist:
-                self.broker.persist.ack(sess, p.pid)
-            self.broker.pump(sess)
+            self._on_acked(p)
             return
         if not d.phase and self.broker.persist:
             self.broker.persist.phase(sess, p.pid)
         d.phase = 1
         self.send(codec.encode_ack(codec.PUBREL, p.pid, 0, None, self.version))
-
-    def _on_pubcomp(self, p):
-        sess = self.session
-        if sess.inflight.pop(p.pid, None) is not None:
-            if self.broker.persist:
-                self.broker.persist.ack(sess, p.pid)
-            self.broker.pump(sess)
 
     def send_publish(self, msg, qos, retain, pid, subids, dup, now):
         # Returns False when the message could not go to this client (expired or over its size limit).
@@ -706,10 +698,10 @@ _ALLOWED = {
     NEW: {codec.CONNECT: Connection._on_connect},
     CONNECTED: {
         codec.PUBLISH: Connection._on_publish,
-        codec.PUBACK: Connection._on_puback,
+        codec.PUBACK: Connection._on_acked,
         codec.PUBREC: Connection._on_pubrec,
         codec.PUBREL: Connection._on_pubrel,
-        codec.PUBCOMP: Connection._on_pubcomp,
+        codec.PUBCOMP: Connection._on_acked,
         codec.SUBSCRIBE: Connection._on_subscribe,
         codec.UNSUBSCRIBE: Connection._on_unsubscribe,
         codec.PINGREQ: Connection._on_pingreq,
