@@ -1,6 +1,7 @@
-# MQTT over WebSocket on the CPython port: paho-mqtt with transport="websockets" over ws and over
-# wss with a client certificate (3.1.1 and 5.0), the certificate checks and mapping of an ssl
-# listener on wss, the handshake refusals, and a bad frame closing that one connection.
+# MQTT over WebSocket on the CPython port: paho-mqtt with transport="websockets" over wss with a
+# client certificate (3.1.1 and 5.0), the certificate checks and mapping of an ssl listener on wss,
+# the handshake refusals, and a bad frame closing that one connection. Publish/subscribe between ws
+# and TCP clients is in test_mqtt_ws.py (both runtimes).
 import json
 import os
 import socket
@@ -95,41 +96,26 @@ def wsb(pki, tmp_path_factory):
     b.stop()
 
 
-@pytest.mark.parametrize("version", [V311, V5], ids=["3.1.1", "5.0"])
-def test_ws_publish_subscribe_both_ways(wsb, version, uid):
-    sub = ws_client(wsb.ports[("ws", "default")], uid + "-sub", version).connect()
+def wss_mapped_pubsub(b, ctx, uid, version, username, topic, payload):
+    """A wss client with the certificate in CTX connects as USERNAME (its connected event) and gets
+    back what it publishes to TOPIC at QoS 1."""
+    ev = Events(b)
+    c = ws_client(b.ports[("wss", "default")], uid, version, tls=ctx).connect()
     try:
-        assert sub.subscribe(uid + "/#", 1) == [1]
-        tcp = Client(wsb.port, uid + "-tcp", V5).connect()
-        big = os.urandom(100000)      # past 65535: the 8-byte frame length
-        tcp.publish(uid + "/a", b"hello", qos=1)
-        tcp.publish(uid + "/big", big, qos=1)
-        m = sub.expect()
-        assert (m.topic, m.payload, m.qos) == (uid + "/a", b"hello", 1)
-        assert sub.expect().payload == big
-        # And from the WebSocket client to the TCP one.
-        assert tcp.subscribe(uid + "/back", 0) == [0]
-        sub.publish(uid + "/back", b"from ws", qos=1)
-        assert tcp.expect().payload == b"from ws"
-        tcp.disconnect()
+        assert ev.connected(match=lambda cid: cid == uid)["username"] == username
+        assert c.subscribe(topic, 1) == [1]
+        c.publish(topic, payload, qos=1)
+        assert c.expect().payload == payload
     finally:
-        sub.disconnect()
+        c.disconnect()
+        ev.close()
 
 
 @pytest.mark.parametrize("version", [V311, V5], ids=["3.1.1", "5.0"])
 def test_wss_client_certificate_is_mapped_like_ssl(wsb, pki, version, uid):
-    ev = Events(wsb)
-    ctx = client_context(pki.root.crt, pki.dev1.chain, pki.dev1.key)
-    c = ws_client(wsb.ports[("wss", "default")], uid, version, tls=ctx).connect()
-    try:
-        e = ev.connected(match=lambda cid: cid == uid)
-        assert e["username"] == "dev-one"           # peer_cert_as_username = cn
-        assert c.subscribe(uid + "/t", 1) == [1]
-        c.publish(uid + "/t", b"over wss", qos=1)
-        assert c.expect().payload == b"over wss"
-    finally:
-        c.disconnect()
-        ev.close()
+    # peer_cert_as_username = cn
+    wss_mapped_pubsub(wsb, client_context(pki.root.crt, pki.dev1.chain, pki.dev1.key), uid, version,
+                      "dev-one", uid + "/t", b"over wss")
 
 
 @pytest.mark.parametrize("case, word", [("revoked", "revoked"), ("noeku", "ext_key_usage"),
@@ -187,6 +173,24 @@ class RawWS:
     def send(self, event):
         self.s.sendall(self.ws.send(event))
 
+    def connect_mqtt(self):
+        """The handshake is accepted and a 3.1.1 CONNECT inside it gets CONNACK accepted."""
+        from wsproto.events import AcceptConnection, BytesMessage
+        assert isinstance(self.events()[0], AcceptConnection)
+        self.send(BytesMessage(data=CONNECT_311))
+        got = b""
+        while len(got) < 4:
+            got += b"".join(e.data for e in self.events() if isinstance(e, BytesMessage))
+        assert got == CONNACK_OK
+        return self
+
+    def closes_after(self, data):
+        """The close frames the broker sends after these raw bytes, up to the end of the socket."""
+        from wsproto.events import CloseConnection
+        self.s.sendall(data)
+        self.ws.receive_data(self.read_all())
+        return [e for e in self.ws.events() if isinstance(e, CloseConnection)]
+
 
 CONNECT_311 = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 1]) + b"r"
 CONNACK_OK = bytes([0x20, 2, 0, 0])
@@ -208,7 +212,6 @@ def test_handshake_refusals_are_http_answers(wsb):
 
 
 def test_mqtt_inside_a_raw_websocket_and_bad_frames_close_only_that_connection(wsb, uid):
-    from wsproto.events import AcceptConnection, BytesMessage, CloseConnection
     port = wsb.ports[("ws", "default")]
     bystander = ws_client(port, uid + "-ok", V5).connect()
     try:
@@ -216,19 +219,10 @@ def test_mqtt_inside_a_raw_websocket_and_bad_frames_close_only_that_connection(w
                           (W.frame(W.TEXT, b"hello", mask=MASK), 1003),         # text
                           (bytes([0xC2, 0x80]) + MASK, 1002),                   # RSV1
                           (W.frame(W.CONT, b"x", mask=MASK), 1002)):
-            r = RawWS(port)
-            assert isinstance(r.events()[0], AcceptConnection)
             # MQTT works on this connection (positive control) ...
-            r.send(BytesMessage(data=CONNECT_311))
-            got = b""
-            while len(got) < 4:
-                got += b"".join(e.data for e in r.events() if isinstance(e, BytesMessage))
-            assert got == CONNACK_OK
+            r = RawWS(port).connect_mqtt()
             # ... until the bad frame: a close frame with the code, then the end of the socket.
-            r.s.sendall(bad)
-            rest = r.read_all()
-            r.ws.receive_data(rest)
-            closes = [e for e in r.ws.events() if isinstance(e, CloseConnection)]
+            closes = r.closes_after(bad)
             assert closes and closes[0].code == code, (bad, closes)
         assert bystander.c.is_connected()
         bystander.publish(uid + "/still", b"1", qos=1)
@@ -259,15 +253,10 @@ listeners.ws.o {
               check_origin_enable = true, check_origins = "http://gw.local:1880" }
 }
 """, listeners=[("tcp", "default"), ("ws", "o")])
-    from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, RejectConnection
+    from wsproto.events import BytesMessage, RejectConnection
     port = b.ports[("ws", "o")]
-    r = RawWS(port, path="/x/mqtt", subprotocols=(), headers=[(b"Origin", b"http://gw.local:1880")])
-    assert isinstance(r.events()[0], AcceptConnection)
-    r.send(BytesMessage(data=CONNECT_311))
-    assert b"".join(e.data for e in r.events() if isinstance(e, BytesMessage)) == CONNACK_OK
-    r.send(BytesMessage(data=b"\xc0\x00" + b"\x00" * 1100))   # a frame over max_frame_size
-    r.ws.receive_data(r.read_all())
-    closes = [e for e in r.ws.events() if isinstance(e, CloseConnection)]
+    r = RawWS(port, path="/x/mqtt", subprotocols=(), headers=[(b"Origin", b"http://gw.local:1880")]).connect_mqtt()
+    closes = r.closes_after(r.ws.send(BytesMessage(data=b"\xc0\x00" + b"\x00" * 1100)))  # a frame over max_frame_size
     assert closes and closes[0].code == 1009
     r = RawWS(port, path="/x/mqtt", headers=[(b"Origin", b"http://evil.example")])
     ev = r.events()
