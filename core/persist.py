@@ -673,6 +673,86 @@ def _all_retained(b, now):
     return out
 
 
+def unreadable(e, broker, pcfg, log, set_aside):
+    # A store that cannot be loaded (StoreError e): OSError, the broker does not start, when a newer
+    # gatemq wrote it or persistence.on_corrupt = stop; else set_aside() renames it (-> the new
+    # name) and the broker starts empty.
+    if e.newer or pcfg["on_corrupt"] == "stop":
+        broker.persist = None
+        raise OSError("persistence: %s%s" % (e, "" if e.newer else " (persistence.on_corrupt = stop)"))
+    log("error", "persistence: %s; it was renamed to %s and the broker starts empty" % (e, set_aside()))
+
+
+MAINTAIN_EVERY = 5      # seconds between the store's maintenance rounds (Sync.due)
+
+
+class Sync:
+    # When a port's Durable writes: sync = commit, a group commit per round before its output
+    # (defer, group, commit); interval, every sync_interval seconds (due); none, only at shutdown
+    # (close). The port brings the clock value, the store, the scheduling and the closing of
+    # connections; this decides when.
+    __slots__ = ("persist", "store", "interval", "next_sync", "next_maint", "scheduled", "now")
+
+    def __init__(self, persist, store, interval, now):
+        self.persist = persist
+        self.store = store
+        self.interval = interval
+        self.next_sync = now + interval
+        self.next_maint = now + MAINTAIN_EVERY
+        self.scheduled = False      # a group commit is queued (defer)
+        self.now = False            # the group commit is pumping (group)
+
+    def defer(self, schedule, srv):
+        # The server's pump: True while this round's changes wait for the group commit;
+        # schedule(srv), once, queues the port's task that runs group(srv's pump).
+        if self.persist.mode != "commit" or not self.persist.ops or self.now:
+            return False
+        if not self.scheduled:
+            self.scheduled = True
+            schedule(srv)
+        return True
+
+    def group(self, pump):
+        self.scheduled = False
+        self.now = True
+        try:
+            pump()
+        finally:
+            self.now = False
+
+    def commit(self, dirty, abort):
+        # Before a round's output is written (sync = commit). False: the output is dropped and
+        # those connections closed with abort(conn) (the ops stay pending; the clients resend).
+        p = self.persist
+        if p.mode != "commit" or not p.ops:
+            return True
+        if p.commit(self.store):
+            return True
+        for c in dirty:
+            c.take()
+            abort(c)
+        return False
+
+    def due(self, now):
+        # The port's timer, now by its clock: sync = interval commits here. -> True when the
+        # store's maintenance is due.
+        p = self.persist
+        if p.mode == "interval" and now >= self.next_sync:
+            self.next_sync = now + self.interval
+            p.commit(self.store)
+        if now < self.next_maint:
+            return False
+        self.next_maint = now + MAINTAIN_EVERY
+        return True
+
+    def close(self):
+        # A clean shutdown: everything pending is stored (sync = none writes only here).
+        try:
+            self.persist.commit(self.store)
+        finally:
+            self.store.close()
+
+
 def attach(broker, pcfg):
     # broker.persist for a port; the port loads the stored records with broker.persist.load().
     p = Persist(broker, pcfg)

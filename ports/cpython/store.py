@@ -167,7 +167,6 @@ class Durable:
         self.log = log
         self.broker = broker
         self.mode = pc["sync"]
-        self.interval = pc["sync_interval"]
         folder = cfg["node"]["data_dir"]
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, DB_NAME)
@@ -177,11 +176,7 @@ class Durable:
             self.store = self._open(pc)
             counts = self.persist.load(self.store.items)
         except P.StoreError as e:
-            if e.newer or pc["on_corrupt"] == "stop":
-                broker.persist = None
-                raise OSError("persistence: %s%s" % (e, "" if e.newer else " (persistence.on_corrupt = stop)"))
-            aside = set_aside(self.path, log)
-            log("error", "persistence: %s; it was renamed to %s and the broker starts empty" % (e, aside))
+            P.unreadable(e, broker, pc, log, lambda: set_aside(self.path, log))
             self._reset(broker, pc)
             self.store = self._open(pc)
             counts = self.persist.load(lambda first: ())
@@ -191,10 +186,7 @@ class Durable:
                                                          counts["queued"], counts["inflight"],
                                                          time.monotonic() - t0, self.mode))
         self.persist.commit(self.store)   # expired and orphaned records removed
-        self.scheduled = False
-        self.now = False
-        self.next_sync = time.monotonic() + self.interval
-        self.next_maint = time.monotonic() + 5
+        self.sync = P.Sync(self.persist, self.store, pc["sync_interval"], time.monotonic())
 
     def _open(self, pc):
         return SqliteStore(self.path, self.mode, os.path.join(os.path.dirname(self.path), RESERVE_NAME))
@@ -213,53 +205,31 @@ class Durable:
     def defer(self, srv):
         # Server.flush: True while this round's changes wait for the group commit, which runs once
         # the loop has handled every read that is ready (call_soon), then flushes.
-        if self.mode != "commit" or not self.persist.ops or self.now:
-            return False
-        if not self.scheduled:
-            self.scheduled = True
-            import asyncio
-            asyncio.get_running_loop().call_soon(self._commit, srv)
-        return True
+        return self.sync.defer(self._schedule, srv)
 
-    def _commit(self, srv):
-        self.scheduled = False
-        self.now = True
-        try:
-            srv.flush()
-        finally:
-            self.now = False
+    def _schedule(self, srv):
+        import asyncio
+        asyncio.get_running_loop().call_soon(self.sync.group, srv.flush)
 
     def commit(self, dirty):
         # Before any of the round's output is written. False: output dropped, connections closed.
-        if self.mode != "commit" or not self.persist.ops:
-            return True
-        if self.persist.commit(self.store):
-            return True
-        for c in dirty:
-            c.take()
-            h = c.handle
-            h.conn = None
-            try:
-                h.transport.abort()
-            except Exception:
-                pass
-            c.lost()
-        return False
+        return self.sync.commit(dirty, _abort)
 
     def tick(self):
-        now = time.monotonic()
-        if self.mode == "interval" and now >= self.next_sync:
-            self.next_sync = now + self.interval
-            self.persist.commit(self.store)
-        if now >= self.next_maint:
-            self.next_maint = now + 5
+        if self.sync.due(time.monotonic()):
             if self.mode != "commit":
                 self.store.checkpoint()
             self.persist.maintain(self.store)
 
     def close(self):
-        # A clean shutdown: everything pending is stored (sync = none writes only here).
-        try:
-            self.persist.commit(self.store)
-        finally:
-            self.store.close()
+        self.sync.close()
+
+
+def _abort(c):
+    h = c.handle
+    h.conn = None
+    try:
+        h.transport.abort()
+    except Exception:
+        pass
+    c.lost()

@@ -186,7 +186,6 @@ class Durable:
         self.log = log
         self.clock = clock
         self.mode = pc["sync"]
-        self.interval = pc["sync_interval"]
         folder = cfg["node"]["data_dir"]
         mkdirs(folder)
         self.store = LogStore(folder, max(4096, min(65536, pc["max_size"] // 16)))
@@ -196,11 +195,7 @@ class Durable:
         try:
             dropped, frames = self.store.load(st.apply)
         except P.StoreError as e:
-            if e.newer or pc["on_corrupt"] == "stop":
-                broker.persist = None
-                raise OSError("persistence: %s%s" % (e, "" if e.newer else " (persistence.on_corrupt = stop)"))
-            aside = set_aside(self.store.path, wallclock)
-            log("error", "persistence: %s; it was renamed to %s and the broker starts empty" % (e, aside))
+            P.unreadable(e, broker, pc, log, lambda: set_aside(self.store.path, wallclock))
             st = P.State()
             dropped, frames = None, 0
         if dropped:
@@ -218,52 +213,29 @@ class Durable:
             "message(s) loaded from %d frame(s) in %.2fs (sync = %s)" % (
                 self.store.path, counts["retained"], counts["sessions"], counts["queued"], counts["inflight"],
                 frames, clock() - t0, self.mode))
-        self.next_sync = clock() + self.interval
-        self.next_maint = clock() + 5
-        self.scheduled = False      # a group commit task is queued (defer)
-        self.now = False            # the group commit is pumping
+        self.sync = P.Sync(self.persist, self.store, pc["sync_interval"], clock())
 
     def defer(self, srv):
         # Server.pump: True while this round's changes wait for the group commit, a task that runs
         # once the reads ready now have been handled (their links' tasks were queued before it),
         # then pumps: one frame and one flush per round, not one per read.
-        if self.mode != "commit" or not self.persist.ops or self.now or srv.down:
-            return False
-        if not self.scheduled:
-            self.scheduled = True
-            import asyncio
-            asyncio.create_task(self._commit(srv))
-        return True
+        return not srv.down and self.sync.defer(self._schedule, srv)
+
+    def _schedule(self, srv):
+        import asyncio
+        asyncio.create_task(self._commit(srv))
 
     async def _commit(self, srv):
         import asyncio
         await asyncio.sleep_ms(0)   # once more round the loop: reads that became ready meanwhile
-        self.scheduled = False
-        self.now = True
-        try:
-            srv.pump()
-        finally:
-            self.now = False
+        self.sync.group(srv.pump)
 
     def commit(self, dirty):
-        # Before a round's output is written (sync = commit). False: the output is dropped and
-        # those connections closed (the ops stay pending).
-        if self.mode != "commit" or not self.persist.ops:
-            return True
-        if self.persist.commit(self.store):
-            return True
-        for c in dirty:
-            c.take()
-            c.handle.abort()
-        return False
+        # Before a round's output is written: False, not stored, and those connections aborted.
+        return self.sync.commit(dirty, _abort)
 
     def tick(self):
-        now = self.clock()
-        if self.mode == "interval" and now >= self.next_sync:
-            self.next_sync = now + self.interval
-            self.persist.commit(self.store)
-        if now >= self.next_maint:
-            self.next_maint = now + 5
+        if self.sync.due(self.clock()):
             self.maintain()
 
     def maintain(self):
@@ -286,7 +258,8 @@ class Durable:
         p.maintain(st)
 
     def close(self):
-        try:
-            self.persist.commit(self.store)
-        finally:
-            self.store.close()
+        self.sync.close()
+
+
+def _abort(c):
+    c.handle.abort()
