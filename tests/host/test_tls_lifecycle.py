@@ -87,12 +87,38 @@ def _broker(make_broker, live, ssl_extra="", extra=""):
                        listeners=listeners())
 
 
-def _reload(b, api, sighup):
-    """Reload the ssl listener; -> (status, body) of the API, or None after a SIGHUP."""
-    if sighup:
+def _live_broker(make_broker, tmp_path, ssl_extra=""):
+    """A fresh PKI, the Live files of its server, a broker serving them and its Api."""
+    p = _pki(tmp_path)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live, ssl_extra)
+    return p, live, b, Api(b)
+
+
+def _reloadable(make_broker, tmp_path, client_id, filt, ssl_extra=""):
+    """_live_broker's and dev1 connected as client_id and subscribed to filt at QoS 1."""
+    p, live, b, api = _live_broker(make_broker, tmp_path, ssl_extra)
+    c = tls_client(b, p.root, p.dev1, client_id=client_id)
+    assert c.subscribe(filt, qos=1) == [1]
+    return p, live, b, api, c
+
+
+def _reload(b, api, how, logged):
+    """Reload the ssl listener (how: "sighup" or "api") and wait for its log line with logged;
+    -> ((status, body) of the API or None after a SIGHUP, the log line)."""
+    mark = b.mark()
+    if how == "sighup":
         os.kill(b.pid, signal.SIGHUP)
-        return None
-    return api.call("POST", "/api/v5/listeners/ssl:default/reload")
+        r = None
+    else:
+        r = api.call("POST", "/api/v5/listeners/ssl:default/reload")
+    return r, b.wait_log("listener ssl:default: " + logged, start=mark)
+
+
+RELOAD_HOW = pytest.mark.parametrize("how", [
+    pytest.param("sighup", marks=pytest.mark.skipif(MP, reason="the MicroPython port has no signals: "
+                                                                  "the API and reload_interval reload it")),
+    "api"])
 
 
 def _server_fingerprint(b, ca_file, dev):
@@ -127,24 +153,15 @@ def _handshake_refused(b, root, dev):
         return True
 
 
-@pytest.mark.parametrize("how", ["sighup", "api"])
+@RELOAD_HOW
 def test_reload_presents_the_new_server_certificate_and_keeps_clients(make_broker, tmp_path, how):
-    if how == "sighup" and MP:
-        pytest.skip("the MicroPython port has no signals: the API and reload_interval reload it")
-    p = _pki(tmp_path)
+    p, live, b, api, c = _reloadable(make_broker, tmp_path, "keeps", "life/#")
     server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live)
-    api = Api(b)
     assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(p.server)
-    c = tls_client(b, p.root, p.dev1, client_id="keeps")
-    assert c.subscribe("life/#", qos=1) == [1]
     _roundtrip(c, "life/1", b"before")
 
     live.put(server2)
-    mark = b.mark()
-    r = _reload(b, api, how == "sighup")
-    b.wait_log("listener ssl:default: reloaded certfile", start=mark)
+    r, _ = _reload(b, api, how, "reloaded certfile")
     if r is not None:
         assert r == (200, {"id": "ssl:default", "reloaded": True})
     # The connected client went on through the reload; a new handshake meets the new certificate.
@@ -156,22 +173,13 @@ def test_reload_presents_the_new_server_certificate_and_keeps_clients(make_broke
     c.disconnect()
 
 
-@pytest.mark.parametrize("how", ["sighup", "api"])
+@RELOAD_HOW
 def test_a_failed_reload_keeps_the_old_files_and_says_why(make_broker, tmp_path, how):
-    if how == "sighup" and MP:
-        pytest.skip("the MicroPython port has no signals")
-    p = _pki(tmp_path)
+    p, live, b, api, c = _reloadable(make_broker, tmp_path, "stays", "bad/#")
     server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live)
-    api = Api(b)
-    c = tls_client(b, p.root, p.dev1, client_id="stays")
-    assert c.subscribe("bad/#", qos=1) == [1]
     # server2's certificate with the first server's key: they do not match.
     live.put(server2, key=p.server.key)
-    mark = b.mark()
-    r = _reload(b, api, how == "sighup")
-    line = b.wait_log("listener ssl:default: reload failed", start=mark)
+    r, line = _reload(b, api, how, "reload failed")
     assert "previous certificate files stay in force" in line and "key" in line.lower(), line
     if r is not None:
         status, body = r
@@ -184,19 +192,14 @@ def test_a_failed_reload_keeps_the_old_files_and_says_why(make_broker, tmp_path,
     _roundtrip(c, "bad/1", b"x")
     # Fixing the files and reloading again brings in the new certificate.
     live.put(server2)
-    mark = b.mark()
-    _reload(b, api, how == "sighup")
-    b.wait_log("listener ssl:default: reloaded certfile", start=mark)
+    _reload(b, api, how, "reloaded certfile")
     assert _server_fingerprint(b, p.root.crt, p.dev2) == _fp(server2)
     c2.disconnect()
     c.disconnect()
 
 
 def test_a_reload_of_an_unreadable_or_broken_file_is_refused(make_broker, tmp_path):
-    p = _pki(tmp_path)
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live)
-    api = Api(b)
+    p, live, b, api = _live_broker(make_broker, tmp_path)
     with open(live.ca, "wb") as f:
         f.write(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
     status, body = api.call("POST", "/api/v5/listeners/ssl:default/reload")
@@ -211,21 +214,13 @@ def test_a_reload_of_an_unreadable_or_broken_file_is_refused(make_broker, tmp_pa
 
 
 def test_ca_rotation_end_to_end(make_broker, tmp_path):
-    p = _pki(tmp_path)
+    p, live, b, api, old = _reloadable(make_broker, tmp_path, "old-dev", "rot/#")     # dev1: the old CA's
     new_root = p.ca("root2", cn="root 2")
-    old_dev = p.dev1
     new_dev = p.leaf(new_root, "newdev", [(NameOID.COMMON_NAME, "newdev")])
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live)
-    api = Api(b)
-    old = tls_client(b, p.root, old_dev, client_id="old-dev")
-    assert old.subscribe("rot/#", qos=1) == [1]
     assert _handshake_refused(b, p.root, new_dev)
     # The transition: both CAs in cacertfile.
     live.put_ca([p.root.crt, new_root.crt])
-    mark = b.mark()
-    assert api.call("POST", "/api/v5/listeners/ssl:default/reload")[0] == 200
-    b.wait_log("reloaded certfile", start=mark)
+    assert _reload(b, api, "api", "reloaded certfile")[0][0] == 200
     n1 = tls_client(b, p.root, new_dev, client_id="new-dev")
     o2 = tls_client(b, p.root, p.dev2, client_id="old-dev-2")
     n1.disconnect()
@@ -234,8 +229,7 @@ def test_ca_rotation_end_to_end(make_broker, tmp_path):
     # connected stays connected.
     live.put_ca([new_root.crt])
     mark = b.mark()
-    assert api.call("POST", "/api/v5/listeners/ssl:default/reload")[0] == 200
-    b.wait_log("reloaded certfile", start=mark)
+    assert _reload(b, api, "api", "reloaded certfile")[0][0] == 200
     assert _handshake_refused(b, p.root, p.dev2)
     b.wait_log("rejected: unknown_ca", start=mark)
     n2 = tls_client(b, p.root, new_dev, client_id="new-dev-2")
@@ -311,10 +305,7 @@ def test_disconnect_expired_drops_a_device_whose_certificate_runs_out(make_broke
 
 
 def test_clients_api_shows_the_certificate_expiry_and_serial(make_broker, tmp_path):
-    p = _pki(tmp_path)
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live)
-    api = Api(b)
+    p, _, b, api = _live_broker(make_broker, tmp_path)
     c = tls_client(b, p.root, p.dev1, client_id="shown")
     status, body = api.call("GET", "/api/v5/clients/shown")
     assert status == 200, body
@@ -327,12 +318,8 @@ def test_clients_api_shows_the_certificate_expiry_and_serial(make_broker, tmp_pa
 def test_reload_interval_picks_up_changed_files(make_broker, tmp_path):
     if not MP:
         pytest.skip("reload_interval is the MicroPython port's (CPython: SIGHUP and the API)")
-    p = _pki(tmp_path)
+    p, live, b, _, c = _reloadable(make_broker, tmp_path, "kept-by-interval", "ri/#", "reload_interval = 1s\n")
     server2 = p.leaf(p.root, "server2", [(NameOID.COMMON_NAME, "localhost")], server=True)
-    live = Live(tmp_path, p.server, [p.root.crt])
-    b = _broker(make_broker, live, "reload_interval = 1s\n")
-    c = tls_client(b, p.root, p.dev1, client_id="kept-by-interval")
-    assert c.subscribe("ri/#", qos=1) == [1]
     mark = b.mark()
     live.put(server2)
     # The port compares (mtime, size) stamps, mtime in whole seconds: move it on explicitly.
