@@ -30,25 +30,24 @@ class Connack(Packet):
         self.props = props
 
 
-class Suback(Packet):
+class _CodesAck(Packet):
+    # SUBACK and UNSUBACK: a reason code per filter of the SUBSCRIBE or UNSUBSCRIBE answered;
+    # codes is [] in an MQTT 3.x UNSUBACK, which carries none.
     __slots__ = ("pid", "codes", "props")
-    ptype = SUBACK
-
-    def __init__(self, pid, codes, props=None):
-        self.pid = pid
-        self.codes = codes
-        self.props = props
-
-
-class Unsuback(Packet):
-    # codes is [] in MQTT 3.x, whose UNSUBACK carries none.
-    __slots__ = ("pid", "codes", "props")
-    ptype = UNSUBACK
 
     def __init__(self, pid, codes=None, props=None):
         self.pid = pid
         self.codes = codes if codes is not None else []
         self.props = props
+
+
+# No __slots__ of their own: Packet's __eq__ and __repr__ read the fields from _CodesAck's.
+class Suback(_CodesAck):
+    ptype = SUBACK
+
+
+class Unsuback(_CodesAck):
+    ptype = UNSUBACK
 
 
 class Pingresp(Packet):
@@ -72,6 +71,16 @@ def _connack(ptype, body, version):
     return Connack(flags == 1, rc, props)
 
 
+def _codes(body, pos, allowed, what):
+    # The reason codes filling the rest of a SUBACK or UNSUBACK: one per filter, so at least one.
+    codes = list(body[pos:])
+    if not codes:
+        raise ProtocolError("%s has no reason codes" % what)
+    for c in codes:
+        _rc(c, allowed, what)
+    return codes
+
+
 def _suback(ptype, body, version):
     pid = _pid(body, 0, "SUBACK")
     pos = 2
@@ -80,12 +89,7 @@ def _suback(ptype, body, version):
     if version == MQTT5:
         props, pos = decode_props(body, 2, SUBACK)
         allowed = _RC_SUBACK5
-    codes = list(body[pos:])
-    if not codes:
-        raise ProtocolError("SUBACK has no return codes")
-    for c in codes:
-        _rc(c, allowed, "SUBACK")
-    return Suback(pid, codes, props)
+    return Suback(pid, _codes(body, pos, allowed, "SUBACK"), props)
 
 
 def _unsuback(ptype, body, version):
@@ -94,12 +98,7 @@ def _unsuback(ptype, body, version):
         _done(body, 2, "UNSUBACK")
         return Unsuback(pid, [], None)
     props, pos = decode_props(body, 2, UNSUBACK)
-    codes = list(body[pos:])
-    if not codes:
-        raise ProtocolError("UNSUBACK has no reason codes")
-    for c in codes:
-        _rc(c, _RC_UNSUBACK, "UNSUBACK")
-    return Unsuback(pid, codes, props)
+    return Unsuback(pid, _codes(body, pos, _RC_UNSUBACK, "UNSUBACK"), props)
 
 
 _PINGRESP = Pingresp()
