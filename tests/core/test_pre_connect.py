@@ -7,14 +7,7 @@ from _harness import Harness
 
 def _header(size):
     # a CONNECT's fixed header announcing `size` bytes of body
-    out = bytearray([0x10])
-    n = size
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    return b"\x10" + codec.varint(size)
 
 
 def test_connect_announcing_more_than_max_connect_size_is_closed_at_its_header():

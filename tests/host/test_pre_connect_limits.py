@@ -15,14 +15,8 @@ CONF = "mqtt.idle_timeout = 60s\n"
 
 
 def _header(size):
-    out = bytearray([0x10])
-    n = size
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    # a CONNECT's fixed header announcing `size` bytes of body
+    return b"\x10" + R.varint(size)
 
 
 def _closed_within(s, seconds):
