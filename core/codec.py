@@ -147,22 +147,22 @@ class Pingreq(Packet):
     ptype = PINGREQ
 
 
-class Disconnect(Packet):
+class _RcProps(Packet):
+    # DISCONNECT and AUTH: a reason code and properties, each of which may be left out.
     __slots__ = ("rc", "props")
+
+    def __init__(self, rc=0, props=None):
+        self.rc = rc
+        self.props = props
+
+
+# No __slots__ of their own: Packet's __eq__ and __repr__ read the fields from _RcProps'.
+class Disconnect(_RcProps):
     ptype = DISCONNECT
 
-    def __init__(self, rc=0, props=None):
-        self.rc = rc
-        self.props = props
 
-
-class Auth(Packet):
-    __slots__ = ("rc", "props")
+class Auth(_RcProps):
     ptype = AUTH
-
-    def __init__(self, rc=0, props=None):
-        self.rc = rc
-        self.props = props
 
 
 # ---------------------------------------------------------------------------------------------
