@@ -11,7 +11,7 @@ from asyncio import core
 from gatemq.bridge import Bridge
 from gatemq.errors import ConfigError
 
-from .link import POLL_RAW, READ_SIZE
+from .link import POLL_RAW, READ_SIZE, Output
 
 
 def _context(name, o, read):
@@ -57,7 +57,7 @@ def tls_reason(e):
     return text
 
 
-class BridgePort:
+class BridgePort(Output):
     def __init__(self, srv, name, cfg, read):
         self.srv = srv
         self.b = b = Bridge(srv.broker, name, cfg)
@@ -69,9 +69,6 @@ class BridgePort:
             b.set_certificate(_blobs(read, cfg["ssl"]["certfile"], "certfile", "CERTIFICATE")[0])
         self.sock = None
         self.raw = None
-        self.out = None
-        self.pend = 0
-        self.writer = None
         self.reader = None
 
     def start(self):
@@ -179,58 +176,20 @@ class BridgePort:
                 return b.closing
             await asyncio.sleep_ms(0)
 
-    # -- writing (as link.Link: a TLS write that found the socket full is retried with the same bytes)
+    # -- writing (link.Output)
 
-    def send(self, data):
-        if self.sock is None:
-            return
-        if self.out is None:
-            n = self._write(data)
-            if n is None or n == len(data):
-                return
-            self.out = bytearray(memoryview(data)[n:])
-            self.writer = asyncio.create_task(self._drain())
-            self.b.set_congested(True)
-            return
-        self.out += data
+    @property
+    def closed(self):
+        return self.sock is None
 
-    def _write(self, buf):
-        if self.pend:
-            buf = buf[:self.pend]
-        try:
-            n = self.sock.write(buf)
-        except OSError as e:
-            if e.args and e.args[0] == 11:
-                n = None
-            else:
-                self._shut()
-                return None
-        if not n:
-            if self.b.tls and not self.pend:
-                self.pend = len(buf)
-            return 0
-        self.pend = 0
-        return n
+    def _failed(self, e):
+        self._shut()
 
-    async def _drain(self):
-        try:
-            while self.out is not None and self.sock is not None:
-                yield core._io_queue.queue_write(self.io())
-                n = self._write(memoryview(self.out)[:])
-                if n is None:
-                    return
-                if n >= len(self.out):
-                    self.out = None
-                else:
-                    self.out = self.out[n:]
-        except asyncio.CancelledError:
-            return
-        finally:
-            self.writer = None
-            if self.out is None:
-                self.b.set_congested(False)
-                if self.b.closing:
-                    self._shut()
+    def _backlog(self, on):
+        # The core's bridge holds its output back while the upstream does not take it.
+        self.b.set_congested(on)
+        if not on and self.b.closing:
+            self._shut()
 
     def _close(self):
         w = self.writer

@@ -76,7 +76,92 @@ async def accept_loop(host, sock, arg):
             await asyncio.sleep_ms(100)
 
 
-class Link:
+class Output:
+    # The output a socket has not taken yet, for Link and bridge.BridgePort: send writes what the
+    # socket takes now and queues the rest (out, from off) for _drain, a task that writes it as the
+    # socket takes more. The class brings sock, raw (the socket under a TLS one), closed, io() and
+    # _failed(e) (a write failed, OSError, or the queue could not be kept, MemoryError: close);
+    # it may bring _over(queued, data) (True: it closed rather than queue data) and _backlog(on)
+    # (output queued, or all of it written).
+    out = None  # bytearray of output the socket has not taken yet
+    off = 0
+    pend = 0  # TLS: bytes of out already sealed in a record mbedTLS could not send yet (see _write)
+    writer = None
+
+    def send(self, data):
+        if self.closed or not data:
+            return
+        if self.out is None:
+            n = self._write(data)
+            if n is None or n == len(data):
+                return
+            self.out = bytearray(memoryview(data)[n:])
+            self.off = 0
+            self.writer = asyncio.create_task(self._drain())
+            self._backlog(True)
+            return
+        if self._over(len(self.out) - self.off, data):
+            return
+        self.out += data
+
+    def _over(self, queued, data):
+        return False
+
+    def _backlog(self, on):
+        pass
+
+    def _write(self, buf):
+        # -> bytes taken (0 when the socket is full), None when the connection is gone.
+        # A TLS write that finds the socket full has still sealed buf (up to one record) into a
+        # record mbedTLS holds, and mbedTLS must be called again with the same bytes: that call
+        # sends the held record and reports the length it was given, whatever it now is. Retrying
+        # with the queue grown since reported bytes as sent that never were, and a TLS client
+        # that paused reading got a corrupt stream. self.pend keeps the retry to the same bytes.
+        if self.pend:
+            buf = buf[:self.pend]
+        try:
+            n = self.sock.write(buf)
+        except OSError as e:
+            if e.errno != 11:  # EAGAIN from a port that raises instead of returning None
+                self._failed(e)
+                return None
+            n = None
+        if not n:
+            raw = self.raw
+            if raw is not None and raw is not self.sock and not self.pend:
+                self.pend = len(buf)
+            return 0
+        self.pend = 0
+        return n
+
+    async def _drain(self):
+        try:
+            while self.out is not None and not self.closed:
+                yield core._io_queue.queue_write(self.io())
+                n = self._write(memoryview(self.out)[self.off:])
+                if n is None:
+                    return
+                self.off += n
+                if self.off >= len(self.out):
+                    self.out = None
+                    self.off = 0
+                elif self.off > 4096:
+                    self.out = self.out[self.off:]
+                    self.off = 0
+        except asyncio.CancelledError:
+            return
+        except MemoryError as e:
+            self.out = None     # its queued output is lost: the connection cannot go on
+            self.writer = None
+            self._failed(e)
+            return
+        finally:
+            self.writer = None
+            if self.out is None:
+                self._backlog(False)
+
+
+class Link(Output):
     # Per-connection state is kept small (an idle connection should cost well under 2 KB of heap):
     # only what differs per connection lives in the instance, the rest are class defaults that
     # an instance shadows when it changes them.
@@ -84,10 +169,6 @@ class Link:
     conn = None
     cert = None  # the leaf certificate, filed by the TLS verify callback
     refusal = None  # why the verify callback refused, for the log
-    out = None  # bytearray of output the socket has not taken yet
-    off = 0
-    pend = 0  # TLS: bytes of out already sealed in a record mbedTLS could not send yet (see _write)
-    writer = None
     task = None
     deadline = None  # clock() by which the handshake and CONNECT (or the final flush) must be done
     done = False  # the broker asked to close after its output
@@ -258,73 +339,20 @@ class Link:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def send(self, data):
-        if self.closed or not data:
-            return
-        if self.out is None:
-            n = self._write(data)
-            if n is None or n == len(data):
-                return
-            self.out = bytearray(memoryview(data)[n:])
-            self.off = 0
-            self.writer = asyncio.create_task(self._drain())
-            return
-        if len(self.out) - self.off + len(data) > self.srv.out_limit:
-            self.srv.log("warning", "%s: %s: client does not read; %d bytes of output queued, "
-                         "closed" % (self.lst.label, self.name(), len(self.out) - self.off))
-            self.abort()
-            return
-        self.out += data
+    def _over(self, queued, data):
+        if queued + len(data) <= self.srv.out_limit:
+            return False
+        self.srv.log("warning", "%s: %s: client does not read; %d bytes of output queued, "
+                     "closed" % (self.lst.label, self.name(), queued))
+        self.abort()
+        return True
 
-    def _write(self, buf):
-        # -> bytes taken (0 when the socket is full), None when the connection is gone.
-        # A TLS write that finds the socket full has still sealed buf (up to one record) into a
-        # record mbedTLS holds, and mbedTLS must be called again with the same bytes: that call
-        # sends the held record and reports the length it was given, whatever it now is. Retrying
-        # with the queue grown since reported bytes as sent that never were, and a TLS client
-        # that paused reading got a corrupt stream. self.pend keeps the retry to the same bytes.
-        if self.pend:
-            buf = buf[:self.pend]
-        try:
-            n = self.sock.write(buf)
-        except OSError as e:
-            if e.errno != 11:  # EAGAIN from a port that raises instead of returning None
-                self.srv.log("debug", "%s: %s: write failed: %s" % (self.lst.label, self.name(), e))
-                self.abort()
-                return None
-            n = None
-        if not n:
-            if self.raw is not None and not self.pend:
-                self.pend = len(buf)
-            return 0
-        self.pend = 0
-        return n
-
-    async def _drain(self):
-        try:
-            while self.out is not None and not self.closed:
-                yield core._io_queue.queue_write(self.io())
-                n = self._write(memoryview(self.out)[self.off:])
-                if n is None:
-                    return
-                self.off += n
-                if self.off >= len(self.out):
-                    self.out = None
-                    self.off = 0
-                elif self.off > 4096:
-                    self.out = self.out[self.off:]
-                    self.off = 0
-        except asyncio.CancelledError:
-            return
-        except MemoryError:
-            # Its queued output is lost: the connection cannot go on.
+    def _failed(self, e):
+        if isinstance(e, MemoryError):
             self.srv.oom("%s: %s: out of memory writing to it, connection closed", (self.lst.label, self.name()))
-            self.out = None
-            self.writer = None
-            self.abort()
-            return
-        finally:
-            self.writer = None
+        else:
+            self.srv.log("debug", "%s: %s: write failed: %s" % (self.lst.label, self.name(), e))
+        self.abort()
 
     # -- closing ----------------------------------------------------------------------------
 
