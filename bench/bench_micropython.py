@@ -39,23 +39,12 @@ def make_pki(d):
 
 
 def config(pki):
-    return """
-listeners.tcp.default.bind = "127.0.0.1:0"
-listeners.ssl.default {
-  bind = "127.0.0.1:0"
-  ssl_options {
-    certfile = "%(d)s/server.crt"
-    keyfile = "%(d)s/server.key"
-    cacertfile = "%(d)s/ca.crt"
-    verify = verify_peer
-    fail_if_no_peer_cert = true
-  }
-}
-mqtt.peer_cert_as_username = cn
-mqtt.max_inflight = 64
+    # The demo's listeners (gatemq's --demo) on ports of their own.
+    from gatemq.cpython.cli import demo_listeners
+    return demo_listeners(pki["dir"], "127.0.0.1:0", "127.0.0.1:0") + """mqtt.max_inflight = 64
 sys_topics.sys_msg_interval = disabled
 log.level = warning
-""" % {"d": pki["dir"]}
+"""
 
 
 class Broker:

@@ -54,15 +54,13 @@ def load_file(path):
     return config.load(_read_text(path), path, _read_text)
 
 
-def demo_config(demo_dir):
-    from gatemq.certs import cli as certs_cli
-    if certs_cli.main(["--dir", demo_dir, "demo"]) not in (0, None):
-        raise SystemExit("gatemq: could not create the demo certificates in %s" % demo_dir)
-    d = os.path.abspath(demo_dir)
-    text = """
-listeners.tcp.default.bind = "127.0.0.1:1883"
+def demo_listeners(d, tcp="127.0.0.1:1883", tls="127.0.0.1:8883"):
+    # The demo's listeners (HOCON): plain TCP on tcp, mutual TLS on tls with the demo certificates
+    # in folder d, the client certificate's CN as the username (bench/bench_micropython.py too).
+    return """
+listeners.tcp.default.bind = "%(tcp)s"
 listeners.ssl.default {
-  bind = "127.0.0.1:8883"
+  bind = "%(tls)s"
   ssl_options {
     certfile = "%(d)s/server.crt"
     keyfile = "%(d)s/server.key"
@@ -72,10 +70,18 @@ listeners.ssl.default {
   }
 }
 mqtt.peer_cert_as_username = cn
-# sessions, queued and retained messages survive a restart (docs/persistence.md)
+""" % {"d": d, "tcp": tcp, "tls": tls}
+
+
+def demo_config(demo_dir):
+    from gatemq.certs import cli as certs_cli
+    if certs_cli.main(["--dir", demo_dir, "demo"]) not in (0, None):
+        raise SystemExit("gatemq: could not create the demo certificates in %s" % demo_dir)
+    d = os.path.abspath(demo_dir)
+    text = demo_listeners(d) + """# sessions, queued and retained messages survive a restart (docs/persistence.md)
 persistence.enable = true
-node.data_dir = "%(d)s/data"
-""" % {"d": d}
+node.data_dir = "%s/data"
+""" % d
     return config.load(text, "<demo>"), d
 
 
