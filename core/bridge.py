@@ -257,6 +257,7 @@ class Bridge:
             if it is not None and it.pid >= self.next_pid:
                 self.next_pid = it.pid + 1 if it.pid < 65535 else 1
         self.awaiting_rel = set()
+        self.link = 0                   # counts CONNACKs: an ack held for a commit is for one link
         self.failures = 0
         self.next_attempt = broker.clock()
         self.rand = _Rand(broker.wallclock())
@@ -317,7 +318,6 @@ class Bridge:
         self.closing = False
         self._reader = None
         self.out = []
-        self.awaiting_rel = set()
         self.queue.requeue()
         self.connected_at = None
         now = self.clock()
@@ -483,8 +483,14 @@ class Bridge:
             self._close("connack", "CONNACK %s" % why)
             return
         self.state = CONNECTED
+        self.link += 1
         self.connected_at = self.clock()
         self.session_present = p.session_present
+        if not p.session_present:
+            # A new upstream session: it resends nothing, so no QoS 2 packet id is still open. With
+            # the session present the ids stay, so a PUBLISH resent after an outage is not
+            # delivered here twice.
+            self.awaiting_rel = set()
         win = V4_WINDOW
         if self.version == MQTT5:
             win = (p.props or {}).get(codec.P_RECEIVE_MAXIMUM, 65535)
@@ -535,10 +541,24 @@ class Bridge:
             self.received += 1
             self.broker.publish(msg)
         if p.qos == 1:
-            self._send(codec.encode_ack(codec.PUBACK, p.pid, 0, None, self.version))
+            self._ack(codec.encode_ack(codec.PUBACK, p.pid, 0, None, self.version))
         elif p.qos == 2:
             self.awaiting_rel.add(p.pid)
-            self._send(codec.encode_ack(codec.PUBREC, p.pid, 0, None, self.version))
+            self._ack(codec.encode_ack(codec.PUBREC, p.pid, 0, None, self.version))
+
+    def _ack(self, data):
+        # The upstream forgets a message once it has our PUBACK/PUBREC, so with sync = commit the
+        # ack waits, like a local publisher's, for the commit that stores what the message left
+        # here (queued for persistent sessions, retained). An ack held over a lost link is not
+        # sent on the next one: the upstream resends that message with DUP.
+        p = self.broker.persist
+        link = self.link
+        if p is None or not p.after_commit(lambda: self._acked_stored(link, data)):
+            self._send(data)
+
+    def _acked_stored(self, link, data):
+        if link == self.link and self.state == CONNECTED:
+            self._send(data)
 
     # ---- forwarding ----
 

@@ -317,6 +317,7 @@ class Persist:
         self.seq = 1
         self.touched = False
         self.bridged = {}       # bridge name -> [(seq, value)] loaded, not yet claimed (bridge())
+        self.waiting = []       # fn() to call once the ops pending now are stored (after_commit)
 
     # -- hooks (broker.py, connection.py) --
 
@@ -415,10 +416,29 @@ class Persist:
         return True
 
     def take(self):
+        # The caller stores the ops itself (a compaction writes the whole state): they count as
+        # stored, so what waited for them goes ahead.
         ops = self.ops
         if ops:
             self.ops = []
+        self._stored()
         return ops
+
+    def after_commit(self, fn):
+        # An acknowledgement that must not go out before the ops pending now are stored (sync =
+        # commit): fn() is called after the commit that stores them. -> False when nothing is
+        # pending or the mode does not wait (interval, none): the caller acts now.
+        if self.mode != "commit" or not self.ops:
+            return False
+        self.waiting.append(fn)
+        return True
+
+    def _stored(self):
+        w = self.waiting
+        if w:
+            self.waiting = []
+            for fn in w:
+                fn()
 
     # -- committing (the port calls these; store: write(ops), size(), reserve(), release()) --
 
@@ -429,6 +449,7 @@ class Persist:
         # not acknowledged), the ops stay pending, and new QoS 1/2 messages are refused.
         ops = self.ops
         if not ops:
+            self._stored()
             return True
         self.ops = []
         if self.mode != "commit":
@@ -455,9 +476,11 @@ class Persist:
                       "acknowledgements are withheld and those clients disconnected" % (len(ops), err))
                 return False
             self._set_full("the disk is full")
+            self._stored()
             return True
         if self.max_size and store.size() > self.max_size:
             self._set_full("the store is past persistence.max_size (%d bytes)" % self.max_size)
+        self._stored()
         return True
 
     def _set_full(self, why):

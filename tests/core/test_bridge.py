@@ -272,3 +272,100 @@ def test_bridge_records_of_a_bridge_no_longer_configured_are_dropped():
     assert not p.bridged
     assert "1 queued message(s) of bridge mqtt:gone dropped" in h.text()
     assert p.take() == [[P.DEL, "b", "gone", 1]]
+
+
+class _Store:
+    # A store whose writes the test sees: write(ops) appends one commit.
+    def __init__(self):
+        self.commits = []
+
+    def write(self, ops):
+        self.commits.append(ops)
+
+    def size(self):
+        return 0
+
+
+def test_ack_of_a_message_from_upstream_waits_for_the_commit_that_stores_it():
+    # sync = commit: the upstream forgets a message once it has our PUBACK, so the PUBACK goes out
+    # only after the commit that stores the message queued here for an offline persistent session.
+    h = Harness(PCFG)
+    p = _persisted(h)
+    h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    up = Up(h)
+    app = h.client()
+    app.connect("app", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
+    app.subscribe(1, [("cmd/#", 1)])
+    app.drop()      # offline: the command is queued for it, a record to store
+    store = _Store()
+    p.commit(store)
+    up.connect()
+    up.read()
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/reboot", b"now", 1, False, False, 7, b"\x00", 5)))
+    h.pump()
+    assert up.read() == [] and p.ops       # stored not yet: no PUBACK
+    assert p.commit(store)
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 7)]
+    # Without anything to store (QoS 0 subscriber only), the ack goes at once.
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/other", b"x", 1, False, False, 8, b"\x00", 5)))
+    h.pump()
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 8)]
+
+
+def test_ack_held_over_a_lost_link_is_not_sent_on_the_next_one():
+    h = Harness(PCFG)
+    p = _persisted(h)
+    h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    up = Up(h)
+    app = h.client()
+    app.connect("app", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
+    app.subscribe(1, [("cmd/#", 1)])
+    app.drop()
+    store = _Store()
+    p.commit(store)
+    up.connect()
+    up.read()
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/a", b"1", 1, False, False, 9, b"\x00", 5)))
+    h.pump()
+    up.b.failed("closed", "the upstream closed the connection")
+    h.clock.t += 10
+    up.connect(session_present=True)
+    up.read()
+    p.commit(store)
+    assert [x.ptype for x in up.read()] == []      # the upstream resends it with DUP instead
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/a", b"1", 1, False, True, 9, b"\x00", 5)))
+    h.pump()
+    p.commit(store)
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 9)]
+
+
+def test_qos2_from_upstream_is_delivered_once_across_a_lost_link_with_the_session_present():
+    h, up = harness()
+    up.connect()
+    up.read()
+    local = h.subscriber([("cmd/#", 2)], "app", 5)
+    local.take()
+    pub = bytes(codec.encode_publish(b"gw/1/cmd/q2", b"once", 2, False, False, 11, b"\x00", 5))
+    up.b.feed(pub)
+    h.pump()
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBREC, 11)]
+    up.b.failed("closed", "the upstream closed the connection")
+    h.clock.t += 10
+    up.connect(session_present=True)
+    up.read()
+    # The upstream did not see our PUBREC: it resends the PUBLISH with DUP. It is acknowledged
+    # again and not delivered a second time.
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"once", 2, False, True, 11, b"\x00", 5)))
+    h.pump()
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBREC, 11)]
+    up.b.feed(codec.encode_ack(codec.PUBREL, 11, 0, None, 5))
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBCOMP, 11)]
+    assert [p.payload for p in local.publishes()] == [b"once"]
+    # A new upstream session (not present) starts with no open QoS 2 ids: the same id is new.
+    up.b.failed("closed", "the upstream closed the connection")
+    h.clock.t += 10
+    up.connect(session_present=False)
+    up.read()
+    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"again", 2, False, False, 11, b"\x00", 5)))
+    h.pump()
+    assert [p.payload for p in local.publishes()] == [b"again"]
