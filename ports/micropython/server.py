@@ -157,8 +157,8 @@ class Server:
                 if kind in ("ssl", "wss"):
                     from . import tlsbind
                     o = lc["ssl_options"]
-                    tlsbind.check_options(name, o)
-                    lst.binder = tlsbind.Binder(name, o, read, wallclock, log)
+                    tlsbind.check_options(name, o, kind)
+                    lst.binder = tlsbind.Binder(name, o, read, wallclock, log, kind)
                     lst.handshake_timeout = o["handshake_timeout"]
                 if kind in ("ws", "wss"):
                     lst.ws = lc["websocket"]    # wslink: MQTT over WebSocket

@@ -22,9 +22,9 @@ from .files import stamp
 REFUSE = -0x2700
 
 
-def check_options(name, o):
+def check_options(name, o, kind="ssl"):
     # ConfigError for what mbedTLS on MicroPython cannot do; the CPython port accepts these.
-    where = "listeners.ssl.%s.ssl_options" % name
+    where = "listeners.%s.%s.ssl_options" % (kind, name)
     if o["verify"] == "verify_peer" and not o["fail_if_no_peer_cert"]:
         raise ConfigError(
             "%s: verify = verify_peer with fail_if_no_peer_cert = false asks for optional client "
@@ -63,7 +63,7 @@ def _blobs(read, path, what, label):
     return [data]
 
 
-def _key_matches(name, o, cert, key):
+def _key_matches(where, o, cert, key):
     # mbedTLS here loads a key that does not belong to the certificate and then fails every
     # handshake: the key's own copy of the public key (an EC point, an RSA modulus) must be the
     # certificate's. A key that carries no copy (an EC key without its public key) is not checked.
@@ -79,16 +79,18 @@ def _key_matches(name, o, cert, key):
             mine = pk
             carried = bytes([0x03, len(pk) + 1, 0x00]) + pk[:1] in key
     except (DerError, IndexError, ValueError) as e:
-        raise ConfigError("listeners.ssl.%s.ssl_options.certfile %s: %s" % (name, o["certfile"], e))
+        raise ConfigError("%s.ssl_options.certfile %s: %s" % (where, o["certfile"], e))
     if carried and mine not in key:
-        raise ConfigError("listeners.ssl.%s.ssl_options.keyfile %s: the key does not match the "
-                          "certificate of certfile %s" % (name, o["keyfile"], o["certfile"]))
+        raise ConfigError("%s.ssl_options.keyfile %s: the key does not match the "
+                          "certificate of certfile %s" % (where, o["keyfile"], o["certfile"]))
 
 
 class Binder:
     # One per ssl listener: its SSLContext and the certificates of handshakes in flight.
-    def __init__(self, name, o, read, wallclock, log):
+    def __init__(self, name, o, read, wallclock, log, kind="ssl"):
         self.name = name
+        self.kind = kind
+        self.id = kind + ":" + name     # ssl:NAME or wss:NAME, as the broker names the listener
         self.log = log
         self.wallclock = wallclock
         self.pending = {}  # asyncio task -> Link, while that link's handshake runs
@@ -97,14 +99,14 @@ class Binder:
         self.o = o
         self.read = read
         # mbedTLS here checks neither revocation nor key usage, nor (without a set clock) dates.
-        self.leaf = LeafPolicy("ssl:" + name, o, stamp, read, wallclock, log)
+        self.leaf = LeafPolicy(self.id, o, stamp, read, wallclock, log)
         self.crlfile = self.leaf.crlfile
         if o.get("ciphers"):
-            log("warning", "listener ssl:%s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
-                "uses the suites compiled into the firmware)" % name)
+            log("warning", "listener %s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
+                "uses the suites compiled into the firmware)" % self.id)
         self.ctx = self._context()
         from gatemq.certwatch import Watch
-        self.watch = Watch("ssl:" + name, o, log)
+        self.watch = Watch(self.id, o, log)
         self.watch.set_server(read(o["certfile"]))
         self.files = self._stamps()
         self.next_poll = 0
@@ -125,13 +127,13 @@ class Binder:
         # completely before they replace the old ones, so a failure keeps them. Connections keep
         # the context they were made with. -> None, or why not (logged).
         try:
-            leaf = LeafPolicy("ssl:" + self.name, self.o, stamp, self.read, self.wallclock, self.log)
+            leaf = LeafPolicy(self.id, self.o, stamp, self.read, self.wallclock, self.log)
             ctx = self._context()
             cert = self.read(self.o["certfile"])
         except (ConfigError, OSError, ValueError) as e:
             why = str(e)
-            self.log("error", "listener ssl:%s: reload failed: %s; the previous certificate files stay "
-                     "in force" % (self.name, why))
+            self.log("error", "listener %s: reload failed: %s; the previous certificate files stay "
+                     "in force" % (self.id, why))
             return why
         self.files = self._stamps()
         self.leaf = leaf
@@ -139,8 +141,8 @@ class Binder:
         self.ctx = ctx
         self.watch.set_server(cert)
         o = self.o
-        self.log("info", "listener ssl:%s: reloaded certfile %s, keyfile %s, cacertfile %s%s" % (
-            self.name, o["certfile"], o["keyfile"], o["cacertfile"],
+        self.log("info", "listener %s: reloaded certfile %s, keyfile %s, cacertfile %s%s" % (
+            self.id, o["certfile"], o["keyfile"], o["cacertfile"],
             ", crlfile %s" % leaf.crlfile if leaf.crlfile else ""))
         return None
 
@@ -165,20 +167,20 @@ class Binder:
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_SERVER)
         cert = _blobs(read, o["certfile"], "certfile", "CERTIFICATE")[0]
         key = _blobs(read, o["keyfile"], "keyfile", None)[0]
-        _key_matches(name, o, cert, key)
+        _key_matches("listeners.%s.%s" % (self.kind, name), o, cert, key)
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as e:
-            raise ConfigError("listeners.ssl.%s.ssl_options: certfile %s / keyfile %s refused by "
+            raise ConfigError("listeners.%s.%s.ssl_options: certfile %s / keyfile %s refused by "
                               "mbedTLS (%s); both must be DER or PEM of one certificate and its "
-                              "unencrypted key" % (name, o["certfile"], o["keyfile"], e))
+                              "unencrypted key" % (self.kind, name, o["certfile"], o["keyfile"], e))
         if o["cacertfile"]:
             for ca in _blobs(read, o["cacertfile"], "cacertfile", "CERTIFICATE"):
                 try:
                     ctx.load_verify_locations(ca)
                 except (OSError, ValueError) as e:
-                    raise ConfigError("listeners.ssl.%s.ssl_options.cacertfile %s: refused by mbedTLS "
-                                      "(%s)" % (name, o["cacertfile"], e))
+                    raise ConfigError("listeners.%s.%s.ssl_options.cacertfile %s: refused by mbedTLS "
+                                      "(%s)" % (self.kind, name, o["cacertfile"], e))
         if self.verify:
             ctx.verify_mode = tls.CERT_REQUIRED
             ctx.verify_callback = self._callback
@@ -240,8 +242,8 @@ class Binder:
         return (word, self.leaf.detail) if word else None
 
     def refuse(self, peer, reason, detail):
-        self.log("warning", "listener ssl:%s: TLS client %s:%s rejected: %s (%s)"
-                 % (self.name, peer[0], peer[1], reason, detail))
+        self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)"
+                 % (self.id, peer[0], peer[1], reason, detail))
 
 
 # mbedTLS error codes a failed handshake raises (as OSError(code, name)) -> the reason words the

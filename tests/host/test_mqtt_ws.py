@@ -85,3 +85,37 @@ def test_refusal_and_bad_frame_close_only_that_connection(b, uid):
         assert bystander.expect().payload == b"still here"
     finally:
         bystander.disconnect()
+
+
+def test_wss_disconnect_revoked_drops_the_revoked_device_only(make_broker, tmp_path, uid):
+    """disconnect_revoked on a wss listener: a device revoked in the CRL while connected over wss is
+    disconnected with 0x87; another wss device goes on (both runtimes: the MicroPython port used to
+    watch only ssl listeners)."""
+    p = server_pki(tmp_path / "pki")
+    p.dev1 = p.leaf(p.root, "dev1", [(NameOID.COMMON_NAME, "dev1")])
+    p.dev2 = p.leaf(p.root, "dev2", [(NameOID.COMMON_NAME, "dev2")])
+    crl = p.crl(p.root, [], str(tmp_path / "crl.pem"))
+    b = make_broker("""
+listeners.wss.default {
+  bind = "127.0.0.1:0"
+  ssl_options { certfile = "%s", keyfile = "%s", cacertfile = "%s", verify = verify_peer,
+                fail_if_no_peer_cert = true, versions = ["tlsv1.2"],
+                enable_crl_check = true, crlfile = "%s", disconnect_revoked = true }
+}
+""" % (p.server.crt, p.server.key, p.root.crt, crl), listeners=[("tcp", "default"), ("wss", "default")])
+    port = b.ports[("wss", "default")]
+    victim = ws_client(port, uid + "-victim", V5, tls=client_context(p.root.crt, p.dev1.chain, p.dev1.key)).connect()
+    other = ws_client(port, uid + "-other", V5, tls=client_context(p.root.crt, p.dev2.chain, p.dev2.key)).connect()
+    try:
+        assert other.subscribe(uid + "/#", 1) == [1]
+        mark = b.mark()
+        p.crl(p.root, [p.dev1], crl)
+        b.wait_log_all(["client %s-victim" % uid, "disconnected: revoked"], start=mark, timeout=8)
+        assert victim.wait_disconnected(3) == 0x87
+        # The other device was not touched.
+        other.publish(uid + "/after", b"still here", qos=1)
+        assert other.expect().payload == b"still here"
+        assert "client %s-other disconnected" % uid not in "\n".join(b.log_lines[mark:])
+    finally:
+        victim.disconnect()
+        other.disconnect()
