@@ -48,7 +48,7 @@ def bindings(c, props=None):
     b = {"clientid": c.clientid or "", "username": c.username, "peerhost": c.peerhost,
          "ip_address": c.peerhost, "port": c.peerport, "listener": c.listener, "zone": "default",
          "client_attrs": c.client_attrs}
-    sni = getattr(c, "peersni", None)
+    sni = getattr(getattr(c, "handle", None), "peersni", None)    # the port's: the TLS server name (SNI)
     if sni:
         b["peersni"] = sni
     up = {}
@@ -66,6 +66,22 @@ def bindings(c, props=None):
         except Exception:
             b["cert_san"] = {}
     return b
+
+
+def reading(m, names):
+    # -> the first config key of mqtt (clientid_override, client_attrs_init.N.expression) whose
+    # expression reads one of names, and that name; None. A port that cannot bind a variable
+    # refuses it at start rather than leave the attribute silently unset.
+    from gatemq import variform
+    rows = [("mqtt.clientid_override", m.get("clientid_override"))]
+    for i, row in enumerate(m.get("client_attrs_init") or ()):
+        rows.append(("mqtt.client_attrs_init.%d.expression" % (i + 1), row["expression"]))
+    for key, text in rows:
+        if text:
+            for v in variform.variables(_form(text)):
+                if v in names:
+                    return key, v
+    return None
 
 
 def init(c, m, props, log):

@@ -163,6 +163,18 @@ def compile(text):
     return form
 
 
+def variables(form):
+    # The variables a compiled form reads, as written ("cert_san.dns"): what a port checks
+    # against the bindings it can give.
+    k = form[0]
+    if k == "var":
+        return [".".join(form[1])]
+    out = []
+    for a in form[1] if k == "array" else form[2] if k == "call" else ():
+        out += variables(a)
+    return out
+
+
 def render(form, bindings):
     try:
         return _as_str(_eval(form, bindings), True)

@@ -245,7 +245,8 @@ class TLSClient(Client):
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
     # this object (write/close/abort below).
-    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst", "lingering")
+    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst", "lingering",
+                 "peersni", "__weakref__")   # peersni: set by tlsctx's SNI callback (we are its owner)
 
     def __init__(self, srv, listener, lst):
         Client.__init__(self, srv, listener)
@@ -272,7 +273,7 @@ class TLSClient(Client):
         self.peer = (addr[0], addr[1])
         # The C-level object ssl.SSLContext.wrap_socket builds its SSLSocket on, without the
         # SSLSocket: one Python object less per connection, and the plain socket stays ours.
-        self.tls = lt.context._wrap_socket(sock, True, None)
+        self.tls = lt.context._wrap_socket(sock, True, None, owner=self)
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(lt.timeout, self._timed_out)
         loop.add_reader(self.fd, self._readable)

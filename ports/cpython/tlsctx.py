@@ -56,6 +56,17 @@ def describe(exc):
     return "tls_error", repr(exc)
 
 
+def _sni(owner, name, ctx):
+    # OpenSSL's servername callback: the name the client asked for (None without SNI) is kept on
+    # the connection that owns the handshake (server.TLSClient), for client_attrs_init's peersni.
+    # Returns None: the listener's one certificate serves every name.
+    if name:
+        try:
+            owner.peersni = name
+        except AttributeError:
+            pass
+
+
 def _stamp(path):
     st = os.stat(path)
     return (st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns)
@@ -192,6 +203,7 @@ class ListenerTLS:
         # No TLS 1.3 session tickets, as in EMQX (Erlang's ssl server default): each one costs a
         # session encryption per handshake and is sent right before the CONNACK.
         ctx.num_tickets = 0
+        ctx.sni_callback = _sni
         # The identity is mapped from the first handshake's certificate; a TLS 1.2 renegotiation
         # could bring another one afterwards (Mosquitto refuses them too).
         ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)

@@ -81,6 +81,11 @@ class Handle:
         return self
 
     @property
+    def peersni(self):
+        # wss: the server name the client sent in its TLS handshake (client_attrs_init's peersni)
+        return getattr(self.under, "peersni", None)
+
+    @property
     def paused(self):
         return self.under.paused
 

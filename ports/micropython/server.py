@@ -167,6 +167,14 @@ class Server:
                 self.listeners.append(lst)
         if not self.listeners:
             raise ConfigError("listeners: every listener is disabled; enable one")
+        m = cfg["mqtt"]
+        if m.get("client_attrs_init") or m.get("clientid_override"):
+            from gatemq import clientattrs
+            hit = clientattrs.reading(m, ("peersni",))
+            if hit:
+                raise ConfigError("%s: %s is not available on the MicroPython port (its tls module does "
+                                  "not report the server name a client sent); the CPython port has it"
+                                  % hit)
         self.max_total = limit  # None: no board default
         self.broker = broker_cls(cfg, self.clock, wallclock, log, read_text)
         self.durable = None

@@ -32,3 +32,20 @@ def test_errors_at_compile_with_columns():
 def test_unbound_and_arrays_are_errors_at_render():
     raises(V.VariformError, r, "lower(nope)")
     raises(V.VariformError, r, "tokens(clientid, '-')")               # an array is no attribute
+
+
+def test_variables_a_form_reads():
+    f = V.compile("concat([upper(client_attrs.site), '-', iif(peersni, peersni, 'none'), nth(1, [cn])])")
+    assert V.variables(f) == ["client_attrs.site", "peersni", "peersni", "cn"]
+    assert V.variables(V.compile("clientid")) == ["clientid"]
+
+
+def test_a_port_finds_the_key_whose_expression_reads_a_variable():
+    from gatemq import clientattrs
+    m = {"clientid_override": None,
+         "client_attrs_init": [{"expression": "cn", "set_as_attr": "a"},
+                               {"expression": "lower(peersni)", "set_as_attr": "b"}]}
+    assert clientattrs.reading(m, ("peersni",)) == ("mqtt.client_attrs_init.2.expression", "peersni")
+    m["clientid_override"] = "concat([peersni, cn])"
+    assert clientattrs.reading(m, ("peersni",)) == ("mqtt.clientid_override", "peersni")
+    assert clientattrs.reading(m, ("listener",)) is None

@@ -396,6 +396,50 @@ authorization { no_match = deny, deny_action = disconnect, sources = [ { type = 
     ev.close()
 
 
+def test_peersni_is_the_server_name_the_client_sent(make_broker, tmp_path):
+    # client_attrs_init's peersni: the TLS server name (SNI) of the client's handshake. The
+    # MicroPython port's tls module does not report it, so that port refuses the expression at
+    # start, naming the key, rather than leave the attribute silently unset.
+    import subprocess
+    from rawmqtt import RawClient
+    p = _pki(tmp_path)
+    live = Live(tmp_path, p.server, [p.root.crt])
+    extra = DASH + 'mqtt.client_attrs_init = [ { expression = "peersni", set_as_attr = sni },\n' \
+        '  { expression = "cn", set_as_attr = device } ]\n'
+    if MP:
+        from test_exit_status import MP as MICROPYTHON, MPY_LIB
+        server = type("S", (), {"crt": live.crt, "key": live.key})
+        conf = tmp_path / "sni.conf"
+        conf.write_text(ssl_config(server, type("C", (), {"crt": live.ca}), "", extra))
+        r = subprocess.run([MICROPYTHON, "-m", "gatemq.micropython", "--check-config", str(conf)],
+                           env=dict(os.environ, MICROPYPATH=MPY_LIB), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r
+        assert "mqtt.client_attrs_init.1.expression: peersni is not available on the MicroPython port" in r.stderr
+        # Fence: without that row the same config is valid there.
+        conf.write_text(ssl_config(server, type("C", (), {"crt": live.ca}), "", extra.replace(
+            '{ expression = "peersni", set_as_attr = sni },', "")))
+        r = subprocess.run([MICROPYTHON, "-m", "gatemq.micropython", "--check-config", str(conf)],
+                           env=dict(os.environ, MICROPYPATH=MPY_LIB), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        return
+    b = _broker(make_broker, live, "", extra)
+    api = Api(b)
+    seen = {}
+    for sni in ("localhost", None):
+        r = RawClient(ssl_port(b))
+        ctx = client_context(p.root.crt, p.dev1.chain, p.dev1.key)
+        if sni is None:
+            ctx.check_hostname = False      # an IP address as the server name: no SNI is sent
+        r.sock = ctx.wrap_socket(r.sock, server_hostname=sni or "127.0.0.1")
+        cid = "sni-%s" % sni
+        assert r.connect(cid).rc == 0
+        status, body = api.call("GET", "/api/v5/clients/" + cid)
+        assert status == 200, body
+        seen[sni] = body["client_attrs"]
+        r.close()
+    assert seen == {"localhost": {"sni": "localhost", "device": "dev1"}, None: {"device": "dev1"}}
+
+
 def test_an_expression_that_does_not_parse_is_a_config_error_with_its_position(tmp_path):
     import subprocess
     from brokers import PYTHON
