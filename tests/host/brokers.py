@@ -152,58 +152,42 @@ class BrokerProcess:
         with self._cond:
             return "\n".join(self.log_lines)
 
-    def wait_log(self, substring, timeout=5.0, start=0):
-        """The first log line (from index start) containing substring; AssertionError on timeout."""
+    def _wait_line(self, found, what, timeout, start):
+        """The first log line (from index start) for which found(line) is true; AssertionError
+        saying "no log line WHAT" on timeout or once the broker has exited and its output is read."""
         deadline = time.monotonic() + timeout
         with self._cond:
             i = start
             while True:
                 while i < len(self.log_lines):
-                    if substring in self.log_lines[i]:
+                    if found(self.log_lines[i]):
                         return self.log_lines[i]
                     i += 1
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError("no log line containing %r in %.1fs; log:\n%s"
-                                         % (substring, timeout, "\n".join(self.log_lines[-60:])))
+                    raise AssertionError("no log line %s in %.1fs; log:\n%s"
+                                         % (what, timeout, "\n".join(self.log_lines[-60:])))
                 self._cond.wait(min(left, 0.2))
+
+    def wait_log(self, substring, timeout=5.0, start=0):
+        """The first log line (from index start) containing substring; AssertionError on timeout."""
+        return self._wait_line(lambda line: substring in line, "containing %r" % (substring,), timeout, start)
 
     def wait_log_all(self, substrings, timeout=5.0, start=0):
         """The first log line containing every one of substrings, ignoring case."""
         substrings = [x.lower() for x in substrings]
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            i = start
-            while True:
-                while i < len(self.log_lines):
-                    line = self.log_lines[i]
-                    if all(x in line.lower() for x in substrings):
-                        return line
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError("no log line containing all of %r in %.1fs; log:\n%s"
-                                         % (substrings, timeout, "\n".join(self.log_lines[-60:])))
-                self._cond.wait(min(left, 0.2))
+        return self._wait_line(lambda line: all(x in line.lower() for x in substrings),
+                               "containing all of %r" % (substrings,), timeout, start)
 
     def wait_log_about(self, who, keywords, timeout=3.0, start=0):
         """A log line naming `who` and any one of `keywords`, ignoring case."""
         who = who.lower()
         keywords = [k.lower() for k in keywords]
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            i = start
-            while True:
-                while i < len(self.log_lines):
-                    low = self.log_lines[i].lower()
-                    if who in low and any(k in low for k in keywords):
-                        return self.log_lines[i]
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError("no log line naming %r with any of %r in %.1fs; log:\n%s"
-                                         % (who, keywords, timeout, "\n".join(self.log_lines[-60:])))
-                self._cond.wait(min(left, 0.2))
+
+        def found(line):
+            low = line.lower()
+            return who in low and any(k in low for k in keywords)
+        return self._wait_line(found, "naming %r with any of %r" % (who, keywords), timeout, start)
 
     def mark(self):
         """Index of the next log line, to search only what comes after an action."""
@@ -314,6 +298,19 @@ def _seconds(v):
     return n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
+# gatemq settings mosquitto has: its option's name and the value in its terms
+_MOSQUITTO = {
+    "mqtt.max_packet_size": ("max_packet_size", _size),
+    "mqtt.max_qos_allowed": ("max_qos", str),
+    "mqtt.retain_available": ("retain_available", str),
+    "mqtt.max_inflight": ("max_inflight_messages", str),
+    "mqtt.max_mqueue_len": ("max_queued_messages", str),
+    "mqtt.mqueue_store_qos0": ("queue_qos0_messages", str),
+    "mqtt.max_topic_alias": ("max_topic_alias", str),
+    "sys_topics.sys_msg_interval": ("sys_interval", lambda v: max(1, int(_seconds(v)))),
+}
+
+
 def mosquitto_config(text, port):
     lines = ["listener %d 127.0.0.1" % port, "allow_anonymous true", "log_dest stderr",
              "log_type all", "persistence false", "max_queued_messages 1000"]
@@ -322,22 +319,9 @@ def mosquitto_config(text, port):
             continue
         if key == "listeners.tcp.default.max_connections":
             lines.insert(1, "max_connections %s" % v)
-        elif key == "mqtt.max_packet_size":
-            lines.append("max_packet_size %d" % _size(v))
-        elif key == "mqtt.max_qos_allowed":
-            lines.append("max_qos %s" % v)
-        elif key == "mqtt.retain_available":
-            lines.append("retain_available %s" % v)
-        elif key == "mqtt.max_inflight":
-            lines.append("max_inflight_messages %s" % v)
-        elif key == "mqtt.max_mqueue_len":
-            lines.append("max_queued_messages %s" % v)
-        elif key == "mqtt.mqueue_store_qos0":
-            lines.append("queue_qos0_messages %s" % v)
-        elif key == "mqtt.max_topic_alias":
-            lines.append("max_topic_alias %s" % v)
-        elif key == "sys_topics.sys_msg_interval":
-            lines.append("sys_interval %d" % max(1, int(_seconds(v))))
+        elif key in _MOSQUITTO:
+            name, value = _MOSQUITTO[key]
+            lines.append("%s %s" % (name, value(v)))
         else:
             raise Untranslatable(key)
     return "\n".join(lines) + "\n"
