@@ -10,11 +10,18 @@ def _raw_sub(port, cid, filt, qos=1, **connect_props):
     return R.subscribed(port, cid, filt, qos, version=5, props=connect_props or None)
 
 
+def _sub_and_raw(port, client, uid, filt, qos):
+    """A paho client uid-s subscribed to filt at qos, then an MQTT 5 RawClient uid connected;
+    -> (that subscriber, the RawClient, its CONNACK)."""
+    sub = client(port, uid + "-s")
+    sub.subscribe(filt, qos)
+    c = R.RawClient(port, version=5)
+    return sub, c, c.connect(uid, version=5)
+
+
 def test_topic_alias_from_client(mod_broker, client, uid):
-    sub = client(mod_broker.port, uid + "-s")
-    sub.subscribe(uid + "/#", 0)
-    with R.RawClient(mod_broker.port, version=5) as c:
-        ack = c.connect(uid, version=5)
+    sub, c, ack = _sub_and_raw(mod_broker.port, client, uid, uid + "/#", 0)
+    with c:
         assert ack.props.get("topic_alias_maximum", 0) >= 1
         c.send(R.publish(uid + "/aliased", b"1", props={"topic_alias": 1}, version=5))
         c.send(R.publish("", b"2", props={"topic_alias": 1}, version=5))
@@ -129,13 +136,10 @@ def test_request_and_response_properties_pass_through(mod_broker, client, uid):
 
 
 def test_invalid_utf8_with_payload_format_indicator_is_refused(mod_broker, client, uid):
-    sub = client(mod_broker.port, uid + "-s")
-    sub.subscribe(uid + "/pfi", 1)
-    with R.RawClient(mod_broker.port, version=5) as c:
-        c.connect(uid, version=5)
+    sub, c, _ = _sub_and_raw(mod_broker.port, client, uid, uid + "/pfi", 1)
+    with c:
         # indicator 0 (bytes): anything goes
-        c.send(R.publish(uid + "/pfi", b"\xff\xfe", qos=1, pid=1, props={"payload_format": 0}, version=5))
-        assert c.expect(R.PUBACK).rc == 0
+        assert c.publish(uid + "/pfi", b"\xff\xfe", 1, 1, props={"payload_format": 0}, version=5).rc == 0
         assert sub.expect().payload == b"\xff\xfe"
         c.send(R.publish(uid + "/pfi", b"\xff\xfe", qos=1, pid=2, props={"payload_format": 1}, version=5))
         try:
@@ -232,14 +236,10 @@ def test_retained_message_over_the_clients_maximum_packet_size_is_not_sent(mod_b
 
 
 def test_qos1_publish_with_topic_alias_is_acknowledged(mod_broker, client, uid):
-    sub = client(mod_broker.port, uid + "-s")
-    sub.subscribe(uid + "/q", 1)
-    with R.RawClient(mod_broker.port, version=5) as c:
-        c.connect(uid, version=5)
-        c.send(R.publish(uid + "/q", b"1", qos=1, pid=1, props={"topic_alias": 3}, version=5))
-        assert c.expect(R.PUBACK).pid == 1
-        c.send(R.publish("", b"2", qos=1, pid=2, props={"topic_alias": 3}, version=5))
-        assert c.expect(R.PUBACK).pid == 2
+    sub, c, _ = _sub_and_raw(mod_broker.port, client, uid, uid + "/q", 1)
+    with c:
+        assert c.publish(uid + "/q", b"1", 1, 1, props={"topic_alias": 3}, version=5).pid == 1
+        assert c.publish("", b"2", 1, 2, props={"topic_alias": 3}, version=5).pid == 2
     assert [(m.topic, m.payload) for m in sub.expect_n(2)] == [(uid + "/q", b"1"), (uid + "/q", b"2")]
 
 

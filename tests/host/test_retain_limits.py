@@ -22,12 +22,19 @@ def _retained_payloads(port, flt, n):
         return got
 
 
+def _broker_and_client(make_broker, runtime, conf, client_id):
+    """A gatemq broker of runtime with conf, and an MQTT 5 RawClient connected to it as client_id."""
+    require_gatemq()
+    b = make_broker(conf, runtime=runtime)
+    c = R.RawClient(b.port, version=5)
+    c.connect(client_id, version=5)
+    return b, c
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_max_retained_messages_refuses_new_topics_with_0x97(make_broker, runtime, uid):
-    require_gatemq()
-    b = make_broker("retainer.max_retained_messages = 5\n", runtime=runtime)
-    with R.RawClient(b.port, version=5) as c:
-        c.connect(uid, version=5)
+    b, c = _broker_and_client(make_broker, runtime, "retainer.max_retained_messages = 5\n", uid)
+    with c:
         for i in range(5):
             # no subscribers yet; kept
             assert c.publish("%s/%d" % (uid, i), b"v%d" % i, 1, i + 1, retain=True, version=5).rc == 0x10
@@ -47,10 +54,8 @@ def test_max_retained_messages_refuses_new_topics_with_0x97(make_broker, runtime
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_max_payload_size_refuses_large_retained_messages_with_0x97(make_broker, runtime, uid):
-    require_gatemq()
-    b = make_broker("retainer.max_payload_size = 100\n", runtime=runtime)
-    with R.RawClient(b.port, version=5) as c:
-        c.connect(uid, version=5)
+    b, c = _broker_and_client(make_broker, runtime, "retainer.max_payload_size = 100\n", uid)
+    with c:
         assert c.publish(uid + "/a", b"x" * 100, 1, 1, retain=True, version=5).rc == 0x10
         assert c.publish(uid + "/a", b"y" * 101, 1, 2, retain=True, version=5).rc == 0x97
         assert c.publish(uid + "/b", b"z" * 101, 2, 3, retain=True, version=5).rc == 0x97
@@ -62,10 +67,9 @@ def test_max_payload_size_refuses_large_retained_messages_with_0x97(make_broker,
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_refused_retained_messages_are_counted_and_logged_once_per_interval(make_broker, runtime, uid):
-    require_gatemq()
-    b = make_broker("retainer.max_retained_messages = 1\nsys_topics.sys_msg_interval = 1s\n", runtime=runtime)
-    with R.RawClient(b.port, version=5) as sysc:
-        sysc.connect(uid + "-sys", version=5)
+    conf = "retainer.max_retained_messages = 1\nsys_topics.sys_msg_interval = 1s\n"
+    b, sysc = _broker_and_client(make_broker, runtime, conf, uid + "-sys")
+    with sysc:
         sysc.subscribe(1, [("$SYS/brokers/+/stats/retained/dropped", 0)], version=5)
         with R.RawClient(b.port, version=4) as c:   # MQTT 3.1.1: nothing to tell; still counted
             c.connect(uid, version=4)
