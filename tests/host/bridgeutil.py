@@ -6,6 +6,9 @@
 #   up.client(pki.watcher)              # a paho client (clients.Client) over TLS as that certificate
 #
 #   bridge_config(name, server, ...)    # a bridges.mqtt.<name> block for gatemq
+#   server_files(pki, "%s = %s", ...)   # another broker's config lines for the server's TLS files
+#   payloads_until(c, b"end", 20)       # what a client receives up to the message "end"
+#   first_seen(payloads)                # without QoS 1's repeats
 import os
 import signal
 import socket
@@ -42,6 +45,13 @@ def bridge_pki(folder, gateway_cn="gw-17"):
     return p
 
 
+def server_files(pki, form, ca, cert, key):
+    """The config lines naming pki's CA certificate, server certificate and server key, for a broker
+    whose settings for them are ca, cert and key written as form % (setting, path)."""
+    files = ((ca, pki.root.crt), (cert, pki.server.crt), (key, pki.server.key))
+    return [form % (name, path) for name, path in files]
+
+
 class MosquittoTLS:
     def __init__(self, folder, pki, port=None, extra=""):
         self.folder = str(folder)
@@ -59,9 +69,7 @@ class MosquittoTLS:
             f.write("\n".join([
                 "per_listener_settings false",
                 "listener %d 127.0.0.1" % self.port,
-                "cafile %s" % pki.root.crt,
-                "certfile %s" % pki.server.crt,
-                "keyfile %s" % pki.server.key,
+                *server_files(pki, "%s %s", "cafile", "certfile", "keyfile"),
                 "require_certificate true",
                 "use_identity_as_username true",
                 "acl_file %s" % acl,
@@ -151,3 +159,28 @@ bridges.mqtt.%s {
   %s
 }
 """ % (name, server, ssl_text, fw, sb, extra)
+
+
+def payloads_until(c, last, timeout, topic=None):
+    """The payloads client c receives up to and including the one equal to last (each on topic,
+    when given), waiting at most timeout seconds for each."""
+    got = []
+    while True:
+        m = c.expect(timeout=timeout)
+        if topic is not None:
+            assert m.topic == topic
+        got.append(m.payload)
+        if m.payload == last:
+            return got
+
+
+def first_seen(got):
+    """got without repeats, in the order each was first seen: QoS 1 may repeat a message, not lose
+    or reorder it."""
+    seen = []
+    have = set()
+    for p in got:
+        if p not in have:
+            have.add(p)
+            seen.append(p)
+    return seen

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from cryptography.x509.oid import NameOID
 
-from bridgeutil import MosquittoTLS, bridge_config, bridge_pki
+from bridgeutil import MosquittoTLS, bridge_config, bridge_pki, first_seen, payloads_until
 from clients import Client, V5, V311, props
 from tlsutil import now
 
@@ -112,19 +112,9 @@ def test_outage_1000_qos1_in_order(make_broker, pki, upstream, runtime):
     upstream.start()
     gw.wait_log("1001 message(s) queued", timeout=15, start=mark)
     w = upstream.client(pki.watcher, "watcher", version=V311, clean=False)
-    got = []
-    while True:
-        m = w.expect(timeout=20)
-        got.append(m.payload)
-        if m.payload == b"end":
-            break
-    want = [b"%d" % i for i in range(1000)] + [b"end"]
+    got = payloads_until(w, b"end", 20)
     # QoS 1 allows duplicates, not losses or reordering of what is first seen.
-    seen = []
-    for p in got:
-        if p not in seen:
-            seen.append(p)
-    assert seen == want, (len(got), got[:5])
+    assert first_seen(got) == [b"%d" % i for i in range(1000)] + [b"end"], (len(got), got[:5])
     dev.disconnect()
     w.disconnect()
 

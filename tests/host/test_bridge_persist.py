@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from bridgeutil import MosquittoTLS, bridge_config, bridge_pki
+from bridgeutil import MosquittoTLS, bridge_config, bridge_pki, first_seen, payloads_until
 from brokers import BrokerProcess, free_port
 from clients import Client, V311
 
@@ -19,16 +19,6 @@ RUNTIMES = ["cpython", "micropython"]
 def kill(b):
     os.kill(b.pid, signal.SIGKILL)
     b.stop()
-
-
-def first_seen(got):
-    seen = []
-    have = set()
-    for p in got:
-        if p not in have:
-            have.add(p)
-            seen.append(p)
-    return seen
 
 
 @pytest.fixture
@@ -64,13 +54,7 @@ def test_queue_survives_sigkill_of_the_gateway(tmp_path, pki, runtime):
         w.subscribe("gw/gw-17/sensors/#", qos=1)
         gw = BrokerProcess(conf, runtime, tmp_path=folder)
         gw.wait_log("bridge mqtt:cloud: %d queued message(s) restored from the store" % (n + 1), timeout=15)
-        got = []
-        while True:
-            m = w.expect(timeout=20)
-            assert m.topic == "gw/gw-17/sensors/seq"
-            got.append(m.payload)
-            if m.payload == b"end":
-                break
+        got = payloads_until(w, b"end", 20, topic="gw/gw-17/sensors/seq")
         assert first_seen(got) == [b"%d" % i for i in range(n)] + [b"end"], (len(got), got[:5])
         # none was sent upstream before the kill: no duplicate either
         assert len(got) == n + 1
@@ -143,12 +127,7 @@ def test_upstream_sigkilled_every_few_seconds_under_a_steady_qos1_stream(tmp_pat
         total = sent[0]
         w = Client(uport, "watcher", version=V311, clean=False)
         w.connect()
-        got = []
-        while True:
-            m = w.expect(timeout=30)
-            got.append(m.payload)
-            if m.payload == b"end":
-                break
+        got = payloads_until(w, b"end", 30)
         assert first_seen(got) == [b"%d" % i for i in range(total)] + [b"end"], (total, len(got))
         dups = len(got) - len(set(got))
         # QoS 1's duplicates only: a message the upstream had stored but whose PUBACK the kill

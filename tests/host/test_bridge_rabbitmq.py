@@ -12,7 +12,7 @@ import time
 import pytest
 
 from brokers import free_port
-from bridgeutil import bridge_config, bridge_pki
+from bridgeutil import bridge_config, bridge_pki, server_files
 from clients import Client, V311
 from tlsutil import client_context
 
@@ -39,9 +39,7 @@ class Rabbit:
                 "listeners.tcp.default = 127.0.0.1:%d" % free_port(),
                 "mqtt.listeners.tcp.default = 127.0.0.1:%d" % free_port(),
                 "mqtt.listeners.ssl.default = 127.0.0.1:%d" % self.port,
-                "ssl_options.cacertfile = %s" % pki.root.crt,
-                "ssl_options.certfile = %s" % pki.server.crt,
-                "ssl_options.keyfile = %s" % pki.server.key,
+                *server_files(pki, "ssl_options.%s = %s", "cacertfile", "certfile", "keyfile"),
                 "ssl_options.verify = verify_peer",
                 "ssl_options.fail_if_no_peer_cert = true",
                 "mqtt.ssl_cert_login = true",
