@@ -74,6 +74,14 @@ def fits_width(d):
     return d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
+def at_phone_width(d, what, settle=0.3):
+    """The window at a phone's 390x844, settle seconds later the page (what) needs no sideways
+    scrolling."""
+    d.set_window_size(390, 844)
+    time.sleep(settle)
+    assert fits_width(d), "%s is wider than a phone screen" % what
+
+
 def client_row(d, clientid):
     for tr in css(d, "#clients tbody tr"):
         if tr.get_attribute("data-clientid") == clientid:
@@ -160,9 +168,7 @@ def test_dashboard_in_chromium(make_broker, pki, browser):  # noqa: F811
         shot(d, "4-clients")
 
         # The page fits a phone: no sideways scrolling.
-        d.set_window_size(390, 844)
-        time.sleep(0.3)
-        assert fits_width(d), "the Clients page is wider than a phone screen"
+        at_phone_width(d, "the Clients page")
         shot(d, "5-clients-phone")
 
         # 5. Kick it: the page asks first; dismissing keeps the client.

@@ -7,7 +7,7 @@ import time
 
 from clients import V5, Client
 from test_dashboard_api import LISTEN, Http, pki, start, tls_client, tls_config  # noqa: F401 (pki is a fixture)
-from test_dashboard_browser import browser, by_id, css, fits_width, shot, wait_for  # noqa: F401
+from test_dashboard_browser import at_phone_width, browser, by_id, css, fits_width, shot, wait_for  # noqa: F401
 from test_ws_listeners import ws_client
 
 # Counts pixels of one line colour (within a tolerance) in the part of a canvas above `above`
@@ -80,9 +80,7 @@ def test_charts_clients_and_listeners_pages(make_broker, pki, browser, uid):  # 
                  what="the connections line above zero")
         assert float(by_id(d, "chart-messages").get_attribute("data-max")) >= 100
         shot(d, "10-overview-charts-desktop")
-        d.set_window_size(390, 844)
-        time.sleep(2.5)   # one refresh: the charts redraw at the new width
-        assert fits_width(d), "the overview with charts is wider than a phone screen"
+        at_phone_width(d, "the overview with charts", 2.5)   # one refresh: the charts redraw at the new width
         wait_for(lambda: d.execute_script(PIXELS, "chart-messages", BLUE, 0.1) > 10, what="the chart at phone width")
         shot(d, "11-overview-charts-phone")
         d.set_window_size(1280, 900)
@@ -115,9 +113,7 @@ def test_charts_clients_and_listeners_pages(make_broker, pki, browser, uid):  # 
         wait_for(lambda: ids() == ["zz-device"], what="the search by CN")
         assert fits_width(d), "the Clients page is wider than a 1280 px screen"
         shot(d, "12-clients-sorted-searched-desktop")
-        d.set_window_size(390, 844)
-        time.sleep(0.3)
-        assert fits_width(d), "the Clients page is wider than a phone screen"
+        at_phone_width(d, "the Clients page")
         shot(d, "13-clients-phone")
         d.set_window_size(1280, 900)
         by_id(d, "client-filter").clear()
@@ -136,9 +132,7 @@ def test_charts_clients_and_listeners_pages(make_broker, pki, browser, uid):  # 
         assert rows["ssl:mtls"][6].startswith(na.strftime("%Y-%m-%d")), rows["ssl:mtls"]
         assert rows["tcp:default"][6] == ""
         shot(d, "14-listeners-desktop")
-        d.set_window_size(390, 844)
-        time.sleep(0.3)
-        assert fits_width(d), "the Listeners page is wider than a phone screen"
+        at_phone_width(d, "the Listeners page")
         shot(d, "15-listeners-phone")
     finally:
         for c in (sub, wsc, dev, pub):
@@ -187,9 +181,7 @@ def test_bridges_page_shows_a_configured_bridge(make_broker, browser, tmp_path, 
         wait_for(lambda: row()["Queue"] == "0" and row()["Sent"] == "5", timeout=10, what="the queue sent")
         assert row()["Last error"] == ""
         shot(d, "17-bridges-connected-desktop")
-        d.set_window_size(390, 844)
-        time.sleep(0.3)
-        assert fits_width(d), "the Bridges page is wider than a phone screen"
+        at_phone_width(d, "the Bridges page")
         shot(d, "18-bridges-phone")
         d.set_window_size(1280, 900)
     finally:
