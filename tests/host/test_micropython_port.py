@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import threading
 import time
+import types
 
 import pytest
 from cryptography import x509 as cx509
@@ -21,6 +22,7 @@ from brokers import ROOT, VENV_BIN
 from brokers import MP_LAUNCHER, group_members, socket_fds
 import rawmqtt as R
 from clients import Client, V311
+from tlsutil import ssl_config
 
 from gatemq.certs import ca as certs_ca
 from gatemq.certs import crl as certs_crl
@@ -56,20 +58,10 @@ def pki(tmp_path_factory):
 
 
 def tls_config(pki, extra="", ssl_extra=""):
-    return """
-listeners.ssl.default.bind = "127.0.0.1:0"
-listeners.ssl.default.ssl_options {
-  certfile = "%(d)s/server.crt"
-  keyfile = "%(d)s/server.key"
-  cacertfile = "%(d)s/ca.crt"
-  verify = verify_peer
-  fail_if_no_peer_cert = true
-  handshake_timeout = 2s
-  %(ssl)s
-}
-mqtt.peer_cert_as_username = cn
-%(extra)s
-""" % {"d": pki, "ssl": ssl_extra, "extra": extra}
+    server = types.SimpleNamespace(crt=os.path.join(pki, "server.crt"), key=os.path.join(pki, "server.key"))
+    ca = types.SimpleNamespace(crt=os.path.join(pki, "ca.crt"))
+    return ssl_config(server, ca, "handshake_timeout = 2s\n  " + ssl_extra,
+                      "mqtt.peer_cert_as_username = cn\n" + extra)
 
 
 def mp_broker(make_broker, text):
@@ -330,6 +322,13 @@ class HeapBroker:
         f = dict(re.findall(r"(\w+)=(\d+)", line))
         return int(f["free"]), int(f["lowest_free"]), int(f["used"])
 
+    def check_room(self, min_free=8 * 1024):
+        """heap(), after asserting its lowest free heap is at least min_free and the broker runs."""
+        free, lowest, used = self.heap()
+        assert lowest >= min_free, (lowest, self.lines[-5:])
+        assert self.proc.poll() is None
+        return free, lowest, used
+
     def stop(self):
         self.proc.kill()
         self.proc.wait()
@@ -373,30 +372,34 @@ def test_board_budget_16_plain_and_4_tls_clients_with_qos1(tmp_path, pki):
             got = c.expect_n(10, timeout=10)
             assert sorted(m.payload[:8].split(b"x")[0] for m in got) == sorted(
                 b"%d:%d" % (r, (i - 1) % n) for r in range(10))
-        free, lowest, used = b.heap()
-        assert lowest >= 8 * 1024, (lowest, b.lines[-5:])
-        assert b.proc.poll() is None
+        b.check_room()
     finally:
         for c in clients:
             c.disconnect()
         b.stop()
 
 
-def _plain_broker_with_room(tmp_path, room_kb):
-    # One plain listener in a heap of its started size plus room_kb: -> (broker, port, heap KB).
+def _plain_broker_with_room(tmp_path, room_kb, keeper):
+    # One plain listener in a heap of its started size plus room_kb, and a 3.1.1 client with the
+    # id keeper subscribed to keep/# at QoS 1: -> (broker, port, heap KB, that client).
     text = 'listeners.tcp.default.bind = "127.0.0.1:0"\n'
     heap = (_code_heap(tmp_path, text) + room_kb * 1024) // 1024
     b = HeapBroker(tmp_path, text, "%dK" % heap)
-    return b, b.ports["tcp:default"], heap
+    port = b.ports["tcp:default"]
+    try:
+        c = Client(port, keeper, V311)
+        c.connect()
+        c.subscribe("keep/#", qos=1)
+    except BaseException:
+        b.stop()
+        raise
+    return b, port, heap, c
 
 
 def test_low_memory_refuses_new_connections_and_keeps_the_old(tmp_path):
-    b, port, heap = _plain_broker_with_room(tmp_path, 80)
+    b, port, heap, first = _plain_broker_with_room(tmp_path, 80, "first")
     kept = []
     try:
-        first = Client(port, "first", V311)
-        first.connect()
-        first.subscribe("keep/#", qos=1)
         refused = 0
         for i in range(60):
             c = Client(port, "c%d" % i, V311)
@@ -448,12 +451,9 @@ def test_memory_exhaustion_by_idle_connections_refuses_cleanly_and_recovers(tmp_
     # Issue 4 "Bounds": idle connections until the heap runs short; new ones are refused and
     # logged, the broker lives on, an existing client keeps working, and closing connections
     # makes room for new ones again.
-    b, port, heap = _plain_broker_with_room(tmp_path, 96)
+    b, port, heap, sub = _plain_broker_with_room(tmp_path, 96, "keeper-sub")
     idle = []
     try:
-        sub = Client(port, "keeper-sub", V311)
-        sub.connect()
-        sub.subscribe("keep/#", qos=1)
         pub = Client(port, "keeper-pub", V311)
         pub.connect()
         refused = 0
