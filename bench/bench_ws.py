@@ -9,6 +9,7 @@ arrived, and gatemq / mosquitto as a ratio.
     .venv/bin/python bench/bench_ws.py [-n 50000] [--payload 64]
 """
 import argparse
+import collections
 import multiprocessing
 import os
 import shutil
@@ -22,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from gatemq import websocket as W  # noqa: E402
+from gatemq import codec, websocket as W  # noqa: E402
 from loadgen import connect_packet, publish_packet, subscribe_packet  # noqa: E402
 
 PY = os.path.join(ROOT, ".venv", "bin", "python")
@@ -55,6 +56,8 @@ class Conn:
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ws = ws
         self.buf = b""
+        self.reader = codec.Reader()      # frames self.buf's MQTT packets into self.ready
+        self.ready = collections.deque()
         if ws:
             self.s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -108,27 +111,11 @@ class Conn:
     def packets(self):
         """Yields (first byte, body) of whole MQTT packets, reading as needed."""
         while True:
-            b = self.buf
-            i = 0
-            while True:
-                if len(b) - i < 2:
-                    break
-                mult, length, k = 1, 0, i + 1
-                ok = False
-                while k < len(b) and k < i + 5:
-                    c = b[k]
-                    length += (c & 0x7F) * mult
-                    mult *= 128
-                    k += 1
-                    if not c & 0x80:
-                        ok = True
-                        break
-                if not ok or len(b) - k < length:
-                    break
-                yield b[i], b[k:k + length]
-                i = k + length
-            self.buf = b[i:]
+            while self.ready:
+                yield self.ready.popleft()
             self._fill()
+            self.ready.extend(self.reader.feed(self.buf))
+            self.buf = b""
 
     def expect(self, kind):
         for first, body in self.packets():
