@@ -27,11 +27,12 @@ _LINGER = 2.0
 
 
 class Client(asyncio.Protocol):
-    __slots__ = ("srv", "listener", "transport", "conn", "paused")
+    __slots__ = ("srv", "listener", "transport", "conn", "paused", "lst")
 
-    def __init__(self, srv, listener):
+    def __init__(self, srv, listener, lst=None):
         self.srv = srv
         self.listener = listener
+        self.lst = lst  # the Listener, which counts TLS and WebSocket handshakes in progress
         self.transport = None
         self.conn = None
         self.paused = False     # not read from: the core's flow control paused it (conn.paused)
@@ -143,7 +144,10 @@ class Listener:
         # TLS handshakes in progress. They count against max_connections from the accept (as in
         # Mosquitto and EMQX; the broker counts a connection only once it is opened): 1,100 idle
         # TCP connections that never sent a ClientHello used up the process's descriptors.
+        # On ws and wss listeners the WebSocket upgrade is a handshake too: counted from the
+        # accept (wss: from the TLS handshake on) until the broker opens the connection.
         self.handshakes = 0
+        self.ws = False
         self.refusals = Throttle()
         # The connection classes (wsglue.setup replaces them for ws and wss listeners).
         self.plain_cls = Client
@@ -188,15 +192,17 @@ class Listener:
                     loop.call_later(1.0, self._resume, ls)
                 return
             s.setblocking(False)
+            if (self.tls or self.ws) and self._full():
+                s.close()
+                self._refused(addr)
+                continue
             if self.tls:
-                if self._full():
-                    s.close()
-                    self._refused(addr)
-                    continue
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.handshakes += 1
                 self.tls_cls(srv, self.name, self).start(s, addr)
             else:
+                if self.ws:
+                    self.handshakes += 1    # wsglue.Handle takes it off
                 srv.spawn(self._plain(s))
 
     def _full(self):
@@ -210,7 +216,7 @@ class Listener:
         if held is not None:
             kind, name = self.name.split(":", 1)
             self.srv.log("warning", "listener %s: refused %s:%s, max_connections (%d) reached, counting "
-                         "%d TLS handshakes in progress%s" % (
+                         "%d TLS or WebSocket handshakes in progress%s" % (
                              self.name, addr[0], addr[1], self.srv.cfg["listeners"][kind][name]["max_connections"],
                              self.handshakes, more(held, "refused")))
 
@@ -218,11 +224,13 @@ class Listener:
         # The transport sets TCP_NODELAY and calls Client.connection_made.
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: self.plain_cls(self.srv, self.name), s)
+            await loop.connect_accepted_socket(lambda: self.plain_cls(self.srv, self.name, self), s)
         except Exception as e:
             # Retrieved here, or the loop would print "Task exception was never retrieved".
             self.srv.log("warning", "listener %s: could not set up an accepted connection: %r" % (self.name, e))
             s.close()
+            if self.ws:
+                self.handshakes -= 1
 
     def _resume(self, ls):
         if ls.fileno() >= 0:
@@ -245,12 +253,11 @@ class TLSClient(Client):
     # hears of the connection only after the handshake and the broker's certificate checks, so
     # no MQTT byte is read before them. Server.flush writes plaintext to `transport`, which is
     # this object (write/close/abort below).
-    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lst", "lingering",
+    __slots__ = ("sock", "fd", "tls", "timer", "peer", "wq", "wsize", "closing", "lingering",
                  "peersni", "__weakref__")   # peersni: set by tlsctx's SNI callback (we are its owner)
 
     def __init__(self, srv, listener, lst):
-        Client.__init__(self, srv, listener)
-        self.lst = lst  # the Listener, whose handshake count this connection is in until _accept
+        Client.__init__(self, srv, listener, lst)     # in lst.handshakes until _accept
         self.sock = self.tls = self.timer = self.peer = self.wq = self.lingering = None
         self.fd = -1
         self.wsize = 0
@@ -331,7 +338,8 @@ class TLSClient(Client):
         # The handshake is done: the broker's own checks on the leaf, then the broker.
         self.timer.cancel()
         self.timer = None
-        self.lst.handshakes -= 1        # from here the broker counts it (broker.open)
+        if not self.lst.ws:
+            self.lst.handshakes -= 1    # from here the broker counts it (broker.open; wss: wsglue)
         lt = self.srv.tls[self.listener]
         der = self.tls.getpeercert(True)
         why = lt.check_leaf(der, self.tls)

@@ -58,7 +58,7 @@ class Front:
 class Handle:
     # The broker connection's handle (conn.handle): Server.flush writes MQTT bytes to .transport
     # (this object), sets .conn = None and calls linger() when the broker ends the connection.
-    __slots__ = ("under", "srv", "listener", "ws", "conn", "der", "peer", "ended", "timer", "front")
+    __slots__ = ("under", "srv", "listener", "ws", "conn", "der", "peer", "ended", "timer", "front", "lst")
 
     def __init__(self, under, peer, der):
         self.under = under
@@ -72,6 +72,9 @@ class Handle:
         self.peer = peer
         self.ended = False
         self.front = Front(self)
+        # In the listener's handshakes in progress (counted at the accept) until the broker opens
+        # it or it ends: they count against max_connections.
+        self.lst = under.lst
         idle = self.srv.broker.mqtt.get("idle_timeout") or _HANDSHAKE_MAX
         self.timer = asyncio.get_running_loop().call_later(idle, self._idle)
 
@@ -120,6 +123,7 @@ class Handle:
             self.timer.cancel()
             self.timer = None
             self.peer = ws.peer
+            self._upgraded()
             self.conn = self.srv.broker.open(self, ws.peer, self.listener, self.der)
             if self.conn is None:
                 # max_connections (the broker logged it): a close frame that says try later.
@@ -141,7 +145,15 @@ class Handle:
                 c.lost()
             self._end()
 
+    def _upgraded(self):
+        # Out of the listener's handshakes in progress (once): opened, or ended before.
+        lst = self.lst
+        if lst is not None:
+            self.lst = None
+            lst.handshakes -= 1
+
     def lost(self):
+        self._upgraded()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -160,6 +172,7 @@ class Handle:
             self._end()
 
     def _end(self):
+        self._upgraded()
         if self.ended:
             return
         out = self.ws.take()
@@ -187,5 +200,6 @@ def _ws_class(base):
 
 def setup(listener):
     # A server.Listener of kind ws or wss gets these connection classes.
+    listener.ws = True
     listener.plain_cls = _ws_class(listener.plain_cls)
     listener.tls_cls = _ws_class(listener.tls_cls)

@@ -119,3 +119,37 @@ listeners.wss.default {
     finally:
         victim.disconnect()
         other.disconnect()
+
+
+def test_upgrades_in_progress_count_against_max_connections(make_broker, uid):
+    """Connections whose WebSocket upgrade has not come count against the ws listener's
+    max_connections from the accept, as TLS handshakes do on an ssl listener: idle sockets cannot
+    hold more than max_connections of them."""
+    import socket
+    import time
+    b = make_broker('listeners.ws.default { bind = "127.0.0.1:0", max_connections = 3 }\n',
+                    listeners=[("tcp", "default"), ("ws", "default")])
+    port = b.ports[("ws", "default")]
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        mark = b.mark()
+        extra = RawWS(port)
+        extra.s.settimeout(5)
+        try:
+            assert extra.read_all() == b""       # closed at once: no 101 answer
+        finally:
+            extra.s.close()
+        b.wait_log_all(["refused", "max_connections (3)"], start=mark)
+    finally:
+        for s in idle:
+            s.close()
+    # The idle ones gone, a real client connects (the broker sees their ends as it gets to them).
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            RawWS(port).connect_mqtt().s.close()
+            break
+        except (OSError, AssertionError, IndexError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
