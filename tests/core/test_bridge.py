@@ -286,33 +286,9 @@ class _Store:
         return 0
 
 
-def test_ack_of_a_message_from_upstream_waits_for_the_commit_that_stores_it():
-    # sync = commit: the upstream forgets a message once it has our PUBACK, so the PUBACK goes out
-    # only after the commit that stores the message queued here for an offline persistent session.
-    h = Harness(PCFG)
-    p = _persisted(h)
-    h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
-    up = Up(h)
-    app = h.client()
-    app.connect("app", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
-    app.subscribe(1, [("cmd/#", 1)])
-    app.drop()      # offline: the command is queued for it, a record to store
-    store = _Store()
-    p.commit(store)
-    up.connect()
-    up.read()
-    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/reboot", b"now", 1, False, False, 7, b"\x00", 5)))
-    h.pump()
-    assert up.read() == [] and p.ops       # stored not yet: no PUBACK
-    assert p.commit(store)
-    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 7)]
-    # Without anything to store (QoS 0 subscriber only), the ack goes at once.
-    up.b.feed(bytes(codec.encode_publish(b"gw/1/other", b"x", 1, False, False, 8, b"\x00", 5)))
-    h.pump()
-    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 8)]
-
-
-def test_ack_held_over_a_lost_link_is_not_sent_on_the_next_one():
+def _offline_subscriber_and_link():
+    # sync = commit, the bridge connected, and the local subscriber of cmd/# offline with a
+    # session: a command from the upstream is queued for it, a record to store.
     h = Harness(PCFG)
     p = _persisted(h)
     h.broker.bridges = [Bridge(h.broker, "cloud", h.broker.cfg["bridges"]["mqtt"]["cloud"])]
@@ -325,16 +301,37 @@ def test_ack_held_over_a_lost_link_is_not_sent_on_the_next_one():
     p.commit(store)
     up.connect()
     up.read()
-    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/a", b"1", 1, False, False, 9, b"\x00", 5)))
+    return h, p, up, store
+
+
+def _down(h, up, topic, pid, dup=False):
+    up.b.feed(bytes(codec.encode_publish(topic, b"x", 1, False, dup, pid, b"\x00", 5)))
     h.pump()
+
+
+def test_ack_of_a_message_from_upstream_waits_for_the_commit_that_stores_it():
+    # The upstream forgets a message once it has our PUBACK, so the PUBACK goes out only after the
+    # commit that stores the message queued here.
+    h, p, up, store = _offline_subscriber_and_link()
+    _down(h, up, b"gw/1/cmd/reboot", 7)
+    assert up.read() == [] and p.ops       # stored not yet: no PUBACK
+    assert p.commit(store)
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 7)]
+    # A message that leaves nothing to store here (no subscription maps it) is acked at once.
+    _down(h, up, b"gw/1/other", 8)
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 8)]
+
+
+def test_ack_held_over_a_lost_link_is_not_sent_on_the_next_one():
+    h, p, up, store = _offline_subscriber_and_link()
+    _down(h, up, b"gw/1/cmd/a", 9)
     up.b.failed("closed", "the upstream closed the connection")
     h.clock.t += 10
     up.connect(session_present=True)
     up.read()
     p.commit(store)
     assert [x.ptype for x in up.read()] == []      # the upstream resends it with DUP instead
-    up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/a", b"1", 1, False, True, 9, b"\x00", 5)))
-    h.pump()
+    _down(h, up, b"gw/1/cmd/a", 9, dup=True)
     p.commit(store)
     assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBACK, 9)]
 

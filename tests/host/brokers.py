@@ -235,6 +235,19 @@ class BrokerProcess:
         self.stop()
 
 
+def retry(fn, errors, timeout=10.0, pause=0.1):
+    """fn()'s result once it returns without raising one of errors, trying for up to timeout
+    seconds: for what the broker does as it gets to it (a closed socket seen, a slot freed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except errors:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+
+
 def group_members(pgid):
     """The live (not zombie) processes of process group pgid, from /proc."""
     pids = []

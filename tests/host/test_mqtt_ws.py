@@ -126,7 +126,7 @@ def test_upgrades_in_progress_count_against_max_connections(make_broker, uid):
     max_connections from the accept, as TLS handshakes do on an ssl listener: idle sockets cannot
     hold more than max_connections of them."""
     import socket
-    import time
+    from brokers import retry
     b = make_broker('listeners.ws.default { bind = "127.0.0.1:0", max_connections = 3 }\n',
                     listeners=[("tcp", "default"), ("ws", "default")])
     port = b.ports[("ws", "default")]
@@ -144,12 +144,4 @@ def test_upgrades_in_progress_count_against_max_connections(make_broker, uid):
         for s in idle:
             s.close()
     # The idle ones gone, a real client connects (the broker sees their ends as it gets to them).
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            RawWS(port).connect_mqtt().s.close()
-            break
-        except (OSError, AssertionError, IndexError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    retry(lambda: RawWS(port).connect_mqtt(), (OSError, AssertionError, IndexError)).s.close()

@@ -4,11 +4,10 @@
 import os
 import socket
 import ssl
-import time
 
 import pytest
 
-from brokers import ROOT
+from brokers import ROOT, retry
 from tlsutil import client_context, server_pki, ssl_config, ssl_port, tls_client
 
 MPY_LIB = os.path.join(ROOT, "build", "mpy", "lib")
@@ -42,13 +41,4 @@ def test_handshakes_in_progress_count_against_max_connections(make_broker, tmp_p
         for s in idle:
             s.close()
     # The idle ones gone, a real device connects (the broker sees their ends as it gets to them).
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            c = tls_client(b, pki.root, pki.dev, "dev1")
-            break
-        except (OSError, ssl.SSLError, AssertionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    c.disconnect()
+    retry(lambda: tls_client(b, pki.root, pki.dev, "dev1"), (OSError, ssl.SSLError, AssertionError)).disconnect()
