@@ -673,9 +673,17 @@ class Broker:
 
     # ---- the management facade: what the HTTP API and $SYS read, and what they may do ----
 
+    def tls_refused(self, listener, peer, reason, detail):
+        # A port's TLS handshake refused (by OpenSSL/mbedTLS or the leaf policy) or timed out:
+        # the same line on both ports, and the reason word counted with the authentication
+        # failures (gatemq_authentication_failure_by_reason).
+        self.count("authentication.failure." + reason)
+        self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (
+            listener, peer[0], peer[1], reason, detail))
+
     def count(self, name, n=1):
         # A counter of the metrics (gatemq.prometheus): messages by QoS, bytes, authentication
-        # outcomes by reason word (the ports add their TLS refusal words), ACL denials.
+        # outcomes by reason word (tls_refused adds the TLS refusal words), ACL denials.
         st = self.stats
         st[name] = st.get(name, 0) + n
 

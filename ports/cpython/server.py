@@ -286,8 +286,7 @@ class TLSClient(Client):
         loop.add_reader(self.fd, self._readable)
 
     def _refuse(self, reason, detail):
-        self.srv.broker.count("authentication.failure." + reason)    # the TLS refusal word
-        self.srv.tls[self.listener].refuse(self.peer, reason, detail)
+        self.srv.broker.tls_refused(self.listener, self.peer, reason, detail)
         self._teardown()
 
     def _teardown(self):

@@ -290,10 +290,6 @@ class ListenerTLS:
         if self._ctx_p:
             drop_sent_chain(tls, sock, self.context, self._ctx_p)
 
-    def refuse(self, peer, reason, detail):
-        self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)" % (
-            self.name, peer[0], peer[1], reason, detail))
-
 
 def _verified_chain(sslobj):
     f = getattr(sslobj, "get_verified_chain", None)

@@ -289,7 +289,7 @@ class Link(Output):
                 except (OSError, ValueError) as e:
                     from . import tlsbind
                     reason, detail = tlsbind.describe(e, self.refusal)
-                    b.refuse(self.peer, reason, detail)
+                    srv.broker.tls_refused(b.id, self.peer, reason, detail)
                     return None
                 if data is None:
                     continue

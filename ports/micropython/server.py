@@ -289,8 +289,8 @@ class Server:
                     self.log("info", "%s: %s: no WebSocket upgrade within %ss; closed"
                              % (link.lst.label, link.name(), link.lst.handshake_timeout))
                 elif c is None:
-                    link.lst.binder.refuse(link.peer, "handshake_timeout", "no TLS handshake within %ss"
-                                           % link.lst.handshake_timeout)
+                    self.broker.tls_refused(link.lst.binder.id, link.peer, "handshake_timeout",
+                                            "no TLS handshake within %ss" % link.lst.handshake_timeout)
                 else:
                     self.log("info", "%s: %s: no CONNECT within handshake_timeout (%ss) of the "
                              "connection; closed" % (link.lst.label, link.name(), link.lst.handshake_timeout))

@@ -241,10 +241,6 @@ class Binder:
         word = self.leaf.check(leaf, self.wallclock())
         return (word, self.leaf.detail) if word else None
 
-    def refuse(self, peer, reason, detail):
-        self.log("warning", "listener %s: TLS client %s:%s rejected: %s (%s)"
-                 % (self.id, peer[0], peer[1], reason, detail))
-
 
 # mbedTLS error codes a failed handshake raises (as OSError(code, name)) -> the reason words the
 # CPython port logs too.

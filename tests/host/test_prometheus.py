@@ -203,16 +203,16 @@ def test_a_real_prometheus_scrapes_gatemq(make_broker, pki, prometheus_bin, tmp_
         pub.disconnect()
 
 
-def test_micropython_port_serves_the_endpoint(make_broker, uid):
-    require_gatemq()
-    b = make_broker(DASH, runtime="micropython", listeners=[("tcp", "default"), ("http", "dashboard")])
-    c = Client(b.port, uid, V5).connect()
-    assert c.subscribe(uid, 1) == [1]
-    c.publish(uid, b"m", qos=1)
-    c.expect()
+def test_micropython_port_serves_the_endpoint(make_broker, pki, uid):
+    b = make_broker(conf(pki), runtime="micropython", listeners=LISTEN)
+    sub, pub = traffic(b, pki, uid)
     status, ctype, text = get(b)
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
     s = samples(text)
-    assert s["gatemq_messages_qos1_received"] == 1 and s["gatemq_connections_count"] == 1
-    assert s['gatemq_listener_connections_count{listener="tcp:default",type="tcp",name="default"}'] == 1
-    c.disconnect()
+    assert s["gatemq_messages_qos1_received"] == 3 and s["gatemq_connections_count"] == 2
+    assert s['gatemq_listener_connections_count{listener="tcp:default",type="tcp",name="default"}'] == 2
+    # The TLS refusal word is counted there too (the core's broker.tls_refused).
+    assert s['gatemq_authentication_failure_by_reason{reason="no_peer_cert"}'] == 1
+    assert s['gatemq_authorization_deny_by_action{action="publish"}'] == 1
+    sub.disconnect()
+    pub.disconnect()
