@@ -65,6 +65,7 @@ class Broker:
         self.feeding = None
         self.paused = set()
         self._resumable = []
+        self.subscribing = []     # connections whose SUBSCRIBE is handled in steps (tick)
         self._flow_log = Throttle()
         self.started = clock()
         self.started_wall = wallclock()
@@ -535,15 +536,23 @@ class Broker:
     def _release(self, sess):
         for f in sess.holding:
             if f.paused and f.paused_by is sess:
-                f.paused = False
                 f.paused_by = None
                 self.paused.discard(f)
-                self._resumable.append(f)
-                if not f.dirty:
-                    # The port learns from flush that it may read from it again.
-                    f.dirty = True
-                    self.dirty.append(f)
+                self._unpause(f)
         sess.holding = None
+
+    def _unpause(self, f):
+        # f goes on with the packets it had read (flush) and the port reads from it again.
+        f.paused = False
+        self._resumable.append(f)
+        self.mark(f)
+
+    def mark(self, c):
+        # c goes to the port at the next flush even without output: its paused flag changed,
+        # so the port stops or starts reading from it.
+        if not c.dirty:
+            c.dirty = True
+            self.dirty.append(c)
 
     def _flow_timeouts(self, now, nxt):
         for f in list(self.paused):
@@ -655,6 +664,20 @@ class Broker:
                         nxt = sess.expire_at
         if self.paused:
             nxt = self._flow_timeouts(now, nxt)
+        if self.subscribing:
+            # One step of each SUBSCRIBE handled in steps; back at once while any is left.
+            going = []
+            for c in self.subscribing:
+                if c.subscribe_step():
+                    if c.paused and c.paused_by is None:
+                        self._unpause(c)
+                    self.flag(c)
+                else:
+                    going.append(c)
+                    self.flag(c)
+            self.subscribing = going
+            if going:
+                nxt = now
         if self.retained.expiring:
             self.retained.purge(now)  # costs the expired retained messages only
         si = self.cfg["sys_topics"]["sys_msg_interval"]

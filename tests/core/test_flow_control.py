@@ -63,3 +63,52 @@ def test_a_publisher_subscribed_to_itself_is_not_held():
     c = h.subscriber([("burst", 1)], "self", 4)
     c.send(_burst(1000))
     assert not c.conn.paused
+
+
+def test_a_subscribe_with_many_filters_is_handled_in_steps_and_others_go_on():
+    # One SUBSCRIBE of 3 steps' worth of exact filters against retained messages: each round
+    # (tick) handles one step; meanwhile other clients are served, the subscriber's next packet
+    # waits behind its SUBACK, and the SUBACK and the retained messages come once it is done.
+    from gatemq.connection import SUBSCRIBE_STEP
+    h = Harness("mqtt.max_subscriptions = infinity\nmqtt.max_inflight = 65535\nmqtt.max_mqueue_len = infinity\n")
+    pub = h.connected("pub", 5)
+    for i in (0, SUBSCRIBE_STEP + 1, 3 * SUBSCRIBE_STEP - 1):
+        pub.publish("dev/%d/status" % i, b"r%d" % i, 1, True, i + 1)
+    pub.take()
+    sub = h.connected("sub", 5)
+    n = 3 * SUBSCRIBE_STEP
+    data = codec.encode_subscribe(9, [("dev/%d/status" % i, 1) for i in range(n)], None, 5)
+    sub.conn.feed(data + codec.PINGREQ_BYTES)
+    h.pump()
+    steps = 1
+    assert sub.got == [] and sub.conn.paused
+    other = h.connected("other", 5)         # the broker is not frozen meanwhile
+    other.send(codec.PINGREQ_BYTES)
+    assert other.expect(codec.PINGRESP)
+    while True:
+        d = h.broker.tick()
+        h.pump()
+        steps += 1
+        if sub.conn.sub_rest is None:
+            break
+        assert d == 0                       # steps left: the port comes back at once
+    assert steps == 3
+    assert [p.ptype for p in sub.got][:2] == [codec.SUBACK, codec.PUBLISH]
+    ack = sub.expect(codec.SUBACK)
+    assert ack.pid == 9 and ack.codes == [1] * n
+    assert [p.payload for p in sub.publishes()] == [b"r0", b"r%d" % (SUBSCRIBE_STEP + 1),
+                                                    b"r%d" % (3 * SUBSCRIBE_STEP - 1)]   # in filter order
+    assert sub.expect(codec.PINGRESP) and not sub.conn.paused     # the packet after it, now
+    assert len(sub.conn.session.subs) == n
+
+
+def test_a_client_that_leaves_during_a_stepped_subscribe_is_dropped_from_the_steps():
+    from gatemq.connection import SUBSCRIBE_STEP
+    h = Harness("mqtt.max_subscriptions = infinity\n")
+    sub = h.connected("sub", 5)
+    sub.conn.feed(codec.encode_subscribe(1, [("t/%d" % i, 0) for i in range(2 * SUBSCRIBE_STEP)], None, 5))
+    h.pump()
+    assert h.broker.subscribing == [sub.conn]
+    sub.drop()
+    h.broker.tick()
+    assert h.broker.subscribing == [] and sub.got == []
