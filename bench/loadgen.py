@@ -365,13 +365,8 @@ def role_conns(a):
                 pass
 
 
-def role_retain(a):
-    """Stores N retained messages on dev/<i>/status, then one client sends S SUBSCRIBEs (one
-    filter each, pipelined) and reads until every SUBACK and the expected retained PUBLISHes are
-    in: {"seconds", "subacks", "msgs", "subs_rate", "msg_rate"}."""
-    import selectors
-    stop = watch_stdin()
-    deadline = time.perf_counter() + a.deadline
+def _load_retained(a):
+    # N retained messages on dev/<i>/status, stored once the connection it returns has its PUBACK.
     loader = open_conn(a.port, "bret-load-%d" % os.getpid(), timeout=a.deadline)
     batch = []
     for i in range(a.n):
@@ -386,6 +381,17 @@ def role_retain(a):
     first, _ = read_packet(loader)
     if first != 0x40:
         raise ConnectionError("expected PUBACK, got packet 0x%02x" % first)
+    return loader
+
+
+def role_retain(a):
+    """Stores N retained messages on dev/<i>/status, then one client sends S SUBSCRIBEs (one
+    filter each, pipelined) and reads until every SUBACK and the expected retained PUBLISHes are
+    in: {"seconds", "subacks", "msgs", "subs_rate", "msg_rate"}."""
+    import selectors
+    stop = watch_stdin()
+    deadline = time.perf_counter() + a.deadline
+    loader = _load_retained(a)
     step = max(1, a.n // max(1, a.subs))
     filters = [a.filter.replace("{}", str((i * step) % a.n)) for i in range(a.subs)]
     packets = b"".join(codec.encode_subscribe(1 + i % 65535, [(f, 0)], None, codec.MQTT311)
@@ -440,6 +446,46 @@ def role_retain(a):
     emit(res)
     s.close()
     loader.close()
+
+
+def role_stall(a):
+    """Stores N retained messages, then one client sends ONE SUBSCRIBE with S exact filters while
+    another pings without pause: {"stall_ms": the longest PINGREQ -> PINGRESP round trip while the
+    SUBSCRIBE was handled (how long the broker served nobody else), "suback_s": its SUBACK's time}."""
+    import threading
+    loader = _load_retained(a)
+    ponger = open_conn(a.port, "bstall-ping-%d" % os.getpid(), timeout=a.deadline)
+    done = threading.Event()
+    worst = [0.0]
+
+    def ping():
+        while not done.is_set():
+            t = time.perf_counter()
+            ponger.sendall(b"\xc0\x00")
+            first, _ = read_packet(ponger)
+            if first != 0xD0:
+                raise ConnectionError("expected PINGRESP, got packet 0x%02x" % first)
+            worst[0] = max(worst[0], time.perf_counter() - t)
+
+    filters = [("dev/%d/status" % (i % a.n), 0) for i in range(a.subs)]
+    packet = bytes(codec.encode_subscribe(1, filters, None, codec.MQTT311))
+    s = open_conn(a.port, "bstall-sub-%d" % os.getpid(), timeout=a.deadline)
+    pinger = threading.Thread(target=ping, daemon=True)
+    pinger.start()
+    time.sleep(0.2)     # the pinger's round trips before the SUBSCRIBE set the baseline
+    t0 = time.perf_counter()
+    s.sendall(packet)
+    while True:
+        first, _ = read_packet(s)
+        if first >> 4 == 9:
+            break
+    suback = time.perf_counter() - t0
+    time.sleep(0.1)
+    done.set()
+    pinger.join(a.deadline)
+    emit({"stall_ms": worst[0] * 1000, "suback_s": suback})
+    for c in (s, ponger, loader):
+        c.close()
 
 
 def role_burst(a):
@@ -567,7 +613,7 @@ def role_fanout(a):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="role", required=True)
-    for name in ("sub", "pub", "conns", "retain", "burst", "fanout"):
+    for name in ("sub", "pub", "conns", "retain", "burst", "fanout", "stall"):
         r = sub.add_parser(name)
         r.add_argument("--port", type=int, required=True)
         r.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
@@ -591,6 +637,9 @@ def main(argv=None):
     r.add_argument("--filter", default="dev/{}/status", help="{} is replaced by a stored i")
     r.add_argument("--expect", type=int, default=2000, help="retained PUBLISHes to wait for")
     r.add_argument("--idle", type=float, default=10.0, help="give up after this long without data")
+    r = sub.choices["stall"]
+    r.add_argument("--n", type=int, default=10000, help="retained messages on dev/<i>/status")
+    r.add_argument("--subs", type=int, default=20000, help="exact filters in the one SUBSCRIBE")
     r = sub.choices["fanout"]
     r.add_argument("--subs", type=int, default=10000)
     r.add_argument("--warmup", type=float, default=1.0)
@@ -605,7 +654,7 @@ def main(argv=None):
         CLEAN = False
     try:
         {"sub": role_sub, "pub": role_pub, "conns": role_conns, "retain": role_retain,
-         "burst": role_burst, "fanout": role_fanout}[a.role](a)
+         "burst": role_burst, "fanout": role_fanout, "stall": role_stall}[a.role](a)
     except (OSError, ConnectionError) as e:
         emit({"error": "%s: %s" % (type(e).__name__, e)})
         return 1

@@ -480,6 +480,10 @@ ROWS = [
     ("retain_exact", "ret 50k: 2000 exact subs", "sub/s", True),
     ("retain_plus", "ret 50k: 2000 dev/<n>/+", "sub/s", True),
     ("retain_wild", "ret 50k: 5x dev/+/status", "msg/s", True),
+    # one SUBSCRIBE of 20,000 exact filters against 10,000 retained: the longest PINGREQ round trip
+    # of another client meanwhile (how long nobody else was served), and the time to its SUBACK
+    ("stall_sub", "1 SUBSCRIBE of 20k filters: stall", "ms", False),
+    ("stall_suback", "  ... its SUBACK", "s", False),
     # persistence (issue 13): the subscriber's session is kept (clean session 0); gatemq with every
     # ack durable (sync = commit), then without persistence; Mosquitto as configured above
     ("qos1_durable", "QoS1 1->1 persistent sub, durable", "msg/s", True),
@@ -574,6 +578,16 @@ def retained(run, o, flt, subs, expect):
     return res, res.get("error")
 
 
+def _stall(run, o, certdir):
+    c = Child("stall", "--port", run.port, "--n", 10000, "--subs", 20000, "--deadline", 180)
+    try:
+        res = c.result(200)
+    finally:
+        c.stop()
+    run.rss_kb()  # raises if the broker died under the load
+    return {"stall_sub": res.get("stall_ms"), "stall_suback": res.get("suback_s")}, res.get("error")
+
+
 def _retain_group(key, flt, subs, per_sub):
     def fn(run, o, certdir):
         res, note = retained(run, o, flt, subs, subs * per_sub)
@@ -595,6 +609,7 @@ GROUPS = [
     (("retain_exact",), False, _retain_group("retain_exact", "dev/{}/status", 2000, 1)),
     (("retain_plus",), False, _retain_group("retain_plus", "dev/{}/+", 2000, 1)),
     (("retain_wild",), False, _retain_group("retain_wild", "dev/+/status", 5, RETAINED_N)),
+    (("stall_sub", "stall_suback"), False, _stall),
     (("qos1_durable",), False, _durable_group("qos1_durable")),
     (("qos1_persub",), False, _durable_group("qos1_persub")),
 ]
@@ -606,7 +621,7 @@ def run_group(b, o, workdir, certdir, keys, tls, fn):
     notes = []
     try:
         run = b.start(workdir, tls=tls, certdir=certdir, heap=keys[0] in ("idle_rss", "tls_rate"),
-                      extra=RETAIN_EXTRA if keys[0].startswith("retain") else
+                      extra=RETAIN_EXTRA if keys[0].startswith(("retain", "stall")) else
                       (GROUP_EXTRA[keys[0]]() if keys[0] in GROUP_EXTRA else None))
         vals, note = fn(run, o, certdir)
         if note:
@@ -716,6 +731,8 @@ def verdict(key, res):
         return ">=0.5x mosq", _v([g / m >= 0.5] if g is not None and m else [])
     if key == "burst_lost":
         return "0", _v([g == 0] if g is not None else [])
+    if key == "stall_sub":
+        return "<=100 ms", _v([g <= 100] if g is not None else [])
     return "", "-"
 
 

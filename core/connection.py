@@ -613,8 +613,10 @@ class Connection:
             self.broker.mark(self)
 
     def subscribe_step(self):
-        # The next SUBSCRIBE_STEP filters of the SUBSCRIBE in sub_rest; at its end the SUBACK and
-        # the retained messages. -> True when the packet is done (or the connection gone).
+        # The next SUBSCRIBE_STEP filters of the SUBSCRIBE in sub_rest; at their end the SUBACK,
+        # then the retained messages they matched, SUBSCRIBE_STEP at a time (20,000 deliveries at
+        # once took 2.7 s under the MicroPython unix port). -> True when the packet is done (or
+        # the connection gone).
         rest = self.sub_rest
         if rest is None or self.closing or self.state != CONNECTED:
             self.sub_rest = None
@@ -622,6 +624,8 @@ class Connection:
         p, start, codes, retained, subid = rest
         sess = self.session
         b = self.broker
+        if p is None:
+            return self._retained_step(rest)
         m = self.mqtt
         v5 = self.version == 5
         now = b.clock()
@@ -667,11 +671,24 @@ class Connection:
         if end < len(p.topics):
             rest[1] = end
             return False
-        self.sub_rest = None
         self.send(codec.encode_suback(p.pid, codes, None, self.version))
-        for msg, granted, sid in retained:
+        rest[0] = None      # the SUBACK is out: the retained messages are next
+        rest[1] = 0
+        return self._retained_step(rest)
+
+    def _retained_step(self, rest):
+        retained = rest[3]
+        start = rest[1]
+        end = start + SUBSCRIBE_STEP
+        b = self.broker
+        sess = self.session
+        for msg, granted, sid in retained[start:end]:
             q = msg.qos if msg.qos < granted else granted
             b.deliver(sess, msg, q, True, None if sid is None else [sid])
+        if end < len(retained):
+            rest[1] = end
+            return False
+        self.sub_rest = None
         return True
 
     def _on_unsubscribe(self, p):

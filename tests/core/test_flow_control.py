@@ -112,3 +112,23 @@ def test_a_client_that_leaves_during_a_stepped_subscribe_is_dropped_from_the_ste
     sub.drop()
     h.broker.tick()
     assert h.broker.subscribing == [] and sub.got == []
+
+
+def test_the_retained_messages_of_a_stepped_subscribe_follow_its_suback_in_steps():
+    from gatemq.connection import SUBSCRIBE_STEP
+    h = Harness("mqtt.max_subscriptions = infinity\nmqtt.max_mqueue_len = infinity\n")
+    pub = h.connected("pub", 5)
+    n = 2 * SUBSCRIBE_STEP + 1
+    for i in range(n):
+        pub.publish("r/%d" % i, b"%d" % i, 0, True)
+    sub = h.connected("sub", 5)
+    sub.conn.feed(codec.encode_subscribe(3, [("r/%d" % i, 0) for i in range(n)], None, 5))
+    h.pump()
+    rounds = [len(sub.publishes())]
+    while sub.conn.sub_rest is not None:
+        h.broker.tick()
+        h.pump()
+        rounds.append(len(sub.publishes()))
+    # filters in 3 steps (the SUBACK at the third), then the retained messages a step at a time
+    assert rounds == [0, 0, SUBSCRIBE_STEP, SUBSCRIBE_STEP, 1], rounds
+    assert sub.expect(codec.SUBACK).codes == [0] * n
