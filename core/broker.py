@@ -669,9 +669,10 @@ class Broker:
             going = []
             for c in self.subscribing:
                 if c.subscribe_step():
-                    if c.paused and c.paused_by is None:
-                        self._unpause(c)
-                    self.flag(c)
+                    if c.state == CONNECTED and not c.closing:     # not one that left meanwhile
+                        if c.paused and c.paused_by is None:
+                            self._unpause(c)
+                        self.flag(c)
                 else:
                     going.append(c)
                     self.flag(c)

@@ -98,6 +98,13 @@ class Up:
         out, self.got = self.got, []
         return out
 
+    def reconnect(self, session_present):
+        # The link is lost; the next attempt, 10 s later, finds the upstream session present or not.
+        self.b.failed("closed", "the upstream closed the connection")
+        self.h.clock.t += 10
+        self.connect(session_present=session_present)
+        self.read()
+
     def connect(self, session_present=False, receive_max=None):
         b = self.b
         assert b.due(self.h.clock()) == 0
@@ -325,10 +332,7 @@ def test_ack_of_a_message_from_upstream_waits_for_the_commit_that_stores_it():
 def test_ack_held_over_a_lost_link_is_not_sent_on_the_next_one():
     h, p, up, store = _offline_subscriber_and_link()
     _down(h, up, b"gw/1/cmd/a", 9)
-    up.b.failed("closed", "the upstream closed the connection")
-    h.clock.t += 10
-    up.connect(session_present=True)
-    up.read()
+    up.reconnect(True)
     p.commit(store)
     assert [x.ptype for x in up.read()] == []      # the upstream resends it with DUP instead
     _down(h, up, b"gw/1/cmd/a", 9, dup=True)
@@ -346,10 +350,7 @@ def test_qos2_from_upstream_is_delivered_once_across_a_lost_link_with_the_sessio
     up.b.feed(pub)
     h.pump()
     assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBREC, 11)]
-    up.b.failed("closed", "the upstream closed the connection")
-    h.clock.t += 10
-    up.connect(session_present=True)
-    up.read()
+    up.reconnect(True)
     # The upstream did not see our PUBREC: it resends the PUBLISH with DUP. It is acknowledged
     # again and not delivered a second time.
     up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"once", 2, False, True, 11, b"\x00", 5)))
@@ -359,10 +360,7 @@ def test_qos2_from_upstream_is_delivered_once_across_a_lost_link_with_the_sessio
     assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBCOMP, 11)]
     assert [p.payload for p in local.publishes()] == [b"once"]
     # A new upstream session (not present) starts with no open QoS 2 ids: the same id is new.
-    up.b.failed("closed", "the upstream closed the connection")
-    h.clock.t += 10
-    up.connect(session_present=False)
-    up.read()
+    up.reconnect(False)
     up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"again", 2, False, False, 11, b"\x00", 5)))
     h.pump()
     assert [p.payload for p in local.publishes()] == [b"again"]
