@@ -227,3 +227,40 @@ def test_commit_latency_is_kept_and_served_to_prometheus():
     assert "# TYPE gatemq_persistence_commit_seconds summary" in text
     assert "gatemq_persistence_commit_seconds_count 2\n" in text
     assert "gatemq_persistence_commit_seconds_sum 0.5\n" in text
+
+
+def test_a_delayed_will_and_the_subscription_options_survive_a_restart():
+    b, p = _broker(100.0, 1000000.0)
+    s = Session("c1")
+    s.expiry = 3600
+    s.expire_at = 100.0 + 3600
+    s.will = (Message("w/c1", b"gone", 1, False), 100.0 + 30)     # due 30 s after the link was lost
+    b.sessions["c1"] = s
+    p.session(s)
+    sub = Subscription("c1", "cmd/#", 2 | 4 | 8 | (2 << 4), 7, None)    # QoS 2, nl, rap, rh 2, id 7
+    b.router.add(sub)
+    s.subs["cmd/#"] = sub
+    p.sub(s, "cmd/#", sub)
+    ops = p.take()
+
+    def records():      # a State hands its records over once: one per start
+        st = P.State()
+        st.apply(ops)
+        return st.items
+
+    # 10 s later by the wall clock: the will is still pending, due 20 s after the start
+    b2, p2 = _broker(5.0, 1000010.0)
+    p2.load(records())
+    s2 = b2.sessions["c1"]
+    assert s2.will[0].topic == "w/c1" and s2.will[0].payload == b"gone"
+    assert abs(s2.will[1] - (5.0 + 20)) < 0.01
+    got = s2.subs["cmd/#"]
+    assert (got.filter, got.qos, got.nl, got.rap, got.rh, got.subid) == ("cmd/#", 2, True, True, 2, 7)
+    # 40 s later the will is past due: the first timer round publishes it, once
+    b3, p3 = _broker(5.0, 1000040.0)
+    p3.load(records())
+    fired = []
+    b3.publish = fired.append
+    b3.tick()
+    b3.tick()
+    assert [m.payload for m in fired] == [b"gone"] and b3.sessions["c1"].will is None
