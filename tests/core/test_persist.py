@@ -264,3 +264,41 @@ def test_a_delayed_will_and_the_subscription_options_survive_a_restart():
     b3.tick()
     b3.tick()
     assert [m.payload for m in fired] == [b"gone"] and b3.sessions["c1"].will is None
+
+
+class _SizedStore:
+    # A store of a given size that takes every write and has its reserve.
+    def __init__(self, size):
+        self.sz = size
+
+    def write(self, ops):
+        pass
+
+    def size(self):
+        return self.sz
+
+    def reserve(self):
+        return True
+
+
+def test_past_max_size_new_qos1_messages_are_refused_until_there_is_room():
+    from _harness import Harness
+    from gatemq import codec
+    h = Harness("persistence.enable = true\npersistence.max_size = 1MB\n")
+    p = P.attach(h.broker, h.broker.cfg["persistence"])
+    sub = h.client()
+    sub.connect("keeper", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
+    sub.subscribe(1, [("t", 1)])
+    sub.drop()      # offline with a session: what it is sent is stored
+    pub = h.connected("pub", 5)
+    store = _SizedStore(2 * 1024 * 1024)
+    pub.publish("t", b"one", 1, False, 1)
+    assert p.commit(store) and p.full          # the commit went through; the store is past 1 MB
+    assert "past persistence.max_size" in h.text()
+    pub.publish("t", b"two", 1, False, 2)
+    assert [(a.pid, a.rc) for a in pub.take() if a.ptype == codec.PUBACK] == [(1, 0), (2, 0x97)]
+    store.sz = 1000          # compacted: room again at the next maintenance
+    p.maintain(store)
+    assert not p.full and "room again" in h.text()
+    pub.publish("t", b"three", 1, False, 3)
+    assert [(a.pid, a.rc) for a in pub.take() if a.ptype == codec.PUBACK] == [(3, 0)]
