@@ -101,12 +101,14 @@ def test_charts_clients_and_listeners_pages(make_broker, pki, browser, uid):  # 
         row = d.execute_script(
             "const tr = document.querySelector('#clients tbody tr[data-clientid=\"zz-device\"]');"
             "return {cn: tr.querySelector('td.cn').textContent, listener: tr.querySelector('td.listener').textContent,"
-            "        notafter: tr.querySelector('td.notafter').textContent}")
+            "        notafter: tr.querySelector('td.notafter').textContent,"
+            "        serial: tr.querySelector('td.notafter .serial').textContent}")
         assert row["cn"] == "device1" and row["listener"] == "ssl:mtls"
         api = Http(b).login()
         info = api.call("GET", "/api/v5/clients/zz-device")[1]
-        if info.get("cert_not_after"):        # when the API reports it, the page shows its date
-            assert row["notafter"].startswith(info["cert_not_after"][:10])
+        # the certificate's notAfter and serial, as the API reports them
+        assert row["notafter"].startswith(info["cert_not_after"][:10])
+        assert row["serial"] == "serial " + info["cert_serial"]
         assert d.execute_script("return document.querySelector('#clients tbody tr[data-clientid=\"ws-%s\"] "
                                 "td.listener').textContent" % uid) == "ws:default"
         by_id(d, "client-filter").send_keys("device1")      # a CN, not a client id or username

@@ -336,7 +336,15 @@ function renderClients() {
     cell(tr, "Keepalive", c.keepalive + " s");
     cell(tr, "Certificate CN", c.cn === undefined ? "no certificate" : c.cn, "cn");
     cell(tr, "Certificate DN", c.dn === undefined ? "" : c.dn, "dn");
-    expiryCell(tr, "Certificate expires", c.cert_not_after, "notafter");
+    const exp = expiryCell(tr, "Certificate expires", c.cert_not_after, "notafter");
+    if (c.cert_serial) {
+      // the serial under the date: what a CRL or gatemq-certs names the certificate by
+      const s = document.createElement("small");
+      s.className = "serial";
+      s.textContent = "serial " + c.cert_serial;
+      exp.appendChild(document.createElement("br"));
+      exp.appendChild(s);
+    }
     cell(tr, "Attributes", attrsText(c.client_attrs), "attrs");
     const td = cell(tr, "", "");
     const b = document.createElement("button");
