@@ -73,10 +73,12 @@ class Publisher:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 while not self.stop_new and len(self.unacked) < self.window:
-                    pid = self._pid()
-                    self.unacked[pid] = [self.n, 0]
-                    c.send(R.publish(self.topic, self.payload(self.n), self.qos, pid=pid, version=self.version))
-                    self.n += 1
+                    # the number is taken before the send: a send the broker's death cuts short
+                    # leaves it unacknowledged under this pid, resent as such, never reused
+                    pid, n = self._pid(), self.n
+                    self.n = n + 1
+                    self.unacked[pid] = [n, 0]
+                    c.send(R.publish(self.topic, self.payload(n), self.qos, pid=pid, version=self.version))
                 if self.stop_new and not self.unacked:
                     c.send(R.disconnect())
                     return
