@@ -302,3 +302,59 @@ def test_past_max_size_new_qos1_messages_are_refused_until_there_is_room():
     assert not p.full and "room again" in h.text()
     pub.publish("t", b"three", 1, False, 3)
     assert [(a.pid, a.rc) for a in pub.take() if a.ptype == codec.PUBACK] == [(3, 0)]
+
+
+class _CountingStore:
+    # Each write, with how many PUBACKs the clients had been handed when it happened.
+    def __init__(self, clients):
+        self.clients = clients
+        self.writes = []
+
+    def write(self, ops):
+        from gatemq import codec
+        acks = sum(1 for c in self.clients for a in c.got if a.ptype == codec.PUBACK)
+        self.writes.append((len([op for op in ops if op[1] == "q"]), acks))
+
+    def size(self):
+        return 0
+
+
+def test_a_round_of_publishes_is_one_write_and_no_ack_goes_out_before_it():
+    # sync = commit's group commit, in the ports' order (ports/*/store.py Durable.defer and commit):
+    # four publishers' QoS 1 messages read in one round are stored in one write, and their PUBACKs
+    # are handed out only after it.
+    from _harness import Harness
+    from gatemq import codec
+
+    class Port(Harness):
+        sync = None
+        queued = []
+
+        def pump(self):
+            s = self.sync
+            if s is not None and s.defer(self.queued.append, self):
+                return      # the port queues the group commit for after the reads ready now
+            dirty = self.broker.flush()
+            assert s is None or s.commit(dirty, None)
+            for c in dirty:
+                cl = c.handle
+                for b0, body in cl.reader.feed(c.take()):
+                    cl.got.append(codec.decode(b0, body, cl.version or 5))
+
+    h = Port("persistence.enable = true\n")
+    p = P.attach(h.broker, h.broker.cfg["persistence"])
+    keeper = h.client()
+    keeper.connect("keeper", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
+    keeper.subscribe(1, [("t", 1)])
+    keeper.drop()       # offline with a session: what it is sent is stored
+    pubs = [h.connected("p%d" % i, 5) for i in range(4)]
+    p.take()
+    store = _CountingStore(pubs)
+    h.sync = P.Sync(p, store, 1.0, 0.0)
+    for i, pub in enumerate(pubs):          # one round: four reads, each pumped
+        pub.publish("t", b"m%d" % i, 1, False, 1)
+    assert store.writes == [] and len(h.queued) == 1
+    assert not [a for pub in pubs for a in pub.got], "an acknowledgement went out before its commit"
+    h.sync.group(h.queued.pop().pump)       # the loop runs the group commit
+    assert store.writes == [(4, 0)], store.writes
+    assert [[(a.ptype, a.pid) for a in pub.take()] for pub in pubs] == [[(codec.PUBACK, 1)]] * 4

@@ -544,6 +544,42 @@ def test_sync_interval_loses_at_most_the_last_window_and_never_corrupts(tmp_path
     b.stop()
 
 
+def test_sync_none_stores_at_a_clean_stop_only(tmp_path, uid):
+    # sync = none writes at a clean stop (and the start-up compaction) only: what a run acknowledged
+    # after its start is in the store if it ended cleanly, and gone if it was SIGKILLed; what the
+    # last clean stop stored survives the kill either way.
+    port = free_port()
+    extra = "persistence.enable = true\npersistence.sync = none\n"
+
+    def publish(first, last):
+        c = R.RawClient(port, 4)
+        assert c.connect(uid + "-p").rc == 0
+        for n in range(first, last + 1):
+            c.send(R.publish(uid + "/m", b"%d" % n, 1, pid=n))
+            assert c.expect(R.PUBACK).pid == n
+        c.close()
+
+    b = start(tmp_path, port, extra)
+    assert subscribe(port, uid + "-s", 4, uid + "/#", 1)
+    publish(1, 10)
+    b.stop()                    # clean: 1..10 and the session are stored now
+    b = start(tmp_path, port, extra)
+    assert "1 session(s), 10 queued" in b.wait_log("persistence:"), b.log()
+    publish(11, 20)
+    kill(b)                     # 11..20 were acknowledged, never written
+    b = start(tmp_path, port, extra)
+    assert "1 session(s), 10 queued" in b.wait_log("persistence:"), b.log()
+    s = Subscriber(port, uid + "-s", 4)
+    assert s.ack.session_present, b.log()
+    first = {b"%d" % n for n in range(1, 11)}
+    assert s.read(first) >= first
+    s.quiet()
+    assert sorted(int(x) for x in s.got) == list(range(1, 11)), s.got
+    publish(21, 21)             # the fence: the session still gets what comes now
+    assert b"21" in s.read({b"21"})
+    b.stop()
+
+
 # ---- expiry across a restart, by the wall clock ----
 
 def test_session_and_message_expiry_hold_across_a_restart(tmp_path, uid):
