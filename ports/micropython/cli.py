@@ -15,7 +15,8 @@ USAGE = """usage: micropython -m gatemq.micropython [--config FILE] [--check-con
   --demo               the embedded default: a plain listener on 127.0.0.1:1883 and the HTTP
                        API on 127.0.0.1:18083 (admin / public; its files go to ./data)
   --stop-on-stdin-eof  shut down cleanly when stdin ends (how firmware/gatemq-micropython
-                       stops the broker on SIGTERM)
+                       stops the broker on SIGTERM); a byte H read there re-reads the users,
+                       key, ACL and certificate files (the launcher's SIGHUP)
 exit status: 0 ok (or stopped by a signal), 1 cannot start (e.g. a port in use),
 2 config error (the file or a file it names is missing or wrong)
 """

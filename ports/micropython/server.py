@@ -27,6 +27,7 @@ BOARD_SOCKETS = {"esp32": 8, "rp2": 4}
 PROBE = 3072
 # Seconds a closing connection may take to write its last bytes.
 LINGER = 5
+RELOAD = b"H"   # on stdin: firmware/gatemq-micropython's SIGHUP (Server.reload)
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 IPPROTO_TCP = getattr(socket, "IPPROTO_TCP", 6)
 TCP_NODELAY = getattr(socket, "TCP_NODELAY", 1)
@@ -437,13 +438,32 @@ class Server:
         # The launcher's stop (firmware/gatemq-micropython closes the pipe that is our stdin): it
         # comes in here, between two tasks, where a SIGINT would raise KeyboardInterrupt wherever
         # the interpreter is, inside the garbage collector too, and break the shutdown.
-        # Anything written on stdin is read and ignored; only its end stops the broker.
+        # The launcher turns SIGHUP into the byte RELOAD on the same pipe (reload); anything else
+        # written on stdin is read and ignored; only its end stops the broker.
         f = sys.stdin.buffer
         while True:
             yield asyncio.core._io_queue.queue_read(f)
-            if not f.read(1):
+            got = f.read(1)
+            if not got:
                 self.log("info", "stop requested (stdin closed); shutting down")
                 return
+            if got == RELOAD:
+                try:
+                    self.reload()
+                except MemoryError:
+                    self.oom("reload: out of memory; the previous files stay in force")
+
+    def reload(self):
+        # SIGHUP (through the launcher), as on the CPython port: the core re-reads the users, key
+        # and ACL files (keeping the previous rules if one is broken), each ssl and wss listener
+        # its certificate files.
+        self.log("info", "reload: SIGHUP received, re-reading the users, key and ACL files and the "
+                 "ssl listeners' certificate files")
+        self.broker.reload_auth()
+        for lst in self.listeners:
+            if lst.binder is not None:
+                lst.binder.reload()
+        self.pump()
 
     async def main(self, stdin_eof=False):
         # stdin_eof: end at the end of stdin, for run()'s shutdown; else only an interrupt ends it.

@@ -1,6 +1,7 @@
-# SIGHUP re-reads the users file and the acl file of the running CPython broker, as Mosquitto
-# does for password_file/acl_file: new users log in, removed ones no longer do, newly denied
-# topics are refused, connected clients stay connected, and a broken file keeps the old rules.
+# SIGHUP re-reads the users file and the acl file of the running broker, as Mosquitto does for
+# password_file/acl_file: new users log in, removed ones no longer do, newly denied topics are
+# refused, connected clients stay connected, and a broken file keeps the old rules. Both ports:
+# the MicroPython one gets the signal through its launcher, firmware/gatemq-micropython.
 # (Named _e2e, not test_auth_reload.py: pytest cannot collect two test modules of one basename, and
 # tests/core/test_auth_reload.py holds the sans-IO tests of the same feature.)
 import signal
@@ -75,9 +76,13 @@ authorization { no_match = deny, sources = [{ type = file, path = "%s" }] }
     return users, acl, config
 
 
-def test_sighup_reloads_users_and_acl_without_dropping_clients(make_broker, files):
+RUNTIMES = pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+
+
+@RUNTIMES
+def test_sighup_reloads_users_and_acl_without_dropping_clients(make_broker, files, runtime):
     users, acl, config = files
-    b = make_broker(config, runtime="cpython")     # MicroPython has no signals: a restart reloads there
+    b = make_broker(config, runtime=runtime)
     first, rc = _connect(b.port, "first", "alice", "pw-alice")
     assert rc == 0
     assert _subscribe_codes(first, "t/keep", 1) == [1]
@@ -108,9 +113,10 @@ def test_sighup_reloads_users_and_acl_without_dropping_clients(make_broker, file
     carol.close()
 
 
-def test_broken_file_keeps_the_old_rules_and_logs_where(make_broker, files):
+@RUNTIMES
+def test_broken_file_keeps_the_old_rules_and_logs_where(make_broker, files, runtime):
     users, acl, config = files
-    b = make_broker(config, runtime="cpython")
+    b = make_broker(config, runtime=runtime)
     first, rc = _connect(b.port, "first", "alice", "pw-alice")
     assert rc == 0
 
