@@ -232,10 +232,12 @@ class Bridge:
         self.subs = [Rule(s["remote_topic"] or s["local_topic"], s["local_topic"], s["qos"])
                      for s in cfg["subscription"]]
         self.queue = BridgeQueue(cfg["queue"]["max_messages"])
+        self.awaiting_rel = set()       # QoS 2 packet ids from the upstream awaiting its PUBREL
         p = broker.persist
         if p is not None:
-            # persistence.enable: the queue and the upstream session's packet ids are records too
-            self.queue.store, items = p.bridge(name)
+            # persistence.enable: the queue, the upstream session's packet ids and the QoS 2 ids
+            # awaiting PUBREL are records too
+            self.queue.store, items, self.awaiting_rel = p.bridge(name)
             if items:
                 self.queue.restore(items)
                 self.log("info", "bridge %s: %d queued message(s) restored from the store (%d sent upstream "
@@ -256,7 +258,6 @@ class Bridge:
         for it in self.queue.items:
             if it is not None and it.pid >= self.next_pid:
                 self.next_pid = it.pid + 1 if it.pid < 65535 else 1
-        self.awaiting_rel = set()
         self.link = 0                   # counts CONNACKs: an ack held for a commit is for one link
         self.failures = 0
         self.next_attempt = broker.clock()
@@ -448,8 +449,12 @@ class Bridge:
         elif t == codec.PUBLISH:
             self._down(p)
         elif t == codec.PUBREL:
-            self.awaiting_rel.discard(p.pid)
-            self._send(codec.encode_ack(codec.PUBCOMP, p.pid, 0, None, self.version))
+            if p.pid in self.awaiting_rel:
+                self.awaiting_rel.discard(p.pid)
+                if self.queue.store is not None:
+                    self.queue.store.rel_done(p.pid)
+            # After the commit that forgets the id: the upstream may reuse it once it has PUBCOMP.
+            self._ack(codec.encode_ack(codec.PUBCOMP, p.pid, 0, None, self.version))
         elif t == codec.SUBACK:
             for i, rc in enumerate(p.codes):
                 if rc >= 0x80 and i < len(self.subs):
@@ -490,6 +495,10 @@ class Bridge:
             # A new upstream session: it resends nothing, so no QoS 2 packet id is still open. With
             # the session present the ids stay, so a PUBLISH resent after an outage is not
             # delivered here twice.
+            st = self.queue.store
+            if st is not None:
+                for pid in self.awaiting_rel:
+                    st.rel_done(pid)
             self.awaiting_rel = set()
         win = V4_WINDOW
         if self.version == MQTT5:
@@ -523,7 +532,7 @@ class Bridge:
     def _down(self, p):
         # A message from an upstream subscription, published here under its local topic.
         if p.qos == 2 and p.pid in self.awaiting_rel:
-            self._send(codec.encode_ack(codec.PUBREC, p.pid, 0, None, self.version))
+            self._ack(codec.encode_ack(codec.PUBREC, p.pid, 0, None, self.version))
             return
         rule = None
         from gatemq.topic import matches
@@ -544,6 +553,8 @@ class Bridge:
             self._ack(codec.encode_ack(codec.PUBACK, p.pid, 0, None, self.version))
         elif p.qos == 2:
             self.awaiting_rel.add(p.pid)
+            if self.queue.store is not None:
+                self.queue.store.rel(p.pid)
             self._ack(codec.encode_ack(codec.PUBREC, p.pid, 0, None, self.version))
 
     def _ack(self, data):

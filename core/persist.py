@@ -13,6 +13,9 @@
 #                     [pid, phase, qos, remote topic, message]; pid 0 while not sent upstream, else
 #                     the packet id it went out under (phase 1: PUBREC came back, PUBREL sent).
 #                     Not a session's: DROP leaves it alone.
+#   "d", name, pid    a QoS 2 packet id bridge <name>'s upstream sent down, awaiting its PUBREL (a
+#                     PUBLISH the upstream resends after a restart is then not delivered twice).
+#                     Not a session's either.
 # A change is an op: [PUT, kind, client, key, value], [DEL, kind, client, key] or [DROP, client]
 # (every record of that client's session). The broker's hooks queue ops in Persist.ops; the port
 # commits them (one write and one sync per round in sync = commit) before it writes any
@@ -29,7 +32,8 @@ from gatemq import topic as topics
 VERSION = 1                   # format version of the records, the log and the SQLite schema
 MAGIC = b"GATEMQ-LOG"         # a log file starts with MAGIC and one version byte
 PUT, DEL, DROP = 0, 1, 2
-KINDS = ("r", "s", "u", "q", "i", "a", "b")
+KINDS = ("r", "s", "u", "q", "i", "a", "b", "d")
+UNBOUND = ("r", "b", "d")     # kinds no session owns: DROP leaves them alone
 ENOSPC = 28
 FRAME_MAX = 16 * 1024 * 1024  # a frame header announcing more is corruption, not a record
 
@@ -225,7 +229,7 @@ class State:
                 d.pop((op[1], op[2], op[3]), None)
             elif op[0] == DROP:
                 cid = op[1]
-                for k in [k for k in d if k[1] == cid and k[0] != "r" and k[0] != "b"]:
+                for k in [k for k in d if k[1] == cid and k[0] not in UNBOUND]:
                     del d[k]
 
     def items(self, first):
@@ -256,7 +260,7 @@ def coalesce(ops):
             out.append(op)
             continue
         k = (op[1], op[2], op[3])
-        if k in later or (op[1] != "r" and op[1] != "b" and op[2] in dropped):
+        if k in later or (op[1] not in UNBOUND and op[2] in dropped):
             continue
         later.add(k)
         out.append(op)
@@ -270,7 +274,7 @@ def describe(op):
         return "end of session %s" % op[1]
     what = {"r": "retained message", "s": "session", "u": "subscription", "q": "queued message",
             "i": "in-flight message", "a": "QoS 2 packet id awaiting PUBREL",
-            "b": "bridge queue message"}.get(op[1], op[1])
+            "b": "bridge queue message", "d": "bridge's QoS 2 packet id awaiting PUBREL"}.get(op[1], op[1])
     return "%s %s of %s %s" % ("store" if op[0] == PUT else "removal", what, op[2] or "-", op[3])
 
 
@@ -317,6 +321,7 @@ class Persist:
         self.seq = 1
         self.touched = False
         self.bridged = {}       # bridge name -> [(seq, value)] loaded, not yet claimed (bridge())
+        self.bridged_rel = {}   # bridge name -> {pid} ("d" records) loaded, not yet claimed
         self.waiting = []       # fn() to call once the ops pending now are stored (after_commit)
 
     # -- hooks (broker.py, connection.py) --
@@ -552,6 +557,9 @@ class Persist:
             if kind == "b":
                 self.bridged.setdefault(cid, []).append((key, v))
                 continue
+            if kind == "d":
+                self.bridged_rel.setdefault(cid, set()).add(key)
+                continue
             s = sessions.get(cid)
             if s is None:
                 if cid not in dropped:
@@ -609,12 +617,17 @@ class Persist:
                 del self.bridged[name]
                 continue
             lst.sort(key=lambda e: e[0])
+        for name in list(self.bridged_rel):
+            if name not in names or not names[name].get("enable", True):
+                for pid in self.bridged_rel.pop(name):
+                    self.ops.append([DEL, "d", name, pid])
         return {"retained": n_ret, "sessions": len(sessions), "queued": n_q, "inflight": n_i}
 
     # -- the bridges' queues (gatemq.bridge.BridgeQueue's store hook) --
 
     def bridge(self, name):
-        # -> (store, items): the hook for bridge name's queue, and the items loaded for it, in order.
+        # -> (store, items, rel): the hook for bridge name's queue and QoS 2 ids, the items loaded
+        # for it, in order, and the set of QoS 2 packet ids from its upstream awaiting PUBREL.
         from gatemq.bridge import Item
         b = self.b
         items = []
@@ -623,7 +636,7 @@ class Persist:
             it.pid = v[0]
             it.phase = v[1]
             items.append(it)
-        return BridgeStore(self, name), items
+        return BridgeStore(self, name), items, self.bridged_rel.pop(name, None) or set()
 
     def snapshot(self):
         # Every live record as a PUT op, from the broker's state (compaction writes these).
@@ -654,6 +667,9 @@ class Persist:
         for name, lst in self.bridged.items():      # loaded, the bridge not started yet
             for seq, v in lst:
                 yield [PUT, "b", name, seq, v]
+        for name, pids in self.bridged_rel.items():
+            for pid in pids:
+                yield [PUT, "d", name, pid, None]
         for br in b.bridges or ():
             st = br.queue.store
             if st is None:
@@ -662,11 +678,13 @@ class Persist:
             for it in list(q.inflight.values()) + q.items[q.head:]:
                 if it is not None and it.qos:
                     yield [PUT, "b", br.name, it.seq, st.value(it)]
+            for pid in br.awaiting_rel:
+                yield [PUT, "d", br.name, pid, None]
 
 
 class BridgeStore:
-    # BridgeQueue's store for one bridge: its items as "b" records, in the broker's ops (the same
-    # commit rounds and sync mode as everything else).
+    # One bridge's store: its queue's items as "b" records and its upstream's open QoS 2 packet ids
+    # as "d" records, in the broker's ops (the same commit rounds and sync mode as everything else).
     def __init__(self, persist, name):
         self.p = persist
         self.name = name
@@ -679,6 +697,12 @@ class BridgeStore:
 
     def done(self, it):
         self.p.ops.append([DEL, "b", self.name, it.seq])
+
+    def rel(self, pid):
+        self.p.ops.append([PUT, "d", self.name, pid, None])
+
+    def rel_done(self, pid):
+        self.p.ops.append([DEL, "d", self.name, pid])
 
 
 def _all_retained(b, now):

@@ -59,7 +59,8 @@ def _json(v):
     return v
 
 
-NAMES = {"r": "retained", "s": "session", "u": "subscription", "q": "queued", "i": "inflight", "a": "awaiting_rel", "b": "bridge_queue"}
+NAMES = {"r": "retained", "s": "session", "u": "subscription", "q": "queued", "i": "inflight", "a": "awaiting_rel", "b": "bridge_queue",
+         "d": "bridge_awaiting_rel"}
 
 
 def main(argv):

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS state (kind TEXT NOT NULL, client TEXT NOT NULL, key 
 """
 
 
+# a session's end: every record of that client but the kinds no session owns
+_DROP = "DELETE FROM state WHERE client = ? AND kind NOT IN (%s)" % ", ".join("'%s'" % k for k in P.UNBOUND)
+
+
 def _full(e):
     return isinstance(e, sqlite3.OperationalError) and ("full" in str(e) or "disk I/O" in str(e))
 
@@ -70,7 +74,7 @@ class SqliteStore:
                 elif o == P.DEL:
                     db.execute("DELETE FROM state WHERE kind = ? AND client = ? AND key = ?", (op[1], op[2], op[3]))
                 else:
-                    db.execute("DELETE FROM state WHERE client = ? AND kind NOT IN ('r', 'b')", (op[1],))
+                    db.execute(_DROP, (op[1],))
             db.execute("COMMIT")
         except sqlite3.Error as e:
             try:

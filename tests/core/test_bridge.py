@@ -364,3 +364,46 @@ def test_qos2_from_upstream_is_delivered_once_across_a_lost_link_with_the_sessio
     up.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"again", 2, False, False, 11, b"\x00", 5)))
     h.pump()
     assert [p.payload for p in local.publishes()] == [b"again"]
+
+
+def test_qos2_from_upstream_is_delivered_once_across_a_gateway_restart():
+    # The PUBREC went up and the gateway died. The upstream (its session present) resends the
+    # PUBLISH with DUP: the packet id awaiting PUBREL was stored with the message, so the resend is
+    # acknowledged and not delivered a second time. PUBREL forgets the id, and the PUBCOMP goes up
+    # only after that is stored (the upstream may reuse the id once it has PUBCOMP).
+    from gatemq import persist as P
+    h, p, up, store = _offline_subscriber_and_link()
+    q2 = lambda dup: bytes(codec.encode_publish(b"gw/1/cmd/q2", b"once", 2, False, dup, 11, b"\x00", 5))  # noqa: E731
+    up.b.feed(q2(False))
+    h.pump()
+    assert p.commit(store)
+    assert [(x.ptype, x.pid) for x in up.read()] == [(codec.PUBREC, 11)]
+    st = P.State()
+    for ops in store.commits:
+        st.apply(ops)
+    st.apply([[P.DROP, "cloud"]])       # a client named like the bridge ending leaves it alone
+    assert ("d", "cloud", 11) in st.d
+    h2 = Harness(PCFG)
+    p2 = _persisted(h2)
+    p2.load(st.items)
+    p2.take()       # the port's start-up compaction writes the state as loaded
+    h2.broker.bridges = [Bridge(h2.broker, "cloud", h2.broker.cfg["bridges"]["mqtt"]["cloud"])]
+    up2 = Up(h2)
+    up2.connect(session_present=True)
+    up2.read()
+    up2.b.feed(q2(True))
+    h2.pump()
+    store2 = _Store()
+    assert p2.commit(store2)        # the round's commit (the bridge's retained $SYS status, say)
+    assert [(x.ptype, x.pid) for x in up2.read()] == [(codec.PUBREC, 11)]
+    assert [d.msg.payload for d in h2.broker.sessions["app"].queue] == [b"once"]
+    # a compaction now keeps the id too
+    assert [op for op in p2.snapshot() if op[1] == "d"] == [[P.PUT, "d", "cloud", 11, None]]
+    up2.b.feed(codec.encode_ack(codec.PUBREL, 11, 0, None, 5))
+    assert up2.read() == [] and [P.DEL, "d", "cloud", 11] in p2.ops    # forgotten, not yet stored
+    assert p2.commit(store2)
+    assert [(x.ptype, x.pid) for x in up2.read()] == [(codec.PUBCOMP, 11)]
+    # the same id is a new message from now on
+    up2.b.feed(bytes(codec.encode_publish(b"gw/1/cmd/q2", b"next", 2, False, False, 11, b"\x00", 5)))
+    h2.pump()
+    assert [d.msg.payload for d in h2.broker.sessions["app"].queue] == [b"once", b"next"]
