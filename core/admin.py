@@ -334,7 +334,6 @@ class Api:
         self.metrics_auth = False
         self.metrics_read = None
         self.metrics_short = False
-        self.metrics_extra = None   # the port's own families (gatemq.prometheus.render's extra)
         # The Overview's charts: (time, connections, in/s, out/s, dropped/s) samples, at least
         # HISTORY_STEP seconds apart, over the last HISTORY_SPAN seconds (GET /monitor).
         self.history = []
@@ -373,7 +372,7 @@ class Api:
                 self.metrics_login(headers, peer_ip, now)
             from gatemq import prometheus
             return 200, Raw(prometheus.CONTENT_TYPE, prometheus.render(
-                self.b, self.listeners(), self.metrics_read, self.metrics_short, self.metrics_extra)), []
+                self.b, self.listeners(), self.metrics_read, self.metrics_short)), []
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise HttpError(401, "BAD_TOKEN", "log in with POST /api/v5/login and send "

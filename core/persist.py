@@ -305,6 +305,7 @@ class Persist:
     # broker.persist: the hooks queue ops, the port takes them (take) and commits them.
     # mode: commit | interval | none.
     collect = None      # the port's garbage collection, run now and then while load() builds
+    store_size = None   # the port's store's size() in bytes (Prometheus' persistence_store_bytes)
     full = False        # refusing new QoS 1/2 messages: store past max_size or the disk full
     full_why = None
 

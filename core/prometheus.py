@@ -5,8 +5,7 @@
 #
 #     text = prometheus.render(broker, listeners, read_file)
 #     # listeners: [(id, kind, name, lcfg, (host, port))] as gatemq.admin.Api gets them;
-#     # read_file(path) -> bytes, for the server certificates' expiry (None: left out); extra()
-#     # -> [(name, "gauge"|"counter", help, [(labels, value)])] of the port's own
+#     # read_file(path) -> bytes, for the server certificates' expiry (None: left out)
 from gatemq import der
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -69,7 +68,7 @@ def cert_not_after(data):
     return der.parse_certificate(data).not_after
 
 
-def render(broker, listeners, read_file=None, short=False, extra=None):
+def render(broker, listeners, read_file=None, short=False):
     # short: the gauges and the message counters only (a board short of heap); may be a function.
     if callable(short):
         short = short()
@@ -117,10 +116,9 @@ def render(broker, listeners, read_file=None, short=False, extra=None):
                    "(one write and one sync each)\n# TYPE gatemq_persistence_commit_seconds summary\n"
                    "gatemq_persistence_commit_seconds_sum %s\ngatemq_persistence_commit_seconds_count %s\n"
                    % (_num(pst.commit_seconds), _num(pst.commits)))
-    if extra is not None:
-        # The port's own families (the CPython port: the persistence store's size).
-        for name, kind, help_, samples in extra():
-            _family(out, name, kind, help_, samples)
+        if pst.store_size is not None:
+            _family(out, "persistence_store_bytes", "gauge", "Bytes the persistence store takes on disk",
+                    [("", pst.store_size())])
     if read_file is not None:
         certs = []
         for lid, kind, name, lc, bound in listeners:

@@ -98,7 +98,6 @@ class Dashboard:
                                  os.urandom, self._listeners)
             self.api.metrics_auth = self.cfg["prometheus"]["enable_basic_auth"]
             self.api.metrics_read = _read_bytes
-            self.api.metrics_extra = self._metrics_extra
             self._sample()
             self.api.reload_tls = srv.reload_listener
         except OSError as e:
@@ -129,15 +128,6 @@ class Dashboard:
             for sock in s.sockets:
                 a = sock.getsockname()
                 log("info", "listener %s:dashboard listening on %s:%d" % (kind, a[0], a[1]))
-
-    def _metrics_extra(self):
-        # Prometheus: the persistence store's size, when persistence is on.
-        dur = getattr(self.srv, "durable", None)
-        store = getattr(dur, "store", None) if dur is not None else None
-        if store is None:
-            return []
-        return [("persistence_store_bytes", "gauge", "Bytes the persistence store takes on disk",
-                 [("", store.size())])]
 
     def _sample(self):
         # The Overview's charts: a history sample every 5 s (gatemq.admin.Api.record).

@@ -190,6 +190,7 @@ class Durable:
                                                          counts["queued"], counts["inflight"],
                                                          time.monotonic() - t0, self.mode))
         self.persist.commit(self.store)   # expired and orphaned records removed
+        self.persist.store_size = self.store.size
         self.sync = P.Sync(self.persist, self.store, pc["sync_interval"], time.monotonic())
 
     def _open(self, pc):

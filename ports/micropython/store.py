@@ -214,6 +214,7 @@ class Durable:
                 self.store.path, counts["retained"], counts["sessions"], counts["queued"], counts["inflight"],
                 frames, clock() - t0, self.mode))
         self.sync = P.Sync(self.persist, self.store, pc["sync_interval"], clock())
+        self.persist.store_size = self.store.size
 
     def defer(self, srv):
         # Server.pump: True while this round's changes wait for the group commit, a task that runs
