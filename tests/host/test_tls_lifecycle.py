@@ -16,6 +16,7 @@ import time
 import pytest
 
 from brokers import DEFAULT_RUNTIME
+from clients import V311
 from conftest import require_gatemq
 from cryptography.x509.oid import NameOID
 from tlsutil import PKI, client_context, now, ssl_config, ssl_port, tls_client
@@ -245,19 +246,26 @@ def _crl_broker(make_broker, tmp_path, p, on):
 
 
 def test_disconnect_revoked_drops_the_revoked_device_only(make_broker, tmp_path):
+    # An MQTT 5 device gets DISCONNECT 0x87; a 3.1.1 one (no DISCONNECT from a server there) has its
+    # connection closed.
     p = _pki(tmp_path)
+    dev3 = p.leaf(p.root, "dev3", [(NameOID.COMMON_NAME, "dev3")])
     b, crl = _crl_broker(make_broker, tmp_path, p, True)
     victim = tls_client(b, p.root, p.dev1, client_id="victim")
+    old = tls_client(b, p.root, dev3, client_id="victim311", version=V311)
     other = tls_client(b, p.root, p.dev2, client_id="other")
     assert other.subscribe("rev/#", qos=1) == [1]
     _roundtrip(other, "rev/0", b"before")
     mark = b.mark()
     t0 = time.monotonic()
-    p.crl(p.root, [p.dev1], crl)
+    p.crl(p.root, [p.dev1, dev3], crl)
     b.wait_log_all(["client victim@", "disconnected: revoked"], start=mark, timeout=6)
+    b.wait_log_all(["client victim311@", "disconnected: revoked"], start=mark, timeout=6)
     rc = victim.wait_disconnected(2)
     assert time.monotonic() - t0 < 5.5
     assert rc == 0x87, rc
+    old.wait_disconnected(2)
+    assert not old.c.is_connected()
     serial = "%X" % p.dev1.serial
     serial = serial if len(serial) % 2 == 0 else "0" + serial
     b.wait_log_all(["client victim@", "disconnected: revoked (certificate serial %s" % serial], start=mark)
@@ -347,7 +355,8 @@ def test_client_attrs_from_the_certificate_drive_the_acl(make_broker, tmp_path):
           .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
           .add_extension(x509.SubjectAlternativeName([
               x509.DNSName("sensor1.site7.acme.lan"), x509.DNSName("s1.lan"),
-              x509.IPAddress(ipaddress.ip_address("10.7.0.1")), x509.RFC822Name("ops@acme.lan")]),
+              x509.IPAddress(ipaddress.ip_address("10.7.0.1")), x509.RFC822Name("ops@acme.lan"),
+              x509.UniformResourceIdentifier("urn:acme:device:sensor1")]),
               critical=False))
     from tlsutil import Issued
     sensor = Issued(sensor.key_obj, b_.sign(p.root.key_obj, hashes.SHA256()), p.root, p.folder, "sensor-san")
@@ -363,6 +372,7 @@ mqtt.client_attrs_init = [
   { expression = "nth(1, tokens(cert_san.dns, ','))", set_as_attr = first_host }
   { expression = "cert_san.ip", set_as_attr = ip }
   { expression = "cert_san.email", set_as_attr = email }
+  { expression = "cert_san.uri", set_as_attr = uri }
   { expression = "concat([upper(client_attrs.site), '-', substr(hash('sha256', cn), 0, 8)])", set_as_attr = tag }
 ]
 authorization { no_match = deny, deny_action = disconnect, sources = [ { type = file, path = "%s" } ] }
@@ -375,7 +385,7 @@ authorization { no_match = deny, deny_action = disconnect, sources = [ { type = 
     e = ev.connected(match=lambda cid: cid == "sensor1")
     import hashlib as _h
     want = {"site": "site7", "host": "sensor1.site7.acme.lan,s1.lan", "first_host": "sensor1.site7.acme.lan",
-            "ip": "10.7.0.1", "email": "ops@acme.lan",
+            "ip": "10.7.0.1", "email": "ops@acme.lan", "uri": "urn:acme:device:sensor1",
             "tag": "SITE7-" + _h.sha256(b"sensor1.site7.acme").hexdigest()[:8]}
     assert e["client_attrs"] == want, e
     status, body = api.call("GET", "/api/v5/clients/sensor1")
@@ -390,6 +400,30 @@ authorization { no_match = deny, deny_action = disconnect, sources = [ { type = 
     assert o.subscribe("sites/#", qos=1) == [1]
     _roundtrip(o, "sites/site9/temp", b"19")
     o.disconnect()
+    ev.close()
+
+
+def test_clientid_override_names_the_device_by_its_certificate(make_broker, tmp_path):
+    # mqtt.clientid_override (EMQX 5.7+): whatever client id a device sends, it is known by the
+    # expression's value, here the first label of its CN; a second connection of the same
+    # certificate under another client id takes the session over.
+    from tlsutil import Events
+    p = _pki(tmp_path)
+    sensor = p.leaf(p.root, "sensor", [(NameOID.COMMON_NAME, "sensor1.site7.acme")])
+    live = Live(tmp_path, p.server, [p.root.crt])
+    b = _broker(make_broker, live, "", 'mqtt.clientid_override = "concat([\'dev-\', nth(1, tokens(cn, \'.\'))])"\n')
+    ev = Events(b)
+    api = Api(b)
+    c = tls_client(b, p.root, sensor, client_id="whatever-it-says")
+    assert ev.connected(match=lambda cid: cid == "dev-sensor1")["clientid"] == "dev-sensor1"
+    status, body = api.call("GET", "/api/v5/clients/dev-sensor1")
+    assert status == 200 and body["clientid"] == "dev-sensor1", body
+    assert api.call("GET", "/api/v5/clients/whatever-it-says")[0] == 404
+    again = tls_client(b, p.root, sensor, client_id="something-else")
+    assert c.wait_disconnected(5) == 0x8E       # session taken over: the same client id
+    assert again.subscribe("ovr/#", qos=1) == [1]
+    _roundtrip(again, "ovr/1", b"x")
+    again.disconnect()
     ev.close()
 
 
