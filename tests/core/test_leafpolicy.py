@@ -96,3 +96,31 @@ def test_a_file_changed_within_the_last_seconds_is_checked_again_by_content():
     assert p.crl_changed()
     p.reload()
     assert f.reads == 2 and len(logs) == 1  # same bytes: read, not parsed again, not logged
+
+
+def test_the_server_certificate_expiry_warning_at_start_daily_and_after_a_reload():
+    # certwatch.Watch: within WARN_DAYS of its notAfter a listener's own certificate is named in a
+    # warning at the first sweep (start), again a day later, not in between; a reload with a
+    # certificate far from its end is quiet, and one near its end warns at once.
+    from gatemq import certwatch
+    from test_der import T_2025_02_28_12, LEAF2
+    logs = []
+    w = certwatch.Watch("ssl:default", {}, lambda level, msg: logs.append((level, msg)))
+    w.set_server(LEAF1)
+    near = T_2025_02_28_12 - 10 * 86400        # 10 days before LEAF1's notAfter
+    w.sweep(None, None, near)
+    assert logs == [("warning", "listener ssl:default: its certificate (serial FFEEDDCCBBAA99887766554433221100) "
+                     "expires at 2025-02-28T12:00:00Z; renew certfile and reload the listener")], logs
+    w.sweep(None, None, near + 3600)
+    assert len(logs) == 1
+    w.sweep(None, None, near + 86400)
+    assert len(logs) == 2 and "expires at" in logs[1][1]
+    w.sweep(None, None, T_2025_02_28_12 + 60)  # a day on: past its end
+    assert "expired at 2025-02-28T12:00:00Z" in logs[2][1]
+    far = certwatch.server_cert(LEAF2)[0] - (certwatch.WARN_DAYS + 1) * 86400
+    w.set_server(LEAF2)                         # reloaded with one more than WARN_DAYS from its end
+    w.sweep(None, None, far)
+    assert len(logs) == 3
+    w.set_server(LEAF1)                         # the fence: a near one warns at the next sweep
+    w.sweep(None, None, near + 5)
+    assert len(logs) == 4
