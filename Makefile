@@ -107,6 +107,7 @@ bench: venv firmware-files
 	$(PY) bench/run.py
 	$(PY) bench/bench_ws.py
 	$(PY) bench/bench_bridge.py
+	$(PY) bench/bench_variform_mp.py
 
 clean:
 	rm -rf build .pytest_cache
