@@ -86,6 +86,33 @@ def name_key(name_der):
     return tuple(out)
 
 
+def anchors(ca_ders):
+    # cacertfile's CAs (DER blobs) -> the name_keys of those that lead, by issuer name within the
+    # file, to a self-signed one: where a chain may end when ssl_options.partial_chain is false, as
+    # OpenSSL has it. mbedTLS (the MicroPython port) ends a chain at any CA of the file, an
+    # intermediate alone included, so that port checks the top of each chain against these. The
+    # file is the operator's, as trusted as its CAs: names are followed, signatures not checked.
+    issuer_of = {}
+    for d in ca_ders:
+        try:
+            c = der.parse_certificate(d)
+            issuer_of[name_key(c.subject_der)] = name_key(c.issuer_der)
+        except (DerError, ValueError, IndexError):
+            continue
+    out = set()
+    for s in issuer_of:
+        cur = s
+        for _ in range(len(issuer_of)):
+            up = issuer_of.get(cur)
+            if up is None:
+                break
+            if up == cur:
+                out.add(s)
+                break
+            cur = up
+    return out
+
+
 def required_usages(spec):
     # "clientAuth", "OID:1.3.6.1.5.5.7.3.2" or a comma-separated list of them -> list of OIDs.
     out = []

@@ -38,10 +38,6 @@ def check_options(name, o, kind="ssl"):
     if o["verify"] == "verify_peer" and not o["cacertfile"]:
         raise ConfigError("%s.cacertfile: verify = verify_peer needs the CA certificate(s) that "
                           "sign client certificates" % where)
-    if o.get("partial_chain"):
-        raise ConfigError("%s.partial_chain: MicroPython's tls module cannot make an intermediate CA "
-                          "a trust anchor (mbedTLS has no partial-chain option there); put the root "
-                          "CA in cacertfile, or set partial_chain = false" % where)
     if o.get("password"):
         raise ConfigError("%s.password: MicroPython cannot load an encrypted key; store the key "
                           "unencrypted as DER (openssl pkey -in key.pem -outform DER -out key.der)"
@@ -94,6 +90,7 @@ class Binder:
         self.log = log
         self.wallclock = wallclock
         self.pending = {}  # asyncio task -> Link, while that link's handshake runs
+        self.topped = set()  # tasks whose chain's top (the callback's first call) was checked
         self.verify = o["verify"] == "verify_peer"
         self.max_depth = o["depth"] + 1  # depth counts intermediates; the callback also sees the root
         self.o = o
@@ -104,7 +101,7 @@ class Binder:
         if o.get("ciphers"):
             log("warning", "listener %s: ssl_options.ciphers is ignored on MicroPython (mbedTLS "
                 "uses the suites compiled into the firmware)" % self.id)
-        self.ctx = self._context()
+        self.ctx, self.anchors = self._context()
         from gatemq.certwatch import Watch
         self.watch = Watch(self.id, o, log)
         self.watch.set_server(read(o["certfile"]))
@@ -128,7 +125,7 @@ class Binder:
         # the context they were made with. -> None, or why not (logged).
         try:
             leaf = LeafPolicy(self.id, self.o, stamp, self.read, self.wallclock, self.log)
-            ctx = self._context()
+            ctx, anchors = self._context()
             cert = self.read(self.o["certfile"])
         except (ConfigError, OSError, ValueError) as e:
             why = str(e)
@@ -139,6 +136,7 @@ class Binder:
         self.leaf = leaf
         self.crlfile = leaf.crlfile
         self.ctx = ctx
+        self.anchors = anchors
         self.watch.set_server(cert)
         o = self.o
         self.log("info", "listener %s: reloaded certfile %s, keyfile %s, cacertfile %s%s" % (
@@ -174,8 +172,13 @@ class Binder:
             raise ConfigError("listeners.%s.%s.ssl_options: certfile %s / keyfile %s refused by "
                               "mbedTLS (%s); both must be DER or PEM of one certificate and its "
                               "unencrypted key" % (self.kind, name, o["certfile"], o["keyfile"], e))
+        anchors = None
         if o["cacertfile"]:
-            for ca in _blobs(read, o["cacertfile"], "cacertfile", "CERTIFICATE"):
+            cas = _blobs(read, o["cacertfile"], "cacertfile", "CERTIFICATE")
+            if not o.get("partial_chain"):
+                from gatemq.x509 import anchors as find
+                anchors = find(cas)
+            for ca in cas:
                 try:
                     ctx.load_verify_locations(ca)
                 except (OSError, ValueError) as e:
@@ -189,7 +192,7 @@ class Binder:
             from gatemq import peercert  # noqa: F401
         else:
             ctx.verify_mode = tls.CERT_NONE
-        return ctx
+        return ctx, anchors
 
     def maybe_reload(self):
         # At each new connection, so revoking a device needs no restart.
@@ -206,15 +209,25 @@ class Binder:
         t = asyncio.current_task()
         if self.pending.get(t) is link:
             del self.pending[t]
+        self.topped.discard(t)
 
     def _callback(self, cert, depth):
         # Runs inside mbedTLS: never raise (an exception resets the connection), refuse with REFUSE.
         # mbedTLS calls it from the trust anchor down to the leaf (depth 0); it does not pass its
         # own verdict, so the reasons a refusal is logged with come from the checks made here.
         try:
-            link = self.pending.get(asyncio.current_task())
+            task = asyncio.current_task()
+            link = self.pending.get(task)
             if link is None:
                 return REFUSE  # a handshake we cannot attribute is a handshake we do not accept
+            if task not in self.topped:
+                # The first call is the chain's top: mbedTLS ends a chain at any CA of cacertfile,
+                # so without partial_chain it must be one that leads to a root there (x509.anchors).
+                self.topped.add(task)
+                if self.anchors is not None and self._unanchored(cert):
+                    link.refusal = ("unknown_ca", "the chain ends at a CA of cacertfile that no root "
+                                    "CA there issued (ssl_options.partial_chain = false)")
+                    return REFUSE
             if depth > self.max_depth:
                 link.refusal = ("chain_too_long", "%d intermediate CAs, ssl_options.depth = %d"
                                 % (depth - 1, self.max_depth - 1))
@@ -235,6 +248,13 @@ class Binder:
             except Exception:
                 pass
             return REFUSE
+
+    def _unanchored(self, cert):
+        from gatemq.x509 import name_key
+        try:
+            return name_key(der.parse_certificate(bytes(cert)).subject_der) not in self.anchors
+        except (DerError, ValueError, IndexError):
+            return True
 
     def _check_leaf(self, leaf):
         # -> (reason, detail) or None.

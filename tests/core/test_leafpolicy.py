@@ -124,3 +124,16 @@ def test_the_server_certificate_expiry_warning_at_start_daily_and_after_a_reload
     w.set_server(LEAF1)                         # the fence: a near one warns at the next sweep
     w.sweep(None, None, near + 5)
     assert len(logs) == 4
+
+
+def test_anchors_are_the_cas_that_lead_to_a_root_of_the_file():
+    # x509.anchors: where a chain may end without partial_chain (the MicroPython port checks the
+    # top of each chain against it; mbedTLS would end one at any CA of cacertfile).
+    from gatemq import der
+    from gatemq.x509 import anchors, name_key
+    from test_der import CA
+    key = lambda d: name_key(der.parse_certificate(d).subject_der)  # noqa: E731
+    assert anchors([CA]) == {key(CA)}                       # a root
+    assert anchors([LEAF1]) == set()                        # issued by a CA the file lacks
+    assert anchors([LEAF1, CA]) == {key(CA), key(LEAF1)}    # with its issuer's root: anchored
+    assert anchors([b"not a certificate", CA]) == {key(CA)}
