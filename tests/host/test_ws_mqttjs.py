@@ -1,6 +1,7 @@
 # MQTT.js (npm mqtt, installed into tests/js by `make test-tools`) over the CPython port's ws
-# listener: under Node in MQTT 3.1.1 and 5.0, and in the real headless Chromium of the Dashboard
-# test, where a page connects with MQTT.js, subscribes and shows a message a TCP client published.
+# listener: under Node in MQTT 3.1.1 and 5.0, over wss with a client certificate on both ports, and
+# in the real headless Chromium of the Dashboard test, where a page connects with MQTT.js,
+# subscribes and shows a message a TCP client published.
 import functools
 import http.server
 import json
@@ -36,14 +37,12 @@ def ws_broker(make_broker, extra=""):
                        listeners=[("tcp", "default"), ("ws", "default")])
 
 
-@pytest.mark.parametrize("version", [4, 5], ids=["3.1.1", "5.0"])
-def test_mqttjs_under_node(make_broker, mqttjs, version, uid):
-    b = ws_broker(make_broker)
+def _node_roundtrip(b, uid, version, url, *tls):
+    # MQTT.js connects to url, subscribes, gets what a TCP client publishes and echoes it back.
     tcp = Client(b.port, uid + "-tcp", V5).connect()
     assert tcp.subscribe(uid + "/reply", 1) == [1]
-    p = subprocess.Popen([NODE, os.path.join(JS, "mqttjs_client.js"), "ws://127.0.0.1:%d/mqtt" % b.ports[("ws", "default")],
-                          str(version), uid + "/to-js", uid + "/reply"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         cwd=JS)
+    p = subprocess.Popen([NODE, os.path.join(JS, "mqttjs_client.js"), url, str(version), uid + "/to-js", uid + "/reply"]
+                         + [str(x) for x in tls], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=JS)
     try:
         events = []
 
@@ -52,7 +51,7 @@ def test_mqttjs_under_node(make_broker, mqttjs, version, uid):
             assert line, "node ended: %s" % p.stderr.read().decode()[-500:]
             events.append(json.loads(line))
             return events[-1]
-        assert next_event()["event"] == "connected"
+        assert next_event()["event"] == "connected", events
         assert next_event() == {"event": "subscribed", "granted": [1]}
         b.wait_log_all(["connected (MQTT %s" % ("5.0" if version == 5 else "3.1.1"), "mqttjs-%d" % version])
         tcp.publish(uid + "/to-js", b"from tcp", qos=1)
@@ -66,6 +65,36 @@ def test_mqttjs_under_node(make_broker, mqttjs, version, uid):
             p.kill()
             p.wait()
         tcp.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5], ids=["3.1.1", "5.0"])
+def test_mqttjs_under_node(make_broker, mqttjs, version, uid):
+    b = ws_broker(make_broker)
+    _node_roundtrip(b, uid, version, "ws://127.0.0.1:%d/mqtt" % b.ports[("ws", "default")])
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_mqttjs_over_wss_with_a_client_certificate(make_broker, mqttjs, tmp_path, runtime, uid):
+    # MQTT.js under Node over wss, presenting a client certificate: mapped to its CN as on an ssl
+    # listener (peer_cert_as_username = cn), on both ports (the MicroPython one speaks TLS 1.2).
+    from tlsutil import Events, server_pki
+    from cryptography.x509.oid import NameOID
+    pki = server_pki(tmp_path / "pki")
+    dev = pki.leaf(pki.root, "js", [(NameOID.COMMON_NAME, "js-device")])
+    b = make_broker("""dashboard.enable = false
+listeners.wss.default {
+  bind = "127.0.0.1:0"
+  ssl_options { certfile = "%s", keyfile = "%s", cacertfile = "%s", verify = verify_peer,
+                fail_if_no_peer_cert = true, versions = ["tlsv1.2"] }
+}
+mqtt.peer_cert_as_username = cn
+""" % (pki.server.crt, pki.server.key, pki.root.crt), runtime=runtime,
+                    listeners=[("tcp", "default"), ("wss", "default")])
+    ev = Events(b)
+    _node_roundtrip(b, uid, 5, "wss://localhost:%d/mqtt" % b.ports[("wss", "default")],
+                    pki.root.crt, dev.crt, dev.key)
+    assert ev.connected(match=lambda cid: cid.startswith("mqttjs-5"))["username"] == "js-device"
+    ev.close()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
