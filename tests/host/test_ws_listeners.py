@@ -96,6 +96,16 @@ def wsb(pki, tmp_path_factory):
     b.stop()
 
 
+@pytest.fixture(scope="module", params=["cpython", "micropython"])
+def wsb_both(request, pki, tmp_path_factory):
+    # The same listeners on either port (this module's other tests run on CPython only).
+    from brokers import BrokerProcess
+    b = BrokerProcess(config(pki), runtime=request.param, tmp_path=tmp_path_factory.mktemp("wsb"),
+                      listeners=[("tcp", "default"), ("ws", "default"), ("wss", "default"), ("ssl", "default")])
+    yield b
+    b.stop()
+
+
 def wss_mapped_pubsub(b, ctx, uid, version, username, topic, payload):
     """A wss client with the certificate in CTX connects as USERNAME (its connected event) and gets
     back what it publishes to TOPIC at QoS 1."""
@@ -120,8 +130,9 @@ def test_wss_client_certificate_is_mapped_like_ssl(wsb, pki, version, uid):
 
 @pytest.mark.parametrize("case, word", [("revoked", "revoked"), ("noeku", "ext_key_usage"),
                                         ("stranger", "unknown_ca"), (None, "no_peer_cert")])
-def test_wss_refuses_with_the_ssl_listener_words(wsb, pki, case, word):
-    # Positive control: the same client with dev1's certificate connects (the test above).
+def test_wss_refuses_with_the_ssl_listener_words(wsb_both, pki, case, word, uid):
+    # Both ports: the wss listener checks a client certificate as the ssl listener does.
+    wsb = wsb_both
     dev = getattr(pki, case) if case else None
     for kind in ("wss", "ssl"):
         mark = wsb.mark()
@@ -141,6 +152,9 @@ def test_wss_refuses_with_the_ssl_listener_words(wsb, pki, case, word):
         assert data == b""
         line = wsb.wait_log_all(["%s:default" % kind, "rejected: " + word, "127.0.0.1:%d" % port], start=mark)
         assert "TLS client" in line
+    # Positive control: dev1's certificate connects over wss and is mapped.
+    wss_mapped_pubsub(wsb, client_context(pki.root.crt, pki.dev1.chain, pki.dev1.key), uid, V5,
+                      "dev-one", uid + "/t", b"over wss")
 
 
 class RawWS:
