@@ -18,10 +18,7 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-MP = os.path.join(ROOT, ".venv", "bin", "micropython")
-LIB = os.path.join(ROOT, "build", "mpy", "lib")
+from bench_dashboard_heap import LIB, MP     # the interpreter and the .mpy files a board gets
 
 DRIVER = """
 import gc, sys, time

@@ -281,15 +281,23 @@ class _SizedStore:
         return True
 
 
-def test_past_max_size_new_qos1_messages_are_refused_until_there_is_room():
-    from _harness import Harness
+def _keeper(h):
+    # Persistence attached to harness h, and "keeper" offline with a session subscribed to t at
+    # QoS 1: what it is sent is stored. -> the Persist.
     from gatemq import codec
-    h = Harness("persistence.enable = true\npersistence.max_size = 1MB\n")
     p = P.attach(h.broker, h.broker.cfg["persistence"])
     sub = h.client()
     sub.connect("keeper", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
     sub.subscribe(1, [("t", 1)])
-    sub.drop()      # offline with a session: what it is sent is stored
+    sub.drop()
+    return p
+
+
+def test_past_max_size_new_qos1_messages_are_refused_until_there_is_room():
+    from _harness import Harness
+    from gatemq import codec
+    h = Harness("persistence.enable = true\npersistence.max_size = 1MB\n")
+    p = _keeper(h)
     pub = h.connected("pub", 5)
     store = _SizedStore(2 * 1024 * 1024)
     pub.publish("t", b"one", 1, False, 1)
@@ -342,11 +350,7 @@ def test_a_round_of_publishes_is_one_write_and_no_ack_goes_out_before_it():
                     cl.got.append(codec.decode(b0, body, cl.version or 5))
 
     h = Port("persistence.enable = true\n")
-    p = P.attach(h.broker, h.broker.cfg["persistence"])
-    keeper = h.client()
-    keeper.connect("keeper", 5, clean_start=True, props={codec.P_SESSION_EXPIRY: 3600})
-    keeper.subscribe(1, [("t", 1)])
-    keeper.drop()       # offline with a session: what it is sent is stored
+    p = _keeper(h)
     pubs = [h.connected("p%d" % i, 5) for i in range(4)]
     p.take()
     store = _CountingStore(pubs)
