@@ -1,8 +1,9 @@
 """The MicroPython port on the unix port, beside the CPython port in the same run.
 
 Reports:
-  heap bytes per idle connection, plain and mutual TLS (MicroPython: gc.mem_free() deltas after
-      a collection, from the port's --heap-report lines; CPython: RSS deltas, for scale only)
+  heap bytes per idle connection, plain, WebSocket and mutual TLS (MicroPython: gc.mem_free()
+      deltas after a collection, from the port's --heap-report lines; CPython: RSS deltas, for
+      scale only)
   msgs/s 1 -> 1 at QoS 0 (pipelined) and QoS 1 (a window of unacknowledged PUBLISHes)
   handshakes/s: mutual-TLS connect + CONNECT/CONNACK, one after another
   event-loop stall: the longest PINGREQ -> PINGRESP round trip of a plain client while
@@ -42,6 +43,7 @@ def config(pki):
     # The demo's listeners (gatemq's --demo) on ports of their own.
     from gatemq.cpython.cli import demo_listeners
     return demo_listeners(pki["dir"], "127.0.0.1:0", "127.0.0.1:0") + """mqtt.max_inflight = 64
+listeners.ws.default.bind = "127.0.0.1:0"
 sys_topics.sys_msg_interval = disabled
 log.level = warning
 """
@@ -64,7 +66,7 @@ class Broker:
         threading.Thread(target=self._read, daemon=True).start()
         self.ports = {}
         deadline = time.monotonic() + 20
-        while len(self.ports) < 2:
+        while len(self.ports) < 3:
             for line in list(self.lines):
                 m = re.search(r"listener (\w+):\w+ listening on .*:(\d+)$", line)
                 if m:
@@ -113,7 +115,31 @@ def connect(port, cid, ctx=None):
     return s
 
 
-def idle_cost(b, port, n, ctx=None):
+def connect_ws(port, cid, ctx=None):
+    # MQTT over WebSocket: the upgrade, then CONNECT in one masked binary frame; CONNACK is read
+    # from the server's unmasked frame (2 bytes of header, 4 of CONNACK).
+    from loadgen import connect_packet
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1024)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError("no WebSocket upgrade: %r" % head[:40])
+    pkt = connect_packet(cid)
+    mask = b"\x01\x02\x03\x04"
+    s.sendall(bytes((0x82, 0x80 | len(pkt))) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(pkt)))
+    got = b""
+    while len(got) < 6:
+        got += s.recv(6 - len(got))
+    if got[2] != 0x20:
+        raise ConnectionError("expected CONNACK over ws, got %r" % got)
+    return s
+
+
+def idle_cost(b, port, n, ctx=None, connect=connect):
     before = b.heap_used()
     socks = [connect(port, "idle-%d" % i, ctx) for i in range(n)]
     after = b.heap_used()
@@ -218,6 +244,8 @@ def run(runtime, pki, conf, seconds):
     try:
         r = {}
         r["idle_plain_bytes"] = idle_cost(b, b.ports["tcp"], 50)
+        connect_ws(b.ports["ws"], "warm-up").close()   # the first one loads the WebSocket code
+        r["idle_ws_bytes"] = idle_cost(b, b.ports["ws"], 50, connect=connect_ws)
         r["idle_tls_bytes"] = idle_cost(b, b.ports["ssl"], 10, tls_ctx(pki))
         r["qos0_msgs_s"] = flow(b, 0, seconds)
         r["qos1_msgs_s"] = flow(b, 1, seconds)
@@ -245,6 +273,7 @@ def main(argv=None):
         print(json.dumps(res, indent=2))
         return
     rows = [("idle plain connection", "heap bytes (MP) / RSS bytes (CPython)", "idle_plain_bytes"),
+            ("idle WebSocket connection", "heap bytes (MP) / RSS bytes (CPython)", "idle_ws_bytes"),
             ("idle mutual-TLS connection", "heap bytes (MP) / RSS bytes (CPython)", "idle_tls_bytes"),
             ("QoS 0, 1 -> 1", "msgs/s", "qos0_msgs_s"),
             ("QoS 1, 1 -> 1", "msgs/s", "qos1_msgs_s"),
