@@ -1,6 +1,7 @@
 # The bridge against Debian's Mosquitto over mutual TLS (require_certificate, use_identity_as_username,
 # an ACL confining each gateway to gw/<its CN>/#), started and stopped here: forwards, commands
-# down, loop prevention, a refused forward, an outage of 1,000 QoS 1 messages, TLS failures.
+# down, loop prevention, a refused forward, QoS 2 both ways, an outage of 1,000 QoS 1 messages, TLS
+# failures.
 import datetime
 import json
 import os
@@ -88,6 +89,40 @@ def test_forward_command_down_loop_and_refusal(make_broker, pki, upstream, runti
     m = watcher.expect(timeout=10)
     assert m.topic == "gw/gw-17/sensors/after" and m.payload == b"ok"
     for c in (dev, watcher, other):
+        c.disconnect()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_qos2_both_ways_exactly_once(make_broker, pki, upstream, runtime):
+    # A forward and a subscription at QoS 2: PUBLISH, PUBREC, PUBREL, PUBCOMP with Mosquitto on
+    # the other side, up and down; each message arrives once, in order, at QoS 2.
+    watcher = upstream.client(pki.watcher, "watcher")
+    watcher.subscribe("gw/#", qos=2)
+    gw = make_broker(gw_config(pki, upstream, runtime, forwards=[("sensors/#", "gw/gw-17/sensors/#", 2)],
+                               subscription=[("gw/gw-17/cmd/#", "cmd/#", 2)]), runtime=runtime)
+    gw.wait_log("bridge mqtt:cloud: connected", timeout=10)
+    dev = Client(gw.port, "dev1")
+    dev.connect()
+    assert dev.subscribe("cmd/#", qos=2) == [2]
+    want = [b"%d" % i for i in range(20)] + [b"end"]
+    for p in want:
+        dev.publish("sensors/q2", p, qos=2, wait=False)
+    got = []
+    while not got or got[-1].payload != b"end":
+        got.append(watcher.expect(timeout=10))
+    assert [(m.topic, m.qos) for m in got] == [("gw/gw-17/sensors/q2", 2)] * len(want)
+    assert [m.payload for m in got] == want
+    for p in want:
+        watcher.publish("gw/gw-17/cmd/q2", p, qos=2, wait=False)
+    down = []
+    while not down or down[-1].payload != b"end":
+        down.append(dev.expect(timeout=10))
+    assert [(m.topic, m.qos) for m in down] == [("cmd/q2", 2)] * len(want)
+    assert [m.payload for m in down] == want
+    dev.expect_none(timeout=0.3)                # no second copy of any of them ...
+    dev.publish("cmd/fence", b"f", qos=2)       # ... and the subscription still delivers
+    assert dev.expect(timeout=10).payload == b"f"
+    for c in (dev, watcher):
         c.disconnect()
 
 
