@@ -63,16 +63,17 @@ def status_until(sub, pred, timeout=15):
             return m, info
 
 
-@pytest.mark.parametrize("runtime", ["cpython"])
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
 def test_gatemq_upstream_acl_on_cert_cn_and_visible_state(make_broker, tmp_path, pki, runtime):
     up = start_upstream(make_broker, tmp_path, pki)
     w = watcher(up, pki)
     w.subscribe("gw/#", qos=1)
+    ssl = {"certfile": pki.gw.crt, "keyfile": pki.gw.key, "cacertfile": pki.root.crt}
     conf = ('node.name = "gw17@127.0.0.1"\ndashboard.listeners.http.bind = "127.0.0.1:0"\n' +
             bridge_config("cloud", "mqtts://127.0.0.1:%d" % ssl_port(up),
                           [("sensors/#", "gw/gw-17/sensors/#", 1), ("other/#", None, 1)],
                           [("gw/gw-17/cmd/#", "cmd/#", 1)],
-                          {"certfile": pki.gw.crt, "keyfile": pki.gw.key, "cacertfile": pki.root.crt}))
+                          dict(pki.der) if runtime == "micropython" else ssl))   # a board keeps DER
     gw = make_broker(conf, runtime=runtime, listeners=[("tcp", "default"), ("http", "dashboard")])
     gw.wait_log("bridge mqtt:cloud: connected", timeout=10)
     # The upstream mapped the gateway's certificate to its username.
