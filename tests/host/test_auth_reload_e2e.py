@@ -76,15 +76,18 @@ authorization { no_match = deny, sources = [{ type = file, path = "%s" }] }
     return users, acl, config
 
 
-RUNTIMES = pytest.mark.parametrize("runtime", ["cpython", "micropython"])
-
-
-@RUNTIMES
-def test_sighup_reloads_users_and_acl_without_dropping_clients(make_broker, files, runtime):
+@pytest.fixture(params=["cpython", "micropython"])
+def running(request, make_broker, files):
+    # A broker of each port on those files, and alice connected as "first".
     users, acl, config = files
-    b = make_broker(config, runtime=runtime)
+    b = make_broker(config, runtime=request.param)
     first, rc = _connect(b.port, "first", "alice", "pw-alice")
     assert rc == 0
+    return users, acl, b, first
+
+
+def test_sighup_reloads_users_and_acl_without_dropping_clients(running):
+    users, acl, b, first = running
     assert _subscribe_codes(first, "t/keep", 1) == [1]
     assert _publish_rc(first, "t/secret", 2) in (0, 0x10)
     assert _login_rc(b.port, "carol-1", "carol", "pw-carol") == 0x87
@@ -113,12 +116,8 @@ def test_sighup_reloads_users_and_acl_without_dropping_clients(make_broker, file
     carol.close()
 
 
-@RUNTIMES
-def test_broken_file_keeps_the_old_rules_and_logs_where(make_broker, files, runtime):
-    users, acl, config = files
-    b = make_broker(config, runtime=runtime)
-    first, rc = _connect(b.port, "first", "alice", "pw-alice")
-    assert rc == 0
+def test_broken_file_keeps_the_old_rules_and_logs_where(running):
+    users, acl, b, first = running
 
     # a mistake on line 3 of the acl file; the users file alone would have been fine
     _write_users(users, [("alice", "pw-alice"), ("dave", "pw-dave")])

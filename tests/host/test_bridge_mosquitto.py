@@ -105,20 +105,18 @@ def test_qos2_both_ways_exactly_once(make_broker, pki, upstream, runtime):
     dev.connect()
     assert dev.subscribe("cmd/#", qos=2) == [2]
     want = [b"%d" % i for i in range(20)] + [b"end"]
-    for p in want:
-        dev.publish("sensors/q2", p, qos=2, wait=False)
-    got = []
-    while not got or got[-1].payload != b"end":
-        got.append(watcher.expect(timeout=10))
-    assert [(m.topic, m.qos) for m in got] == [("gw/gw-17/sensors/q2", 2)] * len(want)
-    assert [m.payload for m in got] == want
-    for p in want:
-        watcher.publish("gw/gw-17/cmd/q2", p, qos=2, wait=False)
-    down = []
-    while not down or down[-1].payload != b"end":
-        down.append(dev.expect(timeout=10))
-    assert [(m.topic, m.qos) for m in down] == [("cmd/q2", 2)] * len(want)
-    assert [m.payload for m in down] == want
+
+    def through(sender, topic, receiver, arrives_as):
+        # want sent at QoS 2 one way: each arrives once, in order, at QoS 2, under its mapped topic
+        for p in want:
+            sender.publish(topic, p, qos=2, wait=False)
+        got = []
+        while not got or got[-1].payload != b"end":
+            got.append(receiver.expect(timeout=10))
+        assert [(m.topic, m.qos, m.payload) for m in got] == [(arrives_as, 2, p) for p in want]
+
+    through(dev, "sensors/q2", watcher, "gw/gw-17/sensors/q2")
+    through(watcher, "gw/gw-17/cmd/q2", dev, "cmd/q2")
     dev.expect_none(timeout=0.3)                # no second copy of any of them ...
     dev.publish("cmd/fence", b"f", qos=2)       # ... and the subscription still delivers
     assert dev.expect(timeout=10).payload == b"f"

@@ -20,6 +20,7 @@ from clients import V311, V5, Client
 from conftest import require_gatemq
 from tlsutil import client_context, server_pki
 import rawmqtt as R
+from test_prometheus_text import _samples as samples   # tests/core: the same text checks
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DASH = 'dashboard.listeners.http.bind = "127.0.0.1:0"\n'
@@ -52,21 +53,6 @@ def get(b, path="/api/v5/prometheus/stats", headers=None):
             return r.status, r.headers.get("Content-Type"), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read().decode()
-
-
-def samples(text):
-    """{'name{labels}': value} of a text exposition, checking every sample has its # TYPE."""
-    out = {}
-    typed = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-        elif line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            name = key.split("{")[0]
-            assert name in typed or name.rsplit("_", 1)[0] in typed, line   # a summary's _sum, _count
-            out[key] = float(value)
-    return out
 
 
 def traffic(b, pki, uid):

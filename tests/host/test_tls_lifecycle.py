@@ -421,10 +421,11 @@ def test_clientid_override_names_the_device_by_its_certificate(make_broker, tmp_
     assert api.call("GET", "/api/v5/clients/whatever-it-says")[0] == 404
     again = tls_client(b, p.root, sensor, client_id="something-else")
     assert c.wait_disconnected(5) == 0x8E       # session taken over: the same client id
+    ev.close()
+    assert api.call("GET", "/api/v5/clients/dev-sensor1")[0] == 200
     assert again.subscribe("ovr/#", qos=1) == [1]
     _roundtrip(again, "ovr/1", b"x")
     again.disconnect()
-    ev.close()
 
 
 def test_peersni_is_the_server_name_the_client_sent(make_broker, tmp_path):
