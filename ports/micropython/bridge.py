@@ -70,6 +70,7 @@ class BridgePort(Output):
         self.sock = None
         self.raw = None
         self.reader = None
+        self.gone = None    # why the link ended, found while the reader task itself was running
 
     def start(self):
         asyncio.create_task(self.run())
@@ -81,9 +82,17 @@ class BridgePort(Output):
         if self.b.closing and self.sock is not None and self.out is None:
             self._shut()
 
-    def _shut(self):
+    def _shut(self, why=None):
+        # Ends the reader task. Called from inside it (an ack or PUBLISH written while it feeds the
+        # core found the socket gone, or the core closing), a task cannot cancel itself ("can't
+        # cancel self", which showed as the bridge's last_error): it returns with why after that
+        # feed instead.
         t = self.reader
-        if t is not None:
+        if t is None:
+            return
+        if t is asyncio.current_task():
+            self.gone = why or self.b.closing or ("closed", "closed")
+        else:
             t.cancel()
 
     def io(self):
@@ -103,6 +112,7 @@ class BridgePort(Output):
                 self.srv.pump()
                 kind, detail = self._connect(host, port, tls_on)
                 if kind is None:
+                    self.gone = None
                     self.reader = asyncio.create_task(self._read())
                     try:
                         kind, detail = await self.reader
@@ -174,6 +184,8 @@ class BridgePort(Output):
             self.srv.pump()
             if b.closing:
                 return b.closing
+            if self.gone is not None:
+                return self.gone
             await asyncio.sleep_ms(0)
 
     # -- writing (link.Output)
@@ -183,7 +195,8 @@ class BridgePort(Output):
         return self.sock is None
 
     def _failed(self, e):
-        self._shut()
+        self._shut(("error", "out of memory writing upstream") if isinstance(e, MemoryError)
+                   else ("closed", "writing upstream failed: %s" % (e,)))
 
     def _backlog(self, on):
         # The core's bridge holds its output back while the upstream does not take it.
