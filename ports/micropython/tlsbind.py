@@ -176,8 +176,17 @@ class Binder:
         if o["cacertfile"]:
             cas = _blobs(read, o["cacertfile"], "cacertfile", "CERTIFICATE")
             if not o.get("partial_chain"):
-                from gatemq.x509 import anchors as find
-                anchors = find(cas)
+                # the anchored CAs as the bytes mbedTLS hands the callback: a set lookup per
+                # handshake, no certificate parsed then
+                from gatemq.x509 import anchors as find, name_key
+                keys = find(cas)
+                anchors = set()
+                for ca in cas:
+                    try:
+                        if name_key(der.parse_certificate(ca).subject_der) in keys:
+                            anchors.add(bytes(ca))
+                    except (DerError, ValueError, IndexError):
+                        pass
             for ca in cas:
                 try:
                     ctx.load_verify_locations(ca)
@@ -224,7 +233,7 @@ class Binder:
                 # The first call is the chain's top: mbedTLS ends a chain at any CA of cacertfile,
                 # so without partial_chain it must be one that leads to a root there (x509.anchors).
                 self.topped.add(task)
-                if self.anchors is not None and self._unanchored(cert):
+                if self.anchors is not None and bytes(cert) not in self.anchors:
                     link.refusal = ("unknown_ca", "the chain ends at a CA of cacertfile that no root "
                                     "CA there issued (ssl_options.partial_chain = false)")
                     return REFUSE
@@ -248,13 +257,6 @@ class Binder:
             except Exception:
                 pass
             return REFUSE
-
-    def _unanchored(self, cert):
-        from gatemq.x509 import name_key
-        try:
-            return name_key(der.parse_certificate(bytes(cert)).subject_der) not in self.anchors
-        except (DerError, ValueError, IndexError):
-            return True
 
     def _check_leaf(self, leaf):
         # -> (reason, detail) or None.
